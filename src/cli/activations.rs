@@ -1,0 +1,108 @@
+//! `convscope activations`: a layer's channels as a grid of maps.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use super::info::shape_text;
+use super::{print_json, Session};
+use crate::input::Fit;
+use crate::model::Keep;
+use crate::viz::activations::{ChannelNorm, GridStyle, LayerOutput};
+use crate::viz::colormap::Colormap;
+use crate::viz::render::{factor_for, save_npy, save_png, upscale};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Model folder, model.toml or checkpoint (default: from config.toml).
+    pub model: Option<PathBuf>,
+    /// Image file (default: from config.toml).
+    pub image: Option<PathBuf>,
+    /// Layer or module name, e.g. features.28 or layer4 (see `convscope info`).
+    #[arg(long)]
+    pub layer: String,
+    /// Show one channel, enlarged, instead of the grid.
+    #[arg(long)]
+    pub channel: Option<usize>,
+    /// Output PNG (default: a descriptive name in the output folder).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    pub colormap: Option<Colormap>,
+    /// Per-channel normalisation.
+    #[arg(long, value_enum)]
+    pub norm: Option<ChannelNorm>,
+    /// Maps per grid row.
+    #[arg(long, default_value_t = 16)]
+    pub per_row: usize,
+    #[arg(long = "crop", value_enum)]
+    pub fit: Option<Fit>,
+    /// Also write the layer's raw output (C, H, W) as a NumPy .npy file.
+    #[arg(long, value_name = "FILE")]
+    pub npy: Option<PathBuf>,
+    /// Machine-readable summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(session: &Session, args: &Args) -> Result<()> {
+    let model = session.model(args.model.as_deref())?;
+    let node = model.graph.find(&args.layer)?;
+    let image_path = session.image_path(args.image.as_deref());
+    let image = session.image(image_path)?;
+    let acts = model.run(&image, session.fit(args.fit), &Keep::Only(vec![node]))?;
+    let tensor = acts.get(node).context("the layer's output was not kept")?;
+    let output = LayerOutput::from_tensor(tensor)?;
+    let style = GridStyle {
+        colormap: args.colormap.unwrap_or(session.config.colormap),
+        norm: args.norm.unwrap_or(session.config.norm),
+        per_row: args.per_row,
+        ..GridStyle::default()
+    };
+    let picture = match args.channel {
+        Some(c) => {
+            let img = output.channel_image(c, style.colormap, style.norm)?;
+            upscale(&img, factor_for(img.width(), img.height(), 256))
+        }
+        None => output.grid_image(&style)?,
+    };
+    let layer_name = &model.graph.node(node).name;
+    let path = match &args.output {
+        Some(p) => p.clone(),
+        None => {
+            let dir = &session.config.output_dir;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let which = args
+                .channel
+                .map_or("grid".to_string(), |c| format!("ch{c}"));
+            dir.join(format!(
+                "{}_{}_activations_{which}.png",
+                model.name, layer_name
+            ))
+        }
+    };
+    save_png(&picture, &path, &[("convscope:layer", layer_name.clone())])?;
+    if let Some(npy) = &args.npy {
+        save_npy(&tensor.get(0)?, npy)?;
+    }
+    let shape = &model.graph.node(node).shape;
+    if args.json {
+        return print_json(&json!({
+            "model": model.name,
+            "layer": layer_name,
+            "shape": shape[1..],
+            "output": path,
+            "channels": output.channel_stats(),
+        }));
+    }
+    println!(
+        "{}: {layer_name} ({}, {}) -> {}",
+        model.name,
+        model.graph.node(node).op.kind(),
+        shape_text(shape),
+        path.display()
+    );
+    Ok(())
+}

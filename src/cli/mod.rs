@@ -1,0 +1,100 @@
+//! The command line: global options, the headless subcommands, and what they share.
+
+mod activations;
+mod info;
+mod predict;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use candle_core::Device;
+use clap::{Parser, Subcommand};
+use image::RgbImage;
+
+use crate::config::Config;
+use crate::input::{self, Fit};
+use crate::model::{device::parse_device, Model};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "convscope",
+    version,
+    about = "See inside convolutional networks from the terminal"
+)]
+#[command(arg_required_else_help = true)]
+pub struct Cli {
+    /// Config file (default: ./config.toml, then the user's convscope/config.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, global = true)]
+    pub device: Option<String>,
+    /// Architecture of a bare checkpoint (vgg11..vgg19_bn, resnet18..resnet152), instead of
+    /// detecting it.
+    #[arg(long, global = true)]
+    pub arch: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The layer tree with output shapes and parameter counts.
+    Info(info::Args),
+    /// Top classes for an image.
+    Predict(predict::Args),
+    /// A layer's channels as a grid of maps (or one map enlarged).
+    Activations(activations::Args),
+}
+
+/// What every subcommand starts from: the config and the device.
+pub struct Session {
+    pub config: Config,
+    pub device: Device,
+    pub arch: Option<String>,
+}
+
+impl Session {
+    pub fn new(cli: &Cli) -> Result<Session> {
+        let config = Config::load(cli.config.as_deref())?;
+        let device = parse_device(cli.device.as_deref().unwrap_or(&config.device))?;
+        Ok(Session {
+            config,
+            device,
+            arch: cli.arch.clone(),
+        })
+    }
+
+    pub fn model(&self, path: Option<&Path>) -> Result<Model> {
+        let path = path.unwrap_or(&self.config.model);
+        Model::open(path, self.arch.as_deref(), &self.device)
+    }
+
+    pub fn image_path<'a>(&'a self, path: Option<&'a Path>) -> &'a Path {
+        path.unwrap_or(&self.config.image)
+    }
+
+    pub fn image(&self, path: &Path) -> Result<RgbImage> {
+        input::load_image(path, self.config.image_limits())
+    }
+
+    pub fn fit(&self, fit: Option<Fit>) -> Fit {
+        fit.unwrap_or(self.config.fit)
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    let session = Session::new(&cli)?;
+    match &cli.command {
+        Command::Info(a) => info::run(&session, a),
+        Command::Predict(a) => predict::run(&session, a),
+        Command::Activations(a) => activations::run(&session, a),
+    }
+}
+
+/// Prints a value as pretty JSON on stdout.
+fn print_json(value: &serde_json::Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! Adds layers to a graph, taking each layer's parameters from a [`Weights`] source under its
+//! PyTorch name (`{name}.weight`, `{name}.running_mean`, ...).
+
+use anyhow::{anyhow, Result};
+use candle_core::Tensor;
+
+use crate::model::graph::{Graph, NodeId};
+use crate::model::ops::{Conv2d, Op, PoolKind};
+use crate::model::pool::PoolGeometry;
+use crate::model::weights::Weights;
+
+/// Graph under construction plus its parameter source.
+pub struct Builder<'a> {
+    graph: Graph,
+    weights: &'a mut dyn Weights,
+}
+
+/// Geometry of a convolution layer.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvSpec {
+    pub out_channels: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+    pub dilation: usize,
+    pub groups: usize,
+    pub bias: bool,
+}
+
+impl ConvSpec {
+    /// A `k`x`k` convolution with stride 1, dilation 1, one group.
+    pub fn new(out_channels: usize, kernel: usize, padding: usize, bias: bool) -> Self {
+        ConvSpec {
+            out_channels,
+            kernel,
+            stride: 1,
+            padding,
+            dilation: 1,
+            groups: 1,
+            bias,
+        }
+    }
+
+    pub fn stride(mut self, stride: usize) -> Self {
+        self.stride = stride;
+        self
+    }
+}
+
+impl<'a> Builder<'a> {
+    pub fn new((c, h, w): (usize, usize, usize), weights: &'a mut dyn Weights) -> Self {
+        Builder {
+            graph: Graph::new(c, h, w),
+            weights,
+        }
+    }
+
+    pub fn finish(self) -> Graph {
+        self.graph
+    }
+
+    pub fn weights(&self) -> &dyn Weights {
+        &*self.weights
+    }
+
+    /// Output shape of a node already added.
+    pub fn shape(&self, id: NodeId) -> &[usize] {
+        &self.graph.node(id).shape
+    }
+
+    pub fn last(&self) -> NodeId {
+        self.graph.output()
+    }
+
+    pub fn op(&mut self, name: &str, op: Op, inputs: &[NodeId]) -> Result<NodeId> {
+        self.graph.add(name, op, inputs).map_err(|e| anyhow!(e))
+    }
+
+    fn param(&mut self, name: &str, suffix: &str, shape: &[usize]) -> Result<Tensor> {
+        self.weights.take(&format!("{name}.{suffix}"), shape)
+    }
+
+    fn channels(&self, input: NodeId) -> usize {
+        self.shape(input).get(1).copied().unwrap_or(0)
+    }
+
+    pub fn conv(&mut self, name: &str, input: NodeId, spec: ConvSpec) -> Result<NodeId> {
+        let cin = self.channels(input);
+        if spec.groups == 0 || cin % spec.groups != 0 || spec.out_channels % spec.groups != 0 {
+            anyhow::bail!(
+                "layer {name}: {cin} input and {} output channels do not split into {} groups",
+                spec.out_channels,
+                spec.groups
+            );
+        }
+        let shape = [
+            spec.out_channels,
+            cin / spec.groups,
+            spec.kernel,
+            spec.kernel,
+        ];
+        let weight = self.param(name, "weight", &shape)?;
+        let bias = if spec.bias {
+            Some(self.param(name, "bias", &[spec.out_channels])?)
+        } else {
+            None
+        };
+        let op = Op::Conv2d(Conv2d {
+            weight,
+            bias,
+            stride: spec.stride,
+            padding: spec.padding,
+            dilation: spec.dilation,
+            groups: spec.groups,
+        });
+        self.op(name, op, &[input])
+    }
+
+    /// Eval-mode batch norm folded into a per-channel scale and shift.
+    pub fn batch_norm(&mut self, name: &str, input: NodeId, eps: f64) -> Result<NodeId> {
+        let c = self.channels(input);
+        let gamma = self.param(name, "weight", &[c])?;
+        let beta = self.param(name, "bias", &[c])?;
+        let mean = self.param(name, "running_mean", &[c])?;
+        let var = self.param(name, "running_var", &[c])?;
+        let scale = (gamma / (var + eps)?.sqrt()?)?;
+        let shift = (beta - (&mean * &scale)?)?;
+        let op = Op::BatchNorm {
+            scale: scale.reshape((1, c, 1, 1))?,
+            shift: shift.reshape((1, c, 1, 1))?,
+        };
+        self.op(name, op, &[input])
+    }
+
+    pub fn relu(&mut self, name: &str, input: NodeId) -> Result<NodeId> {
+        self.op(name, Op::Relu, &[input])
+    }
+
+    pub fn pool(
+        &mut self,
+        name: &str,
+        input: NodeId,
+        kind: PoolKind,
+        geometry: PoolGeometry,
+    ) -> Result<NodeId> {
+        self.op(name, Op::Pool { kind, geometry }, &[input])
+    }
+
+    pub fn linear(&mut self, name: &str, input: NodeId, out: usize, bias: bool) -> Result<NodeId> {
+        let features = self.shape(input).get(1).copied().unwrap_or(0);
+        let weight = self.param(name, "weight", &[out, features])?;
+        let bias = if bias {
+            Some(self.param(name, "bias", &[out])?)
+        } else {
+            None
+        };
+        self.op(name, Op::Linear { weight, bias }, &[input])
+    }
+}

@@ -1,0 +1,159 @@
+//! torchvision's ResNet: stem `conv1, bn1, relu, maxpool`, four stages `layerS.B` of basic or
+//! bottleneck blocks (stride on the 3x3 conv, `downsample.0/1` where the shape changes),
+//! `avgpool` to 1x1 and `fc`.
+//!
+//! PyTorch reuses one `relu` module several times per block; here each use is its own node:
+//! `relu1`, `relu2` (and `relu3` in a bottleneck) after the residual `add`. The block's name
+//! (`layer4.2`) stands for its output.
+
+use anyhow::Result;
+
+use super::builder::{Builder, ConvSpec};
+use crate::model::graph::NodeId;
+use crate::model::load::StateDict;
+use crate::model::ops::{Op, PoolKind};
+use crate::model::pool::PoolGeometry;
+
+#[derive(Debug, Clone)]
+pub struct ResNetConfig {
+    pub blocks: [usize; 4],
+    pub bottleneck: bool,
+    /// Channels out of the stem convolution (64 in torchvision).
+    pub stem: usize,
+    /// Per stage: the inner width of each block and its output width.
+    pub widths: [(usize, usize); 4],
+    pub classes: usize,
+}
+
+const DEPTHS: [(u32, [usize; 4], bool); 5] = [
+    (18, [2, 2, 2, 2], false),
+    (34, [3, 4, 6, 3], false),
+    (50, [3, 4, 6, 3], true),
+    (101, [3, 4, 23, 3], true),
+    (152, [3, 8, 36, 3], true),
+];
+
+impl ResNetConfig {
+    pub fn standard(name: &str, classes: usize) -> Option<ResNetConfig> {
+        let depth: u32 = name.strip_prefix("resnet")?.parse().ok()?;
+        let (_, blocks, bottleneck) = DEPTHS.iter().find(|(d, _, _)| *d == depth)?;
+        let expansion = if *bottleneck { 4 } else { 1 };
+        let widths = [64, 128, 256, 512].map(|w| (w, w * expansion));
+        Some(ResNetConfig {
+            blocks: *blocks,
+            bottleneck: *bottleneck,
+            stem: 64,
+            widths,
+            classes,
+        })
+    }
+
+    /// The same layout with the widths and class count found in `dict`.
+    pub fn with_widths_of(mut self, dict: &StateDict) -> ResNetConfig {
+        if let Some(s) = dict.shape("conv1.weight") {
+            self.stem = s[0];
+        }
+        let last_conv = if self.bottleneck { "conv3" } else { "conv2" };
+        for (s, w) in self.widths.iter_mut().enumerate() {
+            if let Some(shape) = dict.shape(&format!("layer{}.0.conv1.weight", s + 1)) {
+                w.0 = shape[0];
+            }
+            if let Some(shape) = dict.shape(&format!("layer{}.0.{last_conv}.weight", s + 1)) {
+                w.1 = shape[0];
+            }
+        }
+        if let Some(s) = dict.shape("fc.weight") {
+            self.classes = s[0];
+        }
+        self
+    }
+
+    pub fn name(&self) -> String {
+        DEPTHS
+            .iter()
+            .find(|(_, b, bn)| *b == self.blocks && *bn == self.bottleneck)
+            .map(|(d, _, _)| format!("resnet{d}"))
+            .unwrap_or_else(|| {
+                let kind = if self.bottleneck {
+                    "bottleneck"
+                } else {
+                    "basic"
+                };
+                format!("resnet-like ({kind} blocks {:?})", self.blocks)
+            })
+    }
+}
+
+fn block(
+    b: &mut Builder,
+    cfg: &ResNetConfig,
+    name: &str,
+    x: NodeId,
+    (inner, out): (usize, usize),
+    stride: usize,
+) -> Result<NodeId> {
+    let cin = b.shape(x)[1];
+    let p = |s: &str| format!("{name}.{s}");
+    let mut y;
+    if cfg.bottleneck {
+        y = b.conv(&p("conv1"), x, ConvSpec::new(inner, 1, 0, false))?;
+        y = b.batch_norm(&p("bn1"), y, 1e-5)?;
+        y = b.relu(&p("relu1"), y)?;
+        y = b.conv(
+            &p("conv2"),
+            y,
+            ConvSpec::new(inner, 3, 1, false).stride(stride),
+        )?;
+        y = b.batch_norm(&p("bn2"), y, 1e-5)?;
+        y = b.relu(&p("relu2"), y)?;
+        y = b.conv(&p("conv3"), y, ConvSpec::new(out, 1, 0, false))?;
+        y = b.batch_norm(&p("bn3"), y, 1e-5)?;
+    } else {
+        y = b.conv(
+            &p("conv1"),
+            x,
+            ConvSpec::new(inner, 3, 1, false).stride(stride),
+        )?;
+        y = b.batch_norm(&p("bn1"), y, 1e-5)?;
+        y = b.relu(&p("relu1"), y)?;
+        y = b.conv(&p("conv2"), y, ConvSpec::new(out, 3, 1, false))?;
+        y = b.batch_norm(&p("bn2"), y, 1e-5)?;
+    }
+    let identity = if stride != 1 || cin != out {
+        let d = b.conv(
+            &p("downsample.0"),
+            x,
+            ConvSpec::new(out, 1, 0, false).stride(stride),
+        )?;
+        b.batch_norm(&p("downsample.1"), d, 1e-5)?
+    } else {
+        x
+    };
+    let sum = b.op(&p("add"), Op::Add, &[y, identity])?;
+    let last_relu = if cfg.bottleneck { "relu3" } else { "relu2" };
+    b.relu(&p(last_relu), sum)
+}
+
+pub fn build(cfg: &ResNetConfig, b: &mut Builder) -> Result<()> {
+    let mut x = b.last();
+    x = b.conv("conv1", x, ConvSpec::new(cfg.stem, 7, 3, false).stride(2))?;
+    x = b.batch_norm("bn1", x, 1e-5)?;
+    x = b.relu("relu", x)?;
+    let stem_pool = PoolGeometry {
+        kernel: 3,
+        stride: 2,
+        padding: 1,
+        ceil_mode: false,
+    };
+    x = b.pool("maxpool", x, PoolKind::Max, stem_pool)?;
+    for (s, (&count, &widths)) in cfg.blocks.iter().zip(&cfg.widths).enumerate() {
+        for i in 0..count {
+            let stride = if s > 0 && i == 0 { 2 } else { 1 };
+            x = block(b, cfg, &format!("layer{}.{i}", s + 1), x, widths, stride)?;
+        }
+    }
+    x = b.op("avgpool", Op::AdaptiveAvgPool { out_h: 1, out_w: 1 }, &[x])?;
+    x = b.op("flatten", Op::Flatten, &[x])?;
+    b.linear("fc", x, cfg.classes, true)?;
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! The network as data: loading checkpoints, building the graph, running it forward and back.
+
+pub mod arch;
+mod backward;
+pub mod card;
+pub mod device;
+pub mod graph;
+pub mod load;
+pub mod ops;
+pub mod pool;
+pub mod prediction;
+mod strided;
+pub mod tree;
+pub mod weights;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+
+pub use arch::Arch;
+pub use backward::conv_input_grad;
+pub use card::{ModelCard, Normalisation};
+pub use graph::{Activations, Graph, Keep, NodeId, UnknownLayer};
+pub use load::StateDict;
+pub use prediction::Prediction;
+pub use weights::{CheckpointWeights, RandomWeights, Weights};
+
+/// The 1000 ImageNet class names, in torchvision's order.
+const IMAGENET_LABELS: &str = include_str!("../../models/imagenet_classes.txt");
+
+/// A loaded network with what it needs around it: input size, normalisation and class names.
+pub struct Model {
+    /// Display name: the model folder's or checkpoint file's name.
+    pub name: String,
+    /// Architecture name, e.g. `resnet50`.
+    pub arch: String,
+    pub graph: Graph,
+    pub normalisation: Normalisation,
+    /// One name per output class.
+    pub labels: Vec<String>,
+    pub device: Device,
+    /// The model folder, model.toml or checkpoint it came from.
+    pub path: PathBuf,
+}
+
+impl Model {
+    /// Opens a model folder (with model.toml), a model.toml, or a checkpoint file.
+    pub fn open(path: &Path, arch: Option<&str>, device: &Device) -> Result<Model> {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("cannot open model {}", path.display()))?;
+        let toml_path = if meta.is_dir() {
+            let p = path.join("model.toml");
+            if !p.is_file() {
+                bail!("{} is a folder without a model.toml", path.display());
+            }
+            Some(p)
+        } else if path.extension().is_some_and(|e| e == "toml") {
+            Some(path.to_path_buf())
+        } else {
+            None
+        };
+        let (card, base) = match &toml_path {
+            Some(p) => (
+                ModelCard::read(p)?,
+                p.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            ),
+            None => (ModelCard::for_checkpoint(path), PathBuf::from(".")),
+        };
+        let name = display_name(path);
+        Model::from_card(&card, &base, arch, device, name, path)
+    }
+
+    fn from_card(
+        card: &ModelCard,
+        base: &Path,
+        arch_override: Option<&str>,
+        device: &Device,
+        name: String,
+        path: &Path,
+    ) -> Result<Model> {
+        let weights_path = base.join(&card.weights);
+        let dict = StateDict::load(&weights_path, device)?;
+        let arch = match (
+            arch_override.unwrap_or(&card.architecture),
+            card.layers.is_empty(),
+        ) {
+            ("sequential", false) => Arch::Sequential(card.layers.clone()),
+            ("sequential", true) => bail!("model.toml says 'sequential' but lists no [[layers]]"),
+            (name, _) => Arch::for_checkpoint(Some(name), &dict)?,
+        };
+        let mut weights = CheckpointWeights::new(dict, device.clone());
+        let [h, w] = card.input_size;
+        let graph = arch.build((3, h, w), &mut weights).with_context(|| {
+            format!(
+                "{} does not fit the {} layout",
+                weights_path.display(),
+                arch.name()
+            )
+        })?;
+        let classes = graph
+            .node(graph.output())
+            .shape
+            .iter()
+            .skip(1)
+            .product::<usize>();
+        let labels = match &card.labels {
+            Some(file) => read_labels(&base.join(file), classes)?,
+            None if classes == 1000 => IMAGENET_LABELS.lines().map(str::to_string).collect(),
+            None => (0..classes).map(|i| format!("class {i}")).collect(),
+        };
+        Ok(Model {
+            name: card.name.clone().unwrap_or(name),
+            arch: arch.name(),
+            graph,
+            normalisation: card.normalisation(),
+            labels,
+            device: device.clone(),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The class index for a label name or a number.
+    pub fn class_index(&self, class: &str) -> Result<usize> {
+        if let Ok(i) = class.parse::<usize>() {
+            if i < self.labels.len() {
+                return Ok(i);
+            }
+            bail!(
+                "class {i} is out of range: the model has {} classes",
+                self.labels.len()
+            );
+        }
+        self.labels
+            .iter()
+            .position(|l| l.eq_ignore_ascii_case(class))
+            .with_context(|| format!("unknown class '{class}'"))
+    }
+}
+
+fn display_name(path: &Path) -> String {
+    let p = if path.file_name().is_some_and(|f| f == "model.toml") {
+        path.parent().unwrap_or(path)
+    } else {
+        path
+    };
+    p.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
+}
+
+fn read_labels(path: &Path, classes: usize) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read labels {}", path.display()))?;
+    let labels: Vec<String> = text
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if labels.len() != classes {
+        bail!(
+            "{} has {} labels but the model has {classes} outputs",
+            path.display(),
+            labels.len()
+        );
+    }
+    Ok(labels)
+}

@@ -1,0 +1,66 @@
+//! Class scores of one image.
+
+use anyhow::Result;
+use candle_core::Tensor;
+use image::RgbImage;
+
+use super::graph::{Activations, Keep};
+use super::Model;
+use crate::input::{fit_image, to_tensor, Fit};
+
+/// Logits and softmax probabilities of one image.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    pub logits: Vec<f32>,
+    pub probabilities: Vec<f32>,
+}
+
+impl Prediction {
+    pub fn from_logits(logits: Vec<f32>) -> Prediction {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let exp: Vec<f64> = logits.iter().map(|&l| ((l - max) as f64).exp()).collect();
+        let sum: f64 = exp.iter().sum();
+        let probabilities = exp.iter().map(|e| (e / sum) as f32).collect();
+        Prediction {
+            logits,
+            probabilities,
+        }
+    }
+
+    /// The `k` most probable classes with their probabilities, most probable first.
+    pub fn top(&self, k: usize) -> Vec<(usize, f32)> {
+        let mut v: Vec<(usize, f32)> = self.probabilities.iter().copied().enumerate().collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        v.truncate(k);
+        v
+    }
+}
+
+impl Model {
+    /// The image fitted to the input size and normalised, as a `(1, 3, H, W)` tensor.
+    pub fn input_tensor(&self, image: &RgbImage, fit: Fit) -> Result<Tensor> {
+        let fitted = fit_image(image, &self.normalisation, fit);
+        to_tensor(&fitted, &self.normalisation, &self.device)
+    }
+
+    /// Runs the network on an image, keeping the requested node outputs.
+    pub fn run(&self, image: &RgbImage, fit: Fit, keep: &Keep) -> Result<Activations> {
+        let x = self.input_tensor(image, fit)?;
+        Ok(self.graph.forward(&x, keep)?)
+    }
+
+    /// The prediction read from a forward pass's final output.
+    pub fn prediction(&self, acts: &Activations) -> Result<Prediction> {
+        let out = acts
+            .get(self.graph.output())
+            .ok_or_else(|| anyhow::anyhow!("the forward pass kept no output"))?;
+        Ok(Prediction::from_logits(
+            out.get(0)?.flatten_all()?.to_vec1()?,
+        ))
+    }
+
+    pub fn predict(&self, image: &RgbImage, fit: Fit) -> Result<Prediction> {
+        let acts = self.run(image, fit, &Keep::Only(vec![]))?;
+        self.prediction(&acts)
+    }
+}

@@ -1,0 +1,103 @@
+//! Putting pictures together and writing them: grids, nearest-neighbour scaling, safe PNG saves.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use image::{Rgb, RgbImage};
+
+/// Colour of the gaps between grid cells.
+pub const GAP_COLOUR: Rgb<u8> = Rgb([32, 32, 32]);
+
+/// Scales up by an integer factor with nearest neighbour, so map pixels stay sharp.
+pub fn upscale(img: &RgbImage, factor: u32) -> RgbImage {
+    if factor <= 1 {
+        return img.clone();
+    }
+    image::imageops::resize(
+        img,
+        img.width() * factor,
+        img.height() * factor,
+        image::imageops::FilterType::Nearest,
+    )
+}
+
+/// Smallest integer factor that makes the longer side at least `min_side` pixels.
+pub fn factor_for(width: u32, height: u32, min_side: u32) -> u32 {
+    min_side.div_ceil(width.max(height).max(1)).max(1)
+}
+
+/// Lays equally sized cells out `per_row` to a row with `gap` pixels between them.
+pub fn grid(cells: &[RgbImage], per_row: usize, gap: u32) -> RgbImage {
+    let Some(first) = cells.first() else {
+        return RgbImage::from_pixel(1, 1, GAP_COLOUR);
+    };
+    let (cw, ch) = first.dimensions();
+    let cols = per_row.clamp(1, cells.len()) as u32;
+    let rows = cells.len().div_ceil(cols as usize) as u32;
+    let mut out = RgbImage::from_pixel(
+        cols * cw + (cols - 1) * gap,
+        rows * ch + (rows - 1) * gap,
+        GAP_COLOUR,
+    );
+    for (i, cell) in cells.iter().enumerate() {
+        let (c, r) = (i as u32 % cols, i as u32 / cols);
+        image::imageops::replace(
+            &mut out,
+            cell,
+            (c * (cw + gap)) as i64,
+            (r * (ch + gap)) as i64,
+        );
+    }
+    out
+}
+
+/// Writes a PNG through a temporary file in the same folder, renamed into place at the end, so
+/// no half-written file is ever left behind. `text` entries become PNG tEXt chunks.
+pub fn save_png(img: &RgbImage, path: &Path, text: &[(&str, String)]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let fail = || format!("cannot write {}", path.display());
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".convscope-")
+        .suffix(".png.tmp")
+        .tempfile_in(&dir)
+        .with_context(fail)?;
+    {
+        let mut buf = std::io::BufWriter::new(tmp.as_file_mut());
+        let mut encoder = png::Encoder::new(&mut buf, img.width(), img.height());
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        for (k, v) in text {
+            encoder
+                .add_text_chunk(k.to_string(), v.clone())
+                .with_context(fail)?;
+        }
+        let mut writer = encoder.write_header().with_context(fail)?;
+        writer.write_image_data(img.as_raw()).with_context(fail)?;
+        writer.finish().with_context(fail)?;
+        buf.flush().with_context(fail)?;
+    }
+    tmp.as_file().sync_all().with_context(fail)?;
+    tmp.persist(path).map_err(|e| e.error).with_context(fail)?;
+    Ok(())
+}
+
+/// Writes a tensor as a NumPy `.npy` file, through a temporary file like [`save_png`].
+pub fn save_npy(t: &candle_core::Tensor, path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let fail = || format!("cannot write {}", path.display());
+    let tmp = tempfile::Builder::new()
+        .prefix(".convscope-")
+        .suffix(".npy.tmp")
+        .tempfile_in(&dir)
+        .with_context(fail)?;
+    t.write_npy(tmp.path()).with_context(fail)?;
+    tmp.persist(path).map_err(|e| e.error).with_context(fail)?;
+    Ok(())
+}

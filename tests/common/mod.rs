@@ -1,0 +1,52 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{Device, Tensor};
+use convscope::model::{Arch, CheckpointWeights, Graph, StateDict};
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+pub fn expected(name: &str) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(fixture(name), &Device::Cpu).unwrap()
+}
+
+/// Fixture input size (height, width).
+pub const INPUT: (usize, usize) = (64, 80);
+
+/// Loads a fixture checkpoint and builds its graph at the fixture input size.
+pub fn fixture_graph(file: &str) -> (Graph, String) {
+    let dict = StateDict::load(&fixture(file), &Device::Cpu).unwrap();
+    let arch = Arch::for_checkpoint(None, &dict).unwrap();
+    let mut w = CheckpointWeights::new(dict, Device::Cpu);
+    (
+        arch.build((3, INPUT.0, INPUT.1), &mut w).unwrap(),
+        arch.name(),
+    )
+}
+
+/// `max |a - b| / max |b|`.
+pub fn relative_error(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shapes differ");
+    let diff = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap();
+    let scale = b.abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+    diff.to_scalar::<f32>().unwrap() / scale.to_scalar::<f32>().unwrap().max(1e-12)
+}
+
+pub fn assert_close(what: &str, a: &Tensor, b: &Tensor, tol: f32) {
+    let e = relative_error(a, b);
+    assert!(e <= tol, "{what}: relative error {e:e} > {tol:e}");
+}

@@ -1,0 +1,153 @@
+//! Forward and gradient parity with PyTorch/torchvision on reduced-width VGG16 and ResNet50
+//! (fixtures from scripts/make_fixtures.py).
+
+mod common;
+
+use candle_core::{Device, Tensor};
+use common::{assert_close, expected, fixture, fixture_graph};
+use convscope::model::ops::PoolKind;
+use convscope::model::pool::{pool_backward, pool_forward, PoolGeometry};
+use convscope::model::{Arch, CheckpointWeights, Graph, Keep, StateDict};
+
+const TOL: f32 = 1e-4;
+
+fn check_forward(graph: &Graph, exp: &std::collections::HashMap<String, Tensor>) {
+    let acts = graph.forward(&exp["input"], &Keep::All).unwrap();
+    assert_close(
+        "logits",
+        acts.get(graph.output()).unwrap(),
+        &exp["logits"],
+        TOL,
+    );
+    let mut checked = 0;
+    for (key, value) in exp {
+        if let Some(layer) = key.strip_prefix("out.") {
+            let id = graph.find(layer).unwrap();
+            assert_close(layer, acts.get(id).unwrap(), value, TOL);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "only {checked} intermediate outputs compared");
+}
+
+fn check_gradients(graph: &Graph, exp: &std::collections::HashMap<String, Tensor>) {
+    let acts = graph.forward(&exp["input"], &Keep::All).unwrap();
+    let class = exp["class"].to_vec1::<i64>().unwrap()[0] as usize;
+    let classes = graph.node(graph.output()).shape[1];
+    let mut onehot = vec![0f32; classes];
+    onehot[class] = 1.0;
+    let seed = Tensor::from_vec(onehot, (1, classes), &Device::Cpu).unwrap();
+    let (layer_key, layer_grad) = exp
+        .iter()
+        .find(|(k, _)| k.starts_with("grad_layer."))
+        .unwrap();
+    let layer = graph
+        .find(layer_key.strip_prefix("grad_layer.").unwrap())
+        .unwrap();
+    let g = graph.gradient(&acts, layer, graph.output(), &seed).unwrap();
+    assert_close("layer gradient", &g, layer_grad, TOL);
+    let g = graph
+        .gradient(&acts, graph.input(), graph.output(), &seed)
+        .unwrap();
+    assert_close("input gradient", &g, &exp["grad_input"], TOL);
+}
+
+#[test]
+fn vgg16_forward_matches_torchvision() {
+    let (graph, name) = fixture_graph("vgg16_small.safetensors");
+    assert_eq!(name, "vgg16");
+    check_forward(&graph, &expected("vgg16_small_expected.safetensors"));
+}
+
+#[test]
+fn resnet50_forward_matches_torchvision() {
+    let (graph, name) = fixture_graph("resnet50_small.safetensors");
+    assert_eq!(name, "resnet50");
+    check_forward(&graph, &expected("resnet50_small_expected.safetensors"));
+}
+
+#[test]
+fn vgg16_gradients_match_torch() {
+    let (graph, _) = fixture_graph("vgg16_small.safetensors");
+    check_gradients(&graph, &expected("vgg16_small_expected.safetensors"));
+}
+
+#[test]
+fn resnet50_gradients_match_torch() {
+    let (graph, _) = fixture_graph("resnet50_small.safetensors");
+    check_gradients(&graph, &expected("resnet50_small_expected.safetensors"));
+}
+
+#[test]
+fn forward_from_a_cut_point_equals_the_full_pass() {
+    let (graph, _) = fixture_graph("resnet50_small.safetensors");
+    let exp = expected("resnet50_small_expected.safetensors");
+    // Cut inside a block: the residual branch comes from the kept earlier outputs.
+    let cut = graph.find("layer3.1.conv2").unwrap();
+    let base = graph
+        .forward(
+            &exp["input"],
+            &Keep::Only(graph.frontier(cut).into_iter().chain([cut]).collect()),
+        )
+        .unwrap();
+    let resumed = graph
+        .forward_from(&base, cut, base.get(cut).unwrap(), &Keep::Only(vec![]))
+        .unwrap();
+    assert_close(
+        "logits after cut",
+        resumed.get(graph.output()).unwrap(),
+        &exp["logits"],
+        TOL,
+    );
+}
+
+#[test]
+fn the_stem_gradient_matches_torch_through_the_padded_overlapping_pool() {
+    let (graph, _) = fixture_graph("resnet50_small.safetensors");
+    let exp = expected("resnet50_small_stem.safetensors");
+    // The same stem at the stem fixture's (odd) input size.
+    let dict = StateDict::load(&fixture("resnet50_small.safetensors"), &Device::Cpu).unwrap();
+    let arch = Arch::for_checkpoint(None, &dict).unwrap();
+    let (_, _, h, w) = exp["input"].dims4().unwrap();
+    let stem_graph = arch
+        .build((3, h, w), &mut CheckpointWeights::new(dict, Device::Cpu))
+        .unwrap();
+    drop(graph);
+    let pool = stem_graph.find("maxpool").unwrap();
+    let acts = stem_graph.forward(&exp["input"], &Keep::All).unwrap();
+    assert_close("stem output", acts.get(pool).unwrap(), &exp["output"], TOL);
+    let g = stem_graph
+        .gradient(&acts, stem_graph.input(), pool, &exp["cotangent"])
+        .unwrap();
+    assert_close("stem input gradient", &g, &exp["grad_input"], TOL);
+}
+
+#[test]
+fn max_pool_ties_send_the_gradient_to_the_first_maximum() {
+    let exp = expected("resnet50_small_stem.safetensors");
+    let g = PoolGeometry {
+        kernel: 3,
+        stride: 2,
+        padding: 1,
+        ceil_mode: false,
+    };
+    let x = &exp["ties_input"];
+    let y = pool_forward(x, PoolKind::Max, &g).unwrap();
+    assert_close("tied pool output", &y, &exp["ties_output"], 0.0);
+    let grad = pool_backward(x, &y, &exp["ties_cotangent"], PoolKind::Max, &g).unwrap();
+    assert_close("tied pool gradient", &grad, &exp["ties_grad"], 1e-6);
+}
+
+#[test]
+fn pth_safetensors_and_nested_dataparallel_checkpoints_give_the_same_outputs() {
+    let exp = expected("vgg16_small_expected.safetensors");
+    for file in [
+        "vgg16_small.safetensors",
+        "vgg16_small.pth",
+        "vgg16_small_nested.pth",
+    ] {
+        let (graph, _) = fixture_graph(file);
+        let acts = graph.forward(&exp["input"], &Keep::Only(vec![])).unwrap();
+        assert_close(file, acts.get(graph.output()).unwrap(), &exp["logits"], TOL);
+    }
+}
