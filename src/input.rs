@@ -50,16 +50,19 @@ pub fn load_image(path: &Path, limits: ImageLimits) -> Result<RgbImage> {
     if meta.len() == 0 {
         bail!("image {} is empty", path.display());
     }
-    let mut reader = ImageReader::open(path)
-        .with_context(|| format!("cannot read image {}", path.display()))?
-        .with_guessed_format()
-        .with_context(|| format!("cannot read image {}", path.display()))?;
-    if reader.format().is_none() {
-        bail!(
-            "{} is not an image in a format convscope reads",
-            path.display()
-        );
-    }
+    let head = {
+        use std::io::Read;
+        let mut head = Vec::with_capacity(64);
+        std::fs::File::open(path)
+            .and_then(|f| f.take(64).read_to_end(&mut head))
+            .with_context(|| format!("cannot read image {}", path.display()))?;
+        head
+    };
+    let Ok(format) = image::guess_format(&head) else {
+        bail!("{} is not an image in a format convscope reads", path.display());
+    };
+    let mut reader = ImageReader::open(path).with_context(|| format!("cannot read image {}", path.display()))?;
+    reader.set_format(format);
     let mut l = image::Limits::default();
     l.max_image_width = Some(limits.max_side);
     l.max_image_height = Some(limits.max_side);

@@ -7,4 +7,5 @@ pub mod cli;
 pub mod config;
 pub mod input;
 pub mod model;
+pub mod shapes;
 pub mod viz;

@@ -6,7 +6,9 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use super::info::shape_text;
-use super::{print_json, Session};
+use std::fmt::Write;
+
+use super::{emit, print_json, Session};
 use crate::input::Fit;
 use crate::model::Keep;
 use crate::viz::activations::{ChannelNorm, GridStyle, LayerOutput};
@@ -97,12 +99,14 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
             "channels": output.channel_stats(),
         }));
     }
-    println!(
+    let mut text = String::new();
+    writeln!(
+        text,
         "{}: {layer_name} ({}, {}) -> {}",
         model.name,
         model.graph.node(node).op.kind(),
         shape_text(shape),
         path.display()
-    );
-    Ok(())
+    )?;
+    emit(&text)
 }

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde_json::json;
 
-use super::{print_json, Session};
+use std::fmt::Write;
+
+use super::{emit, print_json, Session};
 use crate::model::tree::layer_tree;
 use crate::model::Model;
 
@@ -34,13 +36,15 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
     }
     let g = &model.graph;
     let (c, h, w) = g.input_size();
-    println!(
+    let mut text = String::new();
+    writeln!(
+        text,
         "{} ({}): {} parameters, input {c}x{h}x{w}, {} classes",
         model.name,
         model.arch,
         g.parameter_count(),
         model.labels.len()
-    );
+    )?;
     let tree = layer_tree(g);
     let mut rows = Vec::new();
     tree.walk(&mut |n, depth| {
@@ -61,9 +65,12 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
     });
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     for (name, kind, shape, params, attrs) in rows {
-        println!("{name:width$}  {kind:<15} {shape:<12} {params:>11}  {attrs}");
+        writeln!(
+            text,
+            "{name:width$}  {kind:<15} {shape:<12} {params:>11}  {attrs}"
+        )?;
     }
-    Ok(())
+    emit(&text)
 }
 
 fn info_json(model: &Model) -> serde_json::Value {

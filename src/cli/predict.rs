@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde_json::json;
 
-use super::{print_json, Session};
+use std::fmt::Write;
+
+use super::{emit, print_json, Session};
 use crate::input::Fit;
 
 #[derive(Debug, clap::Args)]
@@ -43,20 +45,22 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
             "logits": prediction.logits,
         }));
     }
-    println!("{} on {}", model.name, image_path.display());
+    let mut text = String::new();
+    writeln!(text, "{} on {}", model.name, image_path.display())?;
     let width = top
         .iter()
         .map(|&(i, _)| model.labels[i].len())
         .max()
         .unwrap_or(0);
     for (rank, &(i, p)) in top.iter().enumerate() {
-        println!(
+        writeln!(
+            text,
             "{:>3}. {:<width$}  {:>6.2}%  (class {i}, logit {:.3})",
             rank + 1,
             model.labels[i],
             p * 100.0,
             prediction.logits[i]
-        );
+        )?;
     }
-    Ok(())
+    emit(&text)
 }

@@ -126,8 +126,8 @@ impl Op {
         }
     }
 
-    /// Number of learned parameters (batch norm counts its four per-channel vectors, as PyTorch's
-    /// state dict holds them).
+    /// Number of learned parameters, as PyTorch's `parameters()` counts them (batch norm: weight
+    /// and bias; its running statistics are buffers).
     pub fn parameter_count(&self) -> usize {
         match self {
             Op::Conv2d(c) => c.weight.elem_count() + c.bias.as_ref().map_or(0, |b| b.elem_count()),

@@ -1,0 +1,41 @@
+"""PyTorch side of `cargo run --release --example bench_forward`: the same models, input and
+thread count (2 by default, the development machine's cores), medians of several runs.
+
+    python scripts/bench_forward_torch.py [RUNS] [THREADS]
+"""
+
+import statistics
+import sys
+import time
+
+import torch
+import torchvision
+
+
+def median_time(runs, f):
+    f()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main():
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    t = median_time(runs, lambda: a @ b)
+    print(f"matmul {n}x{n}: median {t * 1e3:.1f} ms, {2 * n ** 3 / t / 1e9:.0f} GFLOP/s")
+    x = torch.randn(1, 3, 224, 224)
+    for name in ["vgg16", "resnet50"]:
+        model = getattr(torchvision.models, name)().eval()
+        with torch.no_grad():
+            t = median_time(runs, lambda: model(x))
+        print(f"{name} forward 1x3x224x224: median {t * 1e3:.1f} ms over {runs} runs")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+//! Architecture detection, the layer tree and name resolution on every supported layout.
+
+mod common;
+
+use candle_core::Device;
+use convscope::model::arch::vgg::VggItem;
+use convscope::model::arch::ARCH_NAMES;
+use convscope::model::tree::layer_tree;
+use convscope::model::{Arch, CheckpointWeights, RandomWeights};
+
+/// A named architecture at a sixteenth of its width, so tests stay small.
+fn narrow(name: &str) -> Arch {
+    match Arch::standard(name, 10).unwrap() {
+        Arch::Vgg(mut c) => {
+            for item in &mut c.features {
+                if let VggItem::Conv(ch) = item {
+                    *ch /= 16;
+                }
+            }
+            c.hidden = 32;
+            Arch::Vgg(c)
+        }
+        Arch::ResNet(mut c) => {
+            c.stem /= 16;
+            c.widths = c.widths.map(|(a, b)| (a / 16, b / 16));
+            Arch::ResNet(c)
+        }
+        other => other,
+    }
+}
+
+#[test]
+fn every_named_architecture_is_detected_from_its_checkpoint() {
+    for name in ARCH_NAMES {
+        let mut random = RandomWeights::new(1, Device::Cpu);
+        let built = narrow(name).build((3, 64, 64), &mut random).unwrap();
+        let dict = random.into_state_dict();
+        let detected = Arch::for_checkpoint(None, &dict).unwrap();
+        assert_eq!(detected.name(), name);
+        let rebuilt = detected.build((3, 64, 64), &mut CheckpointWeights::new(dict, Device::Cpu)).unwrap();
+        assert_eq!(rebuilt.parameter_count(), built.parameter_count(), "{name}");
+        assert_eq!(rebuilt.nodes().len(), built.nodes().len(), "{name}");
+    }
+}
+
+#[test]
+fn arch_override_uses_the_checkpoint_widths() {
+    let mut random = RandomWeights::new(2, Device::Cpu);
+    narrow("resnet34").build((3, 64, 64), &mut random).unwrap();
+    let dict = random.into_state_dict();
+    let forced = Arch::for_checkpoint(Some("resnet34"), &dict).unwrap();
+    assert!(forced.build((3, 64, 64), &mut CheckpointWeights::new(dict.clone(), Device::Cpu)).is_ok());
+    // Forcing a deeper layout names the first weight the checkpoint lacks.
+    let wrong = Arch::for_checkpoint(Some("resnet50"), &dict).unwrap();
+    let err = wrong.build((3, 64, 64), &mut CheckpointWeights::new(dict, Device::Cpu)).unwrap_err();
+    assert!(format!("{err:#}").contains("layer1.0.conv1.weight"), "{err:#}");
+}
+
+#[test]
+fn torchvision_parameter_counts() {
+    // The parameter counts torchvision reports for the full-size models.
+    for (name, params) in [("resnet18", 11_689_512), ("resnet50", 25_557_032), ("vgg16", 138_357_544)] {
+        let arch = Arch::standard(name, 1000).unwrap();
+        let g = arch.build((3, 224, 224), &mut RandomWeights::new(0, Device::Cpu)).unwrap();
+        assert_eq!(g.parameter_count(), params, "{name}");
+    }
+}
+
+#[test]
+fn modules_stand_for_their_last_node_and_the_tree_nests_them() {
+    let (g, _) = common::fixture_graph("resnet50_small.safetensors");
+    assert_eq!(g.node(g.find("layer4").unwrap()).name, "layer4.2.relu3");
+    assert_eq!(g.node(g.find("layer2.0").unwrap()).name, "layer2.0.relu3");
+    assert_eq!(g.node(g.find("fc").unwrap()).name, "fc");
+    assert_eq!(g.node(g.find("layer1.0.downsample").unwrap()).name, "layer1.0.downsample.1");
+    let err = g.find("layer4.9").unwrap_err();
+    assert!(err.nearest.iter().any(|n| n.starts_with("layer4.")), "{err}");
+
+    let tree = layer_tree(&g);
+    let labels: Vec<&str> = tree.children.iter().map(|c| c.label.as_str()).collect();
+    assert_eq!(
+        labels,
+        ["input", "conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "flatten", "fc"]
+    );
+    let layer3 = &tree.children[7];
+    assert_eq!(layer3.children.len(), 6);
+    assert!(!layer3.is_node && layer3.children[0].children.iter().any(|c| c.label == "downsample"));
+    assert_eq!(tree.parameters, g.parameter_count());
+    let sum: usize = tree.children.iter().map(|c| c.parameters).sum();
+    assert_eq!(sum, g.parameter_count());
+    // Shapes for the fixture's 64x80 input: layer4 is 2x3 after three stride-2 stages.
+    assert_eq!(g.node(g.find("layer4").unwrap()).shape, [1, 128, 2, 3]);
+}

@@ -1,0 +1,192 @@
+//! Every bad input gets one clear line on stderr and a non-zero exit, never a panic.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use candle_core::{Device, Tensor};
+use common::fixture;
+use convscope::model::StateDict;
+
+struct Failure {
+    stderr: String,
+}
+
+/// Runs the binary, expecting failure with exactly one line on stderr containing `expect`.
+fn fails(args: &[&str], expect: &str) -> Failure {
+    let out = Command::new(env!("CARGO_BIN_EXE_convscope"))
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert_eq!(out.status.code(), Some(1), "{args:?}: exit code {:?}, stderr {stderr}", out.status.code());
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: not one line:\n{stderr}");
+    assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("internal error"), "{stderr}");
+    assert!(stderr.contains(expect), "{args:?}: expected '{expect}' in: {stderr}");
+    Failure { stderr }
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn sample_image(dir: &Path) -> PathBuf {
+    let p = dir.join("img.png");
+    image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * 5, y as u8 * 7, 90])).save(&p).unwrap();
+    p
+}
+
+const VGG: &str = "vgg16_small.safetensors";
+
+/// The VGG fixture's tensors with one changed by `edit`.
+fn edited_vgg(dir: &Path, edit: impl FnOnce(&mut std::collections::HashMap<String, Tensor>)) -> PathBuf {
+    let mut t = candle_core::safetensors::load(fixture(VGG), &Device::Cpu).unwrap();
+    edit(&mut t);
+    let p = dir.join("edited.safetensors");
+    StateDict::from_tensors(t).save(&p).unwrap();
+    p
+}
+
+#[test]
+fn missing_model_file() {
+    fails(&["info", "/no/such/model.safetensors"], "cannot open model /no/such/model.safetensors");
+}
+
+#[test]
+fn empty_checkpoint() {
+    let d = tmp();
+    let p = write(d.path(), "empty.pth", b"");
+    fails(&["info", s(&p)], "is empty");
+}
+
+#[test]
+fn truncated_checkpoint() {
+    let d = tmp();
+    let bytes = std::fs::read(fixture(VGG)).unwrap();
+    let p = write(d.path(), "cut.safetensors", &bytes[..bytes.len() / 2]);
+    fails(&["info", s(&p)], "is not a readable safetensors or PyTorch checkpoint");
+    let bytes = std::fs::read(fixture("vgg16_small.pth")).unwrap();
+    let p = write(d.path(), "cut.pth", &bytes[..bytes.len() / 2]);
+    fails(&["info", s(&p)], "is not a readable PyTorch checkpoint");
+}
+
+#[test]
+fn corrupt_checkpoint() {
+    let d = tmp();
+    let noise: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let p = write(d.path(), "noise.safetensors", &noise);
+    fails(&["info", s(&p)], "is not a readable");
+}
+
+#[test]
+fn checkpoint_of_no_known_architecture() {
+    let d = tmp();
+    let t = Tensor::zeros((4, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let p = d.path().join("other.safetensors");
+    StateDict::from_tensors([("encoder.proj.weight".to_string(), t)].into()).save(&p).unwrap();
+    fails(&["info", s(&p)], "matches no known architecture");
+}
+
+#[test]
+fn missing_weight_is_named() {
+    let d = tmp();
+    let p = edited_vgg(d.path(), |t| {
+        t.remove("classifier.3.weight");
+    });
+    fails(&["info", s(&p)], "no weight 'classifier.3.weight'");
+}
+
+#[test]
+fn misshaped_weight_is_named() {
+    let d = tmp();
+    let p = edited_vgg(d.path(), |t| {
+        t.insert("features.2.bias".into(), Tensor::zeros(7, candle_core::DType::F32, &Device::Cpu).unwrap());
+    });
+    fails(&["info", s(&p)], "weight 'features.2.bias' has shape [7], expected [4]");
+}
+
+#[test]
+fn unknown_layer_suggests_nearest_names() {
+    let d = tmp();
+    let img = sample_image(d.path());
+    let f = fails(
+        &["activations", s(&fixture(VGG)), s(&img), "--layer", "features.288", "-o", s(&d.path().join("o.png"))],
+        "unknown layer 'features.288'",
+    );
+    assert!(f.stderr.contains("did you mean features.28"), "{}", f.stderr);
+}
+
+#[test]
+fn file_that_is_not_an_image() {
+    let d = tmp();
+    let p = write(d.path(), "notes.png", b"these are not pixels, just some text in a file");
+    fails(&["predict", s(&fixture(VGG)), s(&p)], "not an image");
+}
+
+#[test]
+fn one_pixel_image() {
+    let d = tmp();
+    let p = d.path().join("dot.png");
+    image::RgbImage::new(1, 1).save(&p).unwrap();
+    fails(&["predict", s(&fixture(VGG)), s(&p)], "is 1x1 pixels");
+}
+
+/// A PNG whose header claims 20000x20000 RGB pixels (1.2 GB decoded); the data never follows.
+fn huge_png_header() -> Vec<u8> {
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut c = (data.len() as u32).to_be_bytes().to_vec();
+        c.extend_from_slice(kind);
+        c.extend_from_slice(data);
+        let mut h = crc32fast::Hasher::new();
+        h.update(kind);
+        h.update(data);
+        c.extend_from_slice(&h.finalize().to_be_bytes());
+        c
+    };
+    let mut ihdr = 20000u32.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&20000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(chunk(b"IHDR", &ihdr));
+    png.extend(chunk(b"IEND", &[]));
+    png
+}
+
+#[test]
+fn huge_image_is_refused_before_decoding() {
+    let d = tmp();
+    let p = write(d.path(), "huge.png", &huge_png_header());
+    fails(&["predict", s(&fixture(VGG)), s(&p)], "larger than the limit");
+}
+
+#[test]
+fn unwritable_output_path() {
+    let d = tmp();
+    let img = sample_image(d.path());
+    fails(
+        &["activations", s(&fixture(VGG)), s(&img), "--layer", "features.4", "-o", "/no/such/folder/out.png"],
+        "cannot write /no/such/folder/out.png",
+    );
+}
+
+#[test]
+fn cuda_without_the_feature_says_how_to_rebuild() {
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    fails(&["info", s(&fixture(VGG)), "--device", "cuda"], "--features cuda");
+}

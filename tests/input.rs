@@ -1,0 +1,92 @@
+//! Image decoding, fitting and normalisation.
+
+use candle_core::Device;
+use convscope::input::{fit_image, load_image, to_tensor, Fit, ImageLimits};
+use convscope::model::Normalisation;
+use image::{DynamicImage, ImageBuffer, Luma, LumaA, Rgb, Rgba};
+
+fn gradient() -> image::RgbImage {
+    image::RgbImage::from_fn(24, 16, |x, y| Rgb([x as u8 * 10, y as u8 * 15, 200]))
+}
+
+#[test]
+fn lossless_formats_decode_to_the_same_pixels() {
+    let d = tempfile::tempdir().unwrap();
+    let img = gradient();
+    for ext in ["png", "bmp", "tiff", "webp", "gif"] {
+        let p = d.path().join(format!("a.{ext}"));
+        DynamicImage::ImageRgb8(img.clone()).save(&p).unwrap();
+        let back = load_image(&p, ImageLimits::default()).unwrap();
+        if ext == "gif" {
+            // GIF quantises colours; the first frame must still be close.
+            let diff: u64 = back.pixels().zip(img.pixels()).map(|(a, b)| (0..3).map(|c| (a.0[c] as i64 - b.0[c] as i64).unsigned_abs()).sum::<u64>()).sum();
+            assert!(diff / (24 * 16 * 3) < 12, "{ext}: mean difference {}", diff / (24 * 16 * 3));
+        } else {
+            assert_eq!(back, img, "{ext}");
+        }
+    }
+    let p = d.path().join("a.jpg");
+    DynamicImage::ImageRgb8(img.clone()).save(&p).unwrap();
+    assert_eq!(load_image(&p, ImageLimits::default()).unwrap().dimensions(), (24, 16));
+}
+
+#[test]
+fn gray_alpha_and_sixteen_bit_images_become_rgb() {
+    let d = tempfile::tempdir().unwrap();
+    let gray = ImageBuffer::from_fn(10, 10, |x, _| Luma([x as u8 * 20]));
+    let p = d.path().join("gray.png");
+    gray.save(&p).unwrap();
+    assert_eq!(load_image(&p, ImageLimits::default()).unwrap().get_pixel(3, 0), &Rgb([60, 60, 60]));
+
+    let rgba = ImageBuffer::from_fn(10, 10, |_, _| Rgba([10u8, 20, 30, 0]));
+    let p = d.path().join("rgba.png");
+    rgba.save(&p).unwrap();
+    assert_eq!(load_image(&p, ImageLimits::default()).unwrap().get_pixel(0, 0), &Rgb([10, 20, 30]));
+
+    let deep = ImageBuffer::from_fn(10, 10, |_, _| Luma([65535u16]));
+    let p = d.path().join("deep.tiff");
+    deep.save(&p).unwrap();
+    assert_eq!(load_image(&p, ImageLimits::default()).unwrap().get_pixel(0, 0), &Rgb([255, 255, 255]));
+
+    let la = ImageBuffer::from_fn(10, 10, |_, _| LumaA([128u8, 255]));
+    let p = d.path().join("la.png");
+    la.save(&p).unwrap();
+    assert_eq!(load_image(&p, ImageLimits::default()).unwrap().get_pixel(0, 0), &Rgb([128, 128, 128]));
+}
+
+#[test]
+fn limits_refuse_large_images() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("wide.png");
+    image::RgbImage::new(300, 20).save(&p).unwrap();
+    let limits = ImageLimits { max_side: 256, max_mebibytes: 1 };
+    let err = load_image(&p, limits).unwrap_err();
+    assert!(err.to_string().contains("larger than the limit"), "{err}");
+}
+
+fn norm(h: usize, w: usize) -> Normalisation {
+    Normalisation { height: h, width: w, mean: [0.5, 0.25, 0.0], std: [0.5, 0.25, 1.0] }
+}
+
+#[test]
+fn fitting_resizes_or_centre_crops_and_keeps_exact_sizes() {
+    let img = gradient();
+    assert_eq!(fit_image(&img, &norm(16, 24), Fit::Resize), img, "an image at the input size is used as is");
+    assert_eq!(fit_image(&img, &norm(8, 8), Fit::Resize).dimensions(), (8, 8));
+    let wide = image::RgbImage::from_fn(400, 200, |x, _| Rgb([if x < 200 { 0 } else { 255 }, 0, 0]));
+    let c = fit_image(&wide, &norm(224, 224), Fit::Center);
+    assert_eq!(c.dimensions(), (224, 224));
+    // The centre crop keeps the middle: left half dark, right half bright.
+    assert!(c.get_pixel(10, 100).0[0] < 30 && c.get_pixel(213, 100).0[0] > 225);
+}
+
+#[test]
+fn tensors_are_normalised_per_channel() {
+    let img = image::RgbImage::from_pixel(4, 3, Rgb([255, 0, 51]));
+    let t = to_tensor(&img, &norm(3, 4), &Device::Cpu).unwrap();
+    assert_eq!(t.dims(), [1, 3, 3, 4]);
+    let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+    assert!((v[0] - 1.0).abs() < 1e-6);
+    assert!((v[12] + 1.0).abs() < 1e-6);
+    assert!((v[24] - 0.2).abs() < 1e-6);
+}
