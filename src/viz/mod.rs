@@ -1,5 +1,8 @@
 //! The views: plain functions from tensors to RGB images.
 
 pub mod activations;
+pub mod cam;
 pub mod colormap;
+pub mod overlay;
 pub mod render;
+pub mod resize;

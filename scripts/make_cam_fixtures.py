@@ -1,0 +1,54 @@
+"""Makes tests/fixtures/cam_expected.safetensors with pytorch-grad-cam 1.5.x (pip install grad-cam).
+
+For the reduced VGG16 and ResNet50 fixtures (scripts/make_fixtures.py) and the same input: the
+final maps (ReLU, min-max, cv2 bilinear upsampling to the input, min-max again) of Grad-CAM,
+Grad-CAM++, HiResCAM, XGrad-CAM, LayerCAM and Eigen-CAM, at two layers per model, for the top
+two classes. Keys: `{model}/{layer}/{method}/{class}`. Eigen-CAM's SVD sign is arbitrary, so
+its map is also stored with the opposite sign, under `eigencam_flipped`.
+
+    python scripts/make_cam_fixtures.py
+"""
+
+import os
+
+import torch
+from safetensors.torch import load_file, save_file
+from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+from make_fixtures import OUT, small_resnet50, small_vgg16
+
+
+class FlippedEigenCAM(EigenCAM):
+    def get_cam_image(self, *args, **kwargs):
+        return -super().get_cam_image(*args, **kwargs)
+
+
+METHODS = {"gradcam": GradCAM, "gradcamplusplus": GradCAMPlusPlus, "hirescam": HiResCAM,
+           "xgradcam": XGradCAM, "layercam": LayerCAM, "eigencam": EigenCAM,
+           "eigencam_flipped": FlippedEigenCAM}
+
+
+def main():
+    out = {}
+    for name, make, layers in [("vgg16_small", small_vgg16, ["features.16", "features.23"]),
+                               ("resnet50_small", small_resnet50, ["layer2", "layer3"])]:
+        model = make()
+        missing, unexpected = model.load_state_dict(load_file(os.path.join(OUT, f"{name}.safetensors")), strict=False)
+        assert not unexpected and all(k.endswith("num_batches_tracked") for k in missing), (missing, unexpected)
+        model.eval()
+        x = load_file(os.path.join(OUT, f"{name}_expected.safetensors"))["input"]
+        with torch.no_grad():
+            classes = model(x)[0].argsort(descending=True)[:2].tolist()
+        modules = dict(model.named_modules())
+        for layer in layers:
+            for key, method in METHODS.items():
+                with method(model=model, target_layers=[modules[layer]]) as cam:
+                    for c in classes:
+                        m = cam(input_tensor=x, targets=[ClassifierOutputTarget(c)])[0]
+                        out[f"{name}/{layer}/{key}/{c}"] = torch.from_numpy(m).contiguous()
+    save_file(out, os.path.join(OUT, "cam_expected.safetensors"))
+
+
+if __name__ == "__main__":
+    main()

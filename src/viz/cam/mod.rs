@@ -1,0 +1,263 @@
+//! Class activation maps: one driver for the whole family. The forward pass is done once per
+//! image and kept; a class switch costs one backward pass from the logits to the target layer
+//! (cached per class), and a method switch costs only the weighting.
+
+mod methods;
+
+use std::collections::HashMap;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Tensor, D};
+
+pub use methods::CamMethod;
+
+use crate::model::ops::Op;
+use crate::model::{Activations, Keep, Model, NodeId};
+use crate::viz::resize::{min_max, resize_bilinear};
+
+/// A computed map, normalised as pytorch-grad-cam does.
+#[derive(Debug, Clone)]
+pub struct CamMap {
+    pub method: CamMethod,
+    pub class: usize,
+    /// The class's logit.
+    pub score: f32,
+    /// ReLU, then min-max normalised, at the layer's resolution.
+    pub layer_map: Vec<f32>,
+    /// `(h, w)` of the layer.
+    pub layer_size: (usize, usize),
+    /// Upsampled (bilinear) to the input size and normalised again.
+    pub map: Vec<f32>,
+    /// `(H, W)` of the network input.
+    pub size: (usize, usize),
+    /// Nothing survived the ReLU: no place at this layer speaks for the class, and the map is
+    /// all zeros, which must not be shown as if it meant something.
+    pub empty: bool,
+}
+
+impl CamMap {
+    /// A one-line explanation when the map is empty.
+    pub fn empty_reason(&self, label: &str, layer: &str) -> Option<String> {
+        self.empty.then(|| {
+            format!(
+                "{} for '{label}' at {layer} is zero everywhere: nothing at this layer speaks for that class",
+                self.method.title()
+            )
+        })
+    }
+}
+
+/// Memory the masked forward passes of Score-CAM may use at once.
+pub const SCORE_CAM_BUDGET_BYTES: usize = 1 << 30;
+
+/// The last layer a CAM is usually taken at: the last node before flattening with a spatial
+/// output larger than 1x1 (adaptive pooling excluded).
+pub fn default_layer(model: &Model) -> Option<NodeId> {
+    let g = &model.graph;
+    let flatten = g.nodes().iter().position(|n| matches!(n.op, Op::Flatten)).unwrap_or(g.nodes().len());
+    (1..flatten).rev().find(|&id| {
+        let n = g.node(id);
+        n.shape.len() == 4 && n.shape[2] * n.shape[3] > 1 && !matches!(n.op, Op::AdaptiveAvgPool { .. })
+    })
+}
+
+/// Everything a CAM needs for one image and one layer.
+pub struct CamSession<'m> {
+    model: &'m Model,
+    layer: NodeId,
+    input: Tensor,
+    acts: Activations,
+    /// The layer's output, `C` channels of `h*w`.
+    activation: Vec<Vec<f32>>,
+    layer_size: (usize, usize),
+    logits: Vec<f32>,
+    gradients: HashMap<usize, Vec<Vec<f32>>>,
+    /// Score-CAM: the logits of every masked input, one row per channel.
+    masked_logits: Option<Vec<Vec<f32>>>,
+}
+
+impl<'m> CamSession<'m> {
+    /// Runs the forward pass for `input` (`(1, 3, H, W)`) and prepares the layer.
+    pub fn new(model: &'m Model, input: &Tensor, layer: NodeId) -> Result<Self> {
+        let acts = model.graph.forward(input, &Keep::All)?;
+        CamSession::from_activations(model, input, acts, layer)
+    }
+
+    /// Uses a forward pass already made with [`Keep::All`] (the explorer's per-image cache).
+    pub fn from_activations(model: &'m Model, input: &Tensor, acts: Activations, layer: NodeId) -> Result<Self> {
+        let node = model.graph.node(layer);
+        let [_, c, h, w] = node.shape[..] else {
+            bail!("layer {} has no spatial output (shape {:?}); pick a convolutional layer", node.name, &node.shape[1..]);
+        };
+        let a = acts.get(layer).context("the forward pass did not keep the layer")?;
+        let data: Vec<f32> = a.get(0)?.flatten_all()?.to_vec1()?;
+        let activation = data.chunks(h * w).map(<[f32]>::to_vec).collect::<Vec<_>>();
+        debug_assert_eq!(activation.len(), c);
+        let logits = acts
+            .get(model.graph.output())
+            .context("the forward pass kept no output")?
+            .get(0)?
+            .flatten_all()?
+            .to_vec1()?;
+        Ok(CamSession {
+            model,
+            layer,
+            input: input.clone(),
+            acts,
+            activation,
+            layer_size: (h, w),
+            logits,
+            gradients: HashMap::new(),
+            masked_logits: None,
+        })
+    }
+
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+
+    /// The top-scoring class.
+    pub fn top_class(&self) -> usize {
+        self.logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i)
+    }
+
+    fn layer_name(&self) -> &str {
+        &self.model.graph.node(self.layer).name
+    }
+
+    /// d logit[class] / d layer output, from the kept forward pass (cached per class).
+    fn gradient(&mut self, class: usize) -> Result<&Vec<Vec<f32>>> {
+        if !self.gradients.contains_key(&class) {
+            let g = &self.model.graph;
+            let classes = self.logits.len();
+            let mut onehot = vec![0f32; classes];
+            onehot[class] = 1.0;
+            let seed = Tensor::from_vec(onehot, (1, classes), &self.model.device)?;
+            let grad = g.gradient(&self.acts, self.layer, g.output(), &seed)?;
+            let data: Vec<f32> = grad.get(0)?.flatten_all()?.to_vec1()?;
+            let (h, w) = self.layer_size;
+            if data.iter().all(|&v| v == 0.0) {
+                bail!(
+                    "the gradient of '{}' w.r.t. {} is zero everywhere, so a gradient map would mean nothing; try another layer, class or method (eigencam needs no gradient)",
+                    self.model.labels[class],
+                    self.layer_name()
+                );
+            }
+            self.gradients.insert(class, data.chunks(h * w).map(<[f32]>::to_vec).collect());
+        }
+        Ok(&self.gradients[&class])
+    }
+
+    /// Computes one map.
+    pub fn compute(&mut self, method: CamMethod, class: usize) -> Result<CamMap> {
+        if class >= self.logits.len() {
+            bail!("class {class} is out of range: the model has {} classes", self.logits.len());
+        }
+        let raw = match method {
+            CamMethod::Eigencam => methods::eigen_cam(&self.activation),
+            CamMethod::Cam => {
+                let w = self.classifier_weights(class)?;
+                methods::weighted_sum(&self.activation, &w)
+            }
+            CamMethod::Scorecam => {
+                let w = self.score_cam_weights(class)?;
+                methods::weighted_sum(&self.activation, &w)
+            }
+            _ => {
+                let acts = std::mem::take(&mut self.activation);
+                let result = self.gradient(class).map(|grads| match method {
+                    CamMethod::Gradcam => methods::grad_cam(&acts, grads),
+                    CamMethod::Gradcamplusplus => methods::grad_cam_plus_plus(&acts, grads),
+                    CamMethod::Hirescam => methods::hires_cam(&acts, grads),
+                    CamMethod::Xgradcam => methods::xgrad_cam(&acts, grads),
+                    _ => methods::layer_cam(&acts, grads),
+                });
+                self.activation = acts;
+                result?
+            }
+        };
+        let relu: Vec<f32> = raw.iter().map(|&v| if v.is_nan() { 0.0 } else { v.max(0.0) }).collect();
+        let empty = relu.iter().all(|&v| v == 0.0);
+        let layer_map = min_max(&relu);
+        let (_, _, hh, ww) = self.input.dims4()?;
+        let map = min_max(&resize_bilinear(&layer_map, self.layer_size, (hh, ww), false));
+        Ok(CamMap {
+            method,
+            class,
+            score: self.logits[class],
+            layer_map,
+            layer_size: self.layer_size,
+            map,
+            size: (hh, ww),
+            empty,
+        })
+    }
+
+    /// Classic CAM's weights: the row of the final linear layer, when the network ends in
+    /// global average pooling of this layer, flatten and linear.
+    fn classifier_weights(&self, class: usize) -> Result<Vec<f32>> {
+        let g = &self.model.graph;
+        let out = g.node(g.output());
+        let skip = |mut id: NodeId| {
+            while matches!(g.node(id).op, Op::Dropout | Op::Flatten) {
+                id = g.node(id).inputs[0];
+            }
+            id
+        };
+        let gap = match &out.op {
+            Op::Linear { .. } => skip(out.inputs[0]),
+            _ => bail!("classic CAM needs a model that ends in a linear layer"),
+        };
+        let gap_node = g.node(gap);
+        let pooled = match gap_node.op {
+            Op::AdaptiveAvgPool { out_h: 1, out_w: 1 } => gap_node.inputs[0],
+            _ => bail!("classic CAM needs global average pooling before the last linear layer; use gradcam"),
+        };
+        if pooled != self.layer {
+            bail!("classic CAM works at the layer that feeds global average pooling: {}", g.node(pooled).name);
+        }
+        let Op::Linear { weight, .. } = &out.op else { unreachable!("checked above") };
+        Ok(weight.get(class)?.to_vec1()?)
+    }
+
+    /// Score-CAM's weights: softmax over channels of the class logit of each masked input.
+    fn score_cam_weights(&mut self, class: usize) -> Result<Vec<f32>> {
+        if self.masked_logits.is_none() {
+            self.masked_logits = Some(self.masked_forwards()?);
+        }
+        let scores: Vec<f32> = self.masked_logits.as_ref().expect("set above").iter().map(|row| row[class]).collect();
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let exp: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
+        let sum: f32 = exp.iter().sum();
+        Ok(exp.iter().map(|e| e / sum).collect())
+    }
+
+    /// One forward pass per channel of the input masked by that channel (upsampled with
+    /// aligned corners, min-max scaled), in batches that fit [`SCORE_CAM_BUDGET_BYTES`].
+    fn masked_forwards(&self) -> Result<Vec<Vec<f32>>> {
+        let (_, _, hh, ww) = self.input.dims4()?;
+        let per_image: usize = self.model.graph.nodes().iter().map(|n| n.shape.iter().product::<usize>()).sum();
+        let batch = (SCORE_CAM_BUDGET_BYTES / (per_image * 4 * 2).max(1)).clamp(1, 64);
+        let masks: Vec<Vec<f32>> = self
+            .activation
+            .iter()
+            .map(|a| {
+                let up = resize_bilinear(a, self.layer_size, (hh, ww), true);
+                let (lo, hi) = up.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+                up.iter().map(|&v| (v - lo) / (hi - lo + 1e-8)).collect()
+            })
+            .collect();
+        let mut rows = Vec::with_capacity(masks.len());
+        for chunk in masks.chunks(batch) {
+            let flat: Vec<f32> = chunk.iter().flatten().copied().collect();
+            let m = Tensor::from_vec(flat, (chunk.len(), 1, hh, ww), &self.model.device)?;
+            let x = self.input.broadcast_mul(&m)?;
+            let acts = self.model.graph.forward(&x, &Keep::Only(vec![]))?;
+            let logits = acts.get(self.model.graph.output()).context("no output")?;
+            let logits = logits.flatten_from(1)?;
+            debug_assert_eq!(logits.dim(D::Minus1)?, self.logits.len());
+            rows.extend(logits.to_vec2::<f32>()?);
+        }
+        Ok(rows)
+    }
+}

@@ -1,0 +1,70 @@
+//! Class activation maps against pytorch-grad-cam 1.5.x (fixtures from
+//! scripts/make_cam_fixtures.py) on the reduced VGG16 and ResNet50.
+
+mod common;
+
+use candle_core::Device;
+use common::{expected, fixture};
+use convscope::model::Model;
+use convscope::viz::cam::{CamMethod, CamSession};
+
+/// A model folder whose model.toml points at a fixture checkpoint, at the fixture input size.
+fn fixture_model(dir: &std::path::Path, file: &str) -> Model {
+    let toml = format!(
+        "weights = {:?}\ninput_size = [{}, {}]\n",
+        fixture(file),
+        common::INPUT.0,
+        common::INPUT.1
+    );
+    std::fs::write(dir.join("model.toml"), toml).unwrap();
+    Model::open(dir, None, &Device::Cpu).unwrap()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn check(name: &str) {
+    let d = tempfile::tempdir().unwrap();
+    let model = fixture_model(d.path(), &format!("{name}.safetensors"));
+    let input = &expected(&format!("{name}_expected.safetensors"))["input"];
+    let exp = expected("cam_expected.safetensors");
+    let mut compared = 0;
+    let mut sessions = std::collections::HashMap::new();
+    let mut keys: Vec<&String> = exp.keys().filter(|k| k.starts_with(&format!("{name}/"))).collect();
+    keys.sort();
+    for key in keys {
+        let parts: Vec<&str> = key.split('/').collect();
+        let (layer, method, class) = (parts[1], parts[2], parts[3].parse::<usize>().unwrap());
+        if method == "eigencam_flipped" {
+            continue;
+        }
+        let session = sessions.entry(layer.to_string()).or_insert_with(|| {
+            let id = model.graph.find(layer).unwrap();
+            CamSession::new(&model, input, id).unwrap()
+        });
+        let m: CamMethod = clap::ValueEnum::from_str(method, true).unwrap();
+        let ours = session.compute(m, class).unwrap();
+        let theirs: Vec<f32> = exp[key.as_str()].flatten_all().unwrap().to_vec1().unwrap();
+        let mut diff = max_abs_diff(&ours.map, &theirs);
+        if m == CamMethod::Eigencam {
+            let flipped_key = key.replace("/eigencam/", "/eigencam_flipped/");
+            let flipped: Vec<f32> = exp[&flipped_key].flatten_all().unwrap().to_vec1().unwrap();
+            diff = diff.min(max_abs_diff(&ours.map, &flipped));
+        }
+        assert!(diff <= 1e-3, "{key}: max difference {diff}");
+        compared += 1;
+    }
+    assert_eq!(compared, 2 * 6 * 2, "{name}: compared {compared} maps");
+}
+
+#[test]
+fn vgg16_maps_match_pytorch_grad_cam() {
+    check("vgg16_small");
+}
+
+#[test]
+fn resnet50_maps_match_pytorch_grad_cam() {
+    check("resnet50_small");
+}
