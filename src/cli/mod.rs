@@ -1,6 +1,8 @@
 //! The command line: global options, the headless subcommands, and what they share.
 
 mod activations;
+mod cam;
+mod filters;
 mod info;
 mod predict;
 
@@ -45,6 +47,10 @@ pub enum Command {
     Predict(predict::Args),
     /// A layer's channels as a grid of maps (or one map enlarged).
     Activations(activations::Args),
+    /// Class activation maps (Grad-CAM and its family) over the image.
+    Cam(cam::Args),
+    /// Filter patterns: the input each channel responds to most, by gradient ascent.
+    Filters(filters::Args),
 }
 
 /// What every subcommand starts from: the config and the device.
@@ -90,6 +96,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Info(a) => info::run(&session, a),
         Command::Predict(a) => predict::run(&session, a),
         Command::Activations(a) => activations::run(&session, a),
+        Command::Cam(a) => cam::run(&session, a),
+        Command::Filters(a) => filters::run(&session, a),
     }
 }
 

@@ -77,10 +77,14 @@ impl Graph {
             })
         };
         let batch = g.dim(0)?;
-        let input_shape = |k: usize| {
-            let mut s = self.node(node.inputs[k]).shape.clone();
-            s[0] = batch;
-            s
+        // The kept input's real shape (inputs of any size), else the build-time shape.
+        let input_shape = |k: usize| match acts.get(node.inputs[k]) {
+            Some(t) => t.dims().to_vec(),
+            None => {
+                let mut s = self.node(node.inputs[k]).shape.clone();
+                s[0] = batch;
+                s
+            }
         };
         Ok(match &node.op {
             Op::Input => vec![],

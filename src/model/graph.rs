@@ -194,9 +194,14 @@ impl Graph {
 
     /// Runs the whole graph on `input` (NCHW, any batch size).
     pub fn forward(&self, input: &Tensor, keep: &Keep) -> Result<Activations> {
+        self.forward_to(input, self.output(), keep)
+    }
+
+    /// Runs the graph up to and including node `stop` (nothing after it is computed).
+    pub fn forward_to(&self, input: &Tensor, stop: NodeId, keep: &Keep) -> Result<Activations> {
         let mut values = vec![None; self.nodes.len()];
         values[0] = Some(input.clone());
-        self.run(values, 1, keep)
+        self.run(values, 1, stop, keep)
     }
 
     /// Runs the graph after node `cut` with `value` in place of its output. Nodes before the cut
@@ -213,7 +218,7 @@ impl Graph {
             values[id] = Some(base.require(id, self)?.clone());
         }
         values[cut] = Some(value.clone());
-        self.run(values, cut + 1, keep)
+        self.run(values, cut + 1, self.output(), keep)
     }
 
     /// Nodes before `cut` (and `cut` itself) whose outputs are read by nodes after it.
@@ -232,6 +237,7 @@ impl Graph {
         &self,
         mut values: Vec<Option<Tensor>>,
         start: NodeId,
+        stop: NodeId,
         keep: &Keep,
     ) -> Result<Activations> {
         let last_use = match keep {
@@ -246,11 +252,11 @@ impl Graph {
                 for &k in kept {
                     last[k] = usize::MAX;
                 }
-                last[self.output()] = usize::MAX;
+                last[stop] = usize::MAX;
                 Some(last)
             }
         };
-        for id in start..self.nodes.len() {
+        for id in start..=stop {
             let node = &self.nodes[id];
             let inputs = node
                 .inputs

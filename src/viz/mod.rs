@@ -3,6 +3,7 @@
 pub mod activations;
 pub mod cam;
 pub mod colormap;
+pub mod filters;
 pub mod overlay;
 pub mod render;
 pub mod resize;

@@ -3,6 +3,7 @@
 //! (cached per class), and a method switch costs only the weighting.
 
 mod methods;
+mod smooth;
 
 use std::collections::HashMap;
 
@@ -10,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Tensor, D};
 
 pub use methods::CamMethod;
+pub use smooth::smoothed;
 
 use crate::model::ops::Op;
 use crate::model::{Activations, Keep, Model, NodeId};

@@ -1,0 +1,60 @@
+//! Grad-CAM benchmark: time to the first map (forward + backward) and per class switch with the
+//! forward pass kept, for VGG16 and ResNet50 at 224x224 on the CPU, random weights, medians.
+//!
+//!     cargo run --release --example bench_cam [-- RUNS]
+//!
+//! The pytorch-grad-cam side: `python scripts/bench_cam_torch.py`.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::{Device, Tensor};
+use convscope::model::card::{IMAGENET_MEAN, IMAGENET_STD};
+use convscope::model::{Arch, Model, Normalisation, RandomWeights};
+use convscope::viz::cam::{default_layer, CamMethod, CamSession};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> Result<()> {
+    let runs: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(5);
+    let dev = Device::Cpu;
+    for name in ["vgg16", "resnet50"] {
+        let arch = Arch::standard(name, 1000)?;
+        let graph = arch.build((3, 224, 224), &mut RandomWeights::new(0, dev.clone()))?;
+        let model = Model {
+            name: name.into(),
+            arch: name.into(),
+            graph,
+            normalisation: Normalisation { height: 224, width: 224, mean: IMAGENET_MEAN, std: IMAGENET_STD },
+            labels: (0..1000).map(|i| i.to_string()).collect(),
+            device: dev.clone(),
+            path: name.into(),
+        };
+        let layer = default_layer(&model).expect("a spatial layer");
+        let x = Tensor::randn(0f32, 1.0, (1, 3, 224, 224), &dev)?;
+        let (mut first, mut switch) = (Vec::new(), Vec::new());
+        for run in 0..=runs {
+            let t = Instant::now();
+            let mut s = CamSession::new(&model, &x, layer)?;
+            s.compute(CamMethod::Gradcam, 0)?;
+            let t_first = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            s.compute(CamMethod::Gradcam, 1 + run)?;
+            let t_switch = t.elapsed().as_secs_f64();
+            if run > 0 {
+                first.push(t_first);
+                switch.push(t_switch);
+            }
+        }
+        println!(
+            "{name} Grad-CAM at {}: first map median {:.1} ms, class switch median {:.1} ms ({runs} runs)",
+            model.graph.node(layer).name,
+            median(first) * 1e3,
+            median(switch) * 1e3
+        );
+    }
+    Ok(())
+}

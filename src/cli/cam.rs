@@ -1,0 +1,163 @@
+//! `convscope cam`: class activation maps over the input image.
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::Tensor;
+use serde_json::json;
+
+use super::{emit, print_json, Session};
+use crate::input::Fit;
+use crate::model::Model;
+use crate::viz::cam::{default_layer, smoothed, CamMap, CamMethod, CamSession};
+use crate::viz::colormap::Colormap;
+use crate::viz::overlay::{heatmap, overlay};
+use crate::viz::render::{save_npy, save_png};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Model folder, model.toml or checkpoint (default: from config.toml).
+    pub model: Option<PathBuf>,
+    /// Image file (default: from config.toml).
+    pub image: Option<PathBuf>,
+    /// Target layer (default: the last one with a spatial output larger than 1x1).
+    #[arg(long)]
+    pub layer: Option<String>,
+    /// Target class: an index or a label (default: the top prediction).
+    #[arg(long)]
+    pub class: Option<String>,
+    #[arg(long, value_enum, default_value_t = CamMethod::Gradcam)]
+    pub method: CamMethod,
+    /// Write one overlay for each of the top K classes.
+    #[arg(long, value_name = "K")]
+    pub top: Option<usize>,
+    /// Output PNG: the overlay at the image's own resolution (default: a descriptive name in the
+    /// output folder). With --top, the class is added to the name.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Also write the heatmap alone, at the network's input size.
+    #[arg(long, value_name = "FILE")]
+    pub heatmap: Option<PathBuf>,
+    /// Weight of the heatmap in the overlay (pytorch-grad-cam: 0.5; Chollet: 0.4).
+    #[arg(long, default_value_t = 0.5)]
+    pub alpha: f32,
+    #[arg(long, value_enum, default_value_t = Colormap::Jet)]
+    pub colormap: Colormap,
+    /// Average the maps of flipped and brightness-scaled inputs (pytorch-grad-cam's aug_smooth).
+    #[arg(long)]
+    pub aug_smooth: bool,
+    #[arg(long = "crop", value_enum)]
+    pub fit: Option<Fit>,
+    /// Write the normalised map at the layer's resolution (before upsampling) as .npy.
+    #[arg(long, value_name = "FILE")]
+    pub npy: Option<PathBuf>,
+    /// Machine-readable summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `out.png` -> `out_2_tabby.png` for the rank-2 class.
+fn ranked_path(base: &Path, rank: usize, label: &str) -> PathBuf {
+    let stem = base.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let safe: String = label.chars().map(|c| if c.is_alphanumeric() { c } else { '_' }).collect();
+    base.with_file_name(format!("{stem}_{rank}_{safe}.png"))
+}
+
+fn compute(model: &Model, session: &mut CamSession, input: &Tensor, layer: usize, args: &Args, class: usize) -> Result<CamMap> {
+    if args.aug_smooth {
+        smoothed(model, input, layer, args.method, class)
+    } else {
+        session.compute(args.method, class)
+    }
+}
+
+pub fn run(session: &Session, args: &Args) -> Result<()> {
+    if !(0.0..=1.0).contains(&args.alpha) {
+        bail!("--alpha must be between 0 and 1");
+    }
+    let model = session.model(args.model.as_deref())?;
+    let layer = match &args.layer {
+        Some(name) => model.graph.find(name)?,
+        None => default_layer(&model).context("the model has no layer with a spatial output")?,
+    };
+    let layer_name = model.graph.node(layer).name.clone();
+    let image_path = session.image_path(args.image.as_deref());
+    let image = session.image(image_path)?;
+    let input = model.input_tensor(&image, session.fit(args.fit))?;
+    let mut cams = CamSession::new(&model, &input, layer)?;
+    let classes: Vec<usize> = match (&args.class, args.top) {
+        (Some(_), Some(_)) => bail!("give --class or --top, not both"),
+        (Some(c), None) => vec![model.class_index(c)?],
+        (None, Some(k)) => {
+            let mut order: Vec<usize> = (0..cams.logits().len()).collect();
+            order.sort_by(|&a, &b| cams.logits()[b].total_cmp(&cams.logits()[a]));
+            order.truncate(k.max(1));
+            order
+        }
+        (None, None) => vec![cams.top_class()],
+    };
+    let base = match &args.output {
+        Some(p) => p.clone(),
+        None => {
+            let dir = &session.config.output_dir;
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let class = if args.top.is_some() { "top".to_string() } else { model.labels[classes[0]].clone() };
+            dir.join(format!("{}_{}_{}_{}.png", model.name, layer_name, args.method.key(), class.replace(['/', ' '], "_")))
+        }
+    };
+    let mut text = String::new();
+    let mut results = Vec::new();
+    for (rank, &class) in classes.iter().enumerate() {
+        let map = compute(&model, &mut cams, &input, layer, args, class)?;
+        if let Some(reason) = map.empty_reason(&model.labels[class], &layer_name) {
+            bail!("{reason}");
+        }
+        let path = if args.top.is_some() { ranked_path(&base, rank + 1, &model.labels[class]) } else { base.clone() };
+        let picture = overlay(&image, &map.map, map.size, args.colormap, args.alpha);
+        let meta = [
+            ("convscope:layer", layer_name.clone()),
+            ("convscope:method", args.method.title().to_string()),
+            ("convscope:class", format!("{class} {}", model.labels[class])),
+        ];
+        save_png(&picture, &path, &meta)?;
+        if rank == 0 {
+            if let Some(h) = &args.heatmap {
+                save_png(&heatmap(&map.map, map.size, args.colormap), h, &meta)?;
+            }
+            if let Some(npy) = &args.npy {
+                let (h, w) = map.layer_size;
+                save_npy(&Tensor::from_vec(map.layer_map.clone(), (h, w), &candle_core::Device::Cpu)?, npy)?;
+            }
+        }
+        writeln!(
+            text,
+            "{} {} for '{}' (class {class}, logit {:.3}) at {layer_name} ({}x{}) -> {}",
+            model.name,
+            args.method.title(),
+            model.labels[class],
+            map.score,
+            map.layer_size.0,
+            map.layer_size.1,
+            path.display()
+        )?;
+        results.push(json!({
+            "class": class,
+            "label": model.labels[class],
+            "score": map.score,
+            "output": path,
+        }));
+    }
+    if args.json {
+        let shape = &model.graph.node(layer).shape;
+        return print_json(&json!({
+            "model": model.name,
+            "image": image_path,
+            "layer": layer_name,
+            "method": args.method.key(),
+            "map_size": [shape[2], shape[3]],
+            "maps": results,
+        }));
+    }
+    emit(&text)
+}

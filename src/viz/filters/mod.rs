@@ -1,0 +1,202 @@
+//! Filter patterns: the input that a channel responds to most, by gradient ascent in input space
+//! from a blank image. All requested channels of a layer are optimised together, one image per
+//! channel, in chunks that fit a memory budget; the forward pass stops at the target layer and
+//! gradients are taken w.r.t. the input only.
+
+mod classic;
+mod lucid;
+mod objective;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{bail, Result};
+use candle_core::Tensor;
+use image::RgbImage;
+
+pub use objective::Objective;
+
+use crate::model::{Keep, Model, NodeId};
+use crate::viz::render::grid;
+
+/// How the image is parametrised and optimised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Recipe {
+    /// Chollet's: pixels from a gray, slightly noisy start, RMS-normalised gradient steps.
+    #[default]
+    Classic,
+    /// Lucid/Lucent's: Fourier-space, colour-decorrelated image, random jitter, scale and
+    /// rotation every step, Adam.
+    Lucid,
+}
+
+/// Everything that decides the result: same settings, same pictures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FilterSettings {
+    pub recipe: Recipe,
+    pub objective: Objective,
+    /// Side of the optimised square image.
+    pub size: usize,
+    pub steps: usize,
+    pub seed: u64,
+    /// Memory one chunk of the batch may use.
+    pub budget_bytes: usize,
+}
+
+/// Default memory budget for a chunk of filter images.
+pub const DEFAULT_BUDGET_BYTES: usize = 2 << 30;
+
+impl FilterSettings {
+    /// The recipe's reference settings: classic 150 px and 40 steps (Chollet), lucid 128 px and
+    /// 512 steps (Lucent's `render_vis`).
+    pub fn new(recipe: Recipe) -> Self {
+        let (size, steps) = match recipe {
+            Recipe::Classic => (150, 40),
+            Recipe::Lucid => (128, 512),
+        };
+        FilterSettings {
+            recipe,
+            objective: Objective::Channel,
+            size,
+            steps,
+            seed: 0,
+            budget_bytes: DEFAULT_BUDGET_BYTES,
+        }
+    }
+}
+
+/// One optimised image.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    pub channel: usize,
+    pub image: RgbImage,
+    /// The objective on the starting image and on the final one.
+    pub start: f32,
+    pub end: f32,
+}
+
+/// Returned (as the error) when the cancel flag stops a run.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("cancelled")]
+pub struct Cancelled;
+
+/// What a recipe needs from the driver for one chunk.
+struct Chunk<'a> {
+    model: &'a Model,
+    layer: NodeId,
+    channels: &'a [usize],
+    settings: &'a FilterSettings,
+}
+
+impl Chunk<'_> {
+    /// Objective values and `d objective / d input` for a batch of normalised inputs.
+    fn objective_and_gradient(&self, x: &Tensor) -> Result<(Vec<f32>, Tensor)> {
+        let g = &self.model.graph;
+        let acts = g.forward_to(x, self.layer, &Keep::All)?;
+        let out = acts.get(self.layer).expect("the stop node is kept");
+        let seed = self.settings.objective.seed(out.dims(), self.channels, x.device())?;
+        let values = Objective::values(out, &seed)?;
+        let grad = g.gradient(&acts, g.input(), self.layer, &seed)?;
+        Ok((values, grad))
+    }
+
+    /// Objective values only.
+    fn objective(&self, x: &Tensor) -> Result<Vec<f32>> {
+        let acts = self.model.graph.forward_to(x, self.layer, &Keep::Only(vec![]))?;
+        let out = acts.get(self.layer).expect("the stop node is kept");
+        let seed = self.settings.objective.seed(out.dims(), self.channels, x.device())?;
+        Objective::values(out, &seed)
+    }
+
+    /// `(1, 3, 1, 1)` tensors of the model's mean and std.
+    fn normalisation(&self) -> Result<(Tensor, Tensor)> {
+        let n = &self.model.normalisation;
+        let dev = &self.model.device;
+        Ok((Tensor::from_vec(n.mean.to_vec(), (1, 3, 1, 1), dev)?, Tensor::from_vec(n.std.to_vec(), (1, 3, 1, 1), dev)?))
+    }
+}
+
+/// Bytes one image of the batch is expected to need: every node output up to the layer, at the
+/// optimised size, kept for the backward pass, with room for gradients and temporaries.
+fn bytes_per_image(model: &Model, layer: NodeId, size: usize) -> usize {
+    let (_, h, w) = model.graph.input_size();
+    let scale = (size * size) as f64 / (h * w) as f64;
+    let floats: usize = model.graph.nodes()[..=layer].iter().map(|n| n.shape[1..].iter().product::<usize>()).sum();
+    ((floats as f64 * scale) as usize).max(1) * 4 * 3
+}
+
+/// Optimises one image per channel. `progress(done, total)` is called after every step of every
+/// chunk (monotone, ending at `total`); `cancel` is checked before every step.
+pub fn optimise(
+    model: &Model,
+    layer: NodeId,
+    channels: &[usize],
+    settings: &FilterSettings,
+    progress: &mut dyn FnMut(usize, usize),
+    cancel: &AtomicBool,
+) -> Result<Vec<Pattern>> {
+    if channels.is_empty() {
+        bail!("no channels to optimise");
+    }
+    if settings.size < 16 || settings.size > 1024 {
+        bail!("the image size must be between 16 and 1024 pixels");
+    }
+    let node = model.graph.node(layer);
+    if let Some(&c) = channels.iter().find(|&&c| c >= node.shape[1]) {
+        bail!("channel {c} is out of range: {} has {} channels", node.name, node.shape[1]);
+    }
+    let per_chunk = (settings.budget_bytes / bytes_per_image(model, layer, settings.size)).clamp(1, channels.len());
+    let chunks: Vec<&[usize]> = channels.chunks(per_chunk).collect();
+    let total = settings.steps * chunks.len();
+    let mut done = 0;
+    let mut patterns = Vec::with_capacity(channels.len());
+    for channels in chunks {
+        let chunk = Chunk { model, layer, channels, settings };
+        let mut on_step = || -> Result<()> {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Cancelled.into());
+            }
+            Ok(())
+        };
+        let mut after_step = || {
+            done += 1;
+            progress(done, total);
+        };
+        patterns.extend(match settings.recipe {
+            Recipe::Classic => classic::run(&chunk, &mut on_step, &mut after_step)?,
+            Recipe::Lucid => lucid::run(&chunk, &mut on_step, &mut after_step)?,
+        });
+    }
+    Ok(patterns)
+}
+
+/// A grid of patterns, 8 to a row, with margins.
+pub fn pattern_grid(patterns: &[Pattern]) -> RgbImage {
+    let cells: Vec<RgbImage> = patterns.iter().map(|p| p.image.clone()).collect();
+    let inner = grid(&cells, 8, 4);
+    let margin = 4;
+    let mut out = RgbImage::from_pixel(inner.width() + 2 * margin, inner.height() + 2 * margin, crate::viz::render::GAP_COLOUR);
+    image::imageops::replace(&mut out, &inner, margin as i64, margin as i64);
+    out
+}
+
+/// Per-image seeded random numbers, so a channel gets the same start alone or in a batch.
+fn channel_rng(seed: u64, channel: usize) -> rand::rngs::StdRng {
+    use rand::SeedableRng;
+    rand::rngs::StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ channel as u64)
+}
+
+/// `(B, 3, H, W)` values in `0..=1` to images.
+fn to_images(x: &Tensor) -> Result<Vec<RgbImage>> {
+    let (b, _, h, w) = x.dims4()?;
+    let data: Vec<f32> = x.flatten_all()?.to_vec1()?;
+    Ok((0..b)
+        .map(|i| {
+            let base = i * 3 * h * w;
+            RgbImage::from_fn(w as u32, h as u32, |px, py| {
+                let at = |c: usize| data[base + c * h * w + py as usize * w + px as usize];
+                image::Rgb([0, 1, 2].map(|c| (at(c).clamp(0.0, 1.0) * 255.0).round() as u8))
+            })
+        })
+        .collect())
+}
