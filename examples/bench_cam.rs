@@ -19,7 +19,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> Result<()> {
-    let runs: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(5);
+    let runs: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(5);
     let dev = Device::Cpu;
     for name in ["vgg16", "resnet50"] {
         let arch = Arch::standard(name, 1000)?;
@@ -28,7 +32,12 @@ fn main() -> Result<()> {
             name: name.into(),
             arch: name.into(),
             graph,
-            normalisation: Normalisation { height: 224, width: 224, mean: IMAGENET_MEAN, std: IMAGENET_STD },
+            normalisation: Normalisation {
+                height: 224,
+                width: 224,
+                mean: IMAGENET_MEAN,
+                std: IMAGENET_STD,
+            },
             labels: (0..1000).map(|i| i.to_string()).collect(),
             device: dev.clone(),
             path: name.into(),

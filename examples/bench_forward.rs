@@ -28,7 +28,11 @@ fn time_runs(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
 }
 
 fn main() -> Result<()> {
-    let runs: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(5);
+    let runs: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(5);
     let dev = Device::Cpu;
     let n = 2048;
     let a = Tensor::randn(0f32, 1.0, (n, n), &dev)?;
@@ -37,7 +41,11 @@ fn main() -> Result<()> {
         a.matmul(&b)?;
         Ok(())
     })?;
-    println!("matmul {n}x{n}: median {:.1} ms, {:.0} GFLOP/s", t * 1e3, 2.0 * (n as f64).powi(3) / t / 1e9);
+    println!(
+        "matmul {n}x{n}: median {:.1} ms, {:.0} GFLOP/s",
+        t * 1e3,
+        2.0 * (n as f64).powi(3) / t / 1e9
+    );
     for name in ["vgg16", "resnet50"] {
         let arch = Arch::standard(name, 1000)?;
         let graph = arch.build((3, 224, 224), &mut RandomWeights::new(0, dev.clone()))?;
@@ -46,7 +54,10 @@ fn main() -> Result<()> {
             graph.forward(&x, &Keep::Only(vec![]))?;
             Ok(())
         })?;
-        println!("{name} forward 1x3x224x224: median {:.1} ms over {runs} runs", t * 1e3);
+        println!(
+            "{name} forward 1x3x224x224: median {:.1} ms over {runs} runs",
+            t * 1e3
+        );
     }
     Ok(())
 }

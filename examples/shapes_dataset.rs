@@ -13,7 +13,10 @@ use convscope::shapes::{Generator, IMAGE_SIZE};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let out = std::path::PathBuf::from(args.first().context("usage: OUT_DIR COUNT SEED | OUT_DIR --samples")?);
+    let out = std::path::PathBuf::from(
+        args.first()
+            .context("usage: OUT_DIR COUNT SEED | OUT_DIR --samples")?,
+    );
     std::fs::create_dir_all(&out)?;
     if args.get(1).map(String::as_str) == Some("--samples") {
         let mut g = Generator::new(7);
@@ -33,7 +36,8 @@ fn main() -> Result<()> {
         let last = s.objects.len() - 1;
         labels.extend([s.objects[0].class as u32, s.objects[last].class as u32]);
     }
-    Tensor::from_vec(pixels, (count, side, side, 3), &Device::Cpu)?.write_npy(out.join("images.npy"))?;
+    Tensor::from_vec(pixels, (count, side, side, 3), &Device::Cpu)?
+        .write_npy(out.join("images.npy"))?;
     Tensor::from_vec(labels, (count, 2), &Device::Cpu)?.write_npy(out.join("labels.npy"))?;
     Ok(())
 }

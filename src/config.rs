@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 
 use crate::input::{Fit, ImageLimits};
+use crate::tui::graphics::ProtocolChoice;
 use crate::viz::activations::ChannelNorm;
 use crate::viz::colormap::Colormap;
 
@@ -28,6 +29,8 @@ pub struct Config {
     pub fit: Fit,
     /// Folder for saved pictures.
     pub output_dir: PathBuf,
+    /// Terminal graphics protocol of the explorer.
+    pub protocol: ProtocolChoice,
     pub limits: Limits,
 }
 
@@ -58,6 +61,7 @@ impl Default for Config {
             norm: ChannelNorm::Standard,
             fit: Fit::Resize,
             output_dir: PathBuf::from("convscope-out"),
+            protocol: ProtocolChoice::Auto,
             limits: Limits::default(),
         }
     }

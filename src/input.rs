@@ -59,9 +59,13 @@ pub fn load_image(path: &Path, limits: ImageLimits) -> Result<RgbImage> {
         head
     };
     let Ok(format) = image::guess_format(&head) else {
-        bail!("{} is not an image in a format convscope reads", path.display());
+        bail!(
+            "{} is not an image in a format convscope reads",
+            path.display()
+        );
     };
-    let mut reader = ImageReader::open(path).with_context(|| format!("cannot read image {}", path.display()))?;
+    let mut reader =
+        ImageReader::open(path).with_context(|| format!("cannot read image {}", path.display()))?;
     reader.set_format(format);
     let mut l = image::Limits::default();
     l.max_image_width = Some(limits.max_side);

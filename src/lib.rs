@@ -8,4 +8,5 @@ pub mod config;
 pub mod input;
 pub mod model;
 pub mod shapes;
+pub mod tui;
 pub mod viz;

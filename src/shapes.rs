@@ -24,7 +24,10 @@ pub struct BoundingBox {
 impl BoundingBox {
     /// Whether pixel `(x, y)` lies inside, with `margin` pixels of slack on every side.
     pub fn contains(&self, x: u32, y: u32, margin: u32) -> bool {
-        x + margin >= self.x0 && x < self.x1 + margin && y + margin >= self.y0 && y < self.y1 + margin
+        x + margin >= self.x0
+            && x < self.x1 + margin
+            && y + margin >= self.y0
+            && y < self.y1 + margin
     }
 
     fn overlaps(&self, o: &BoundingBox, gap: u32) -> bool {
@@ -134,8 +137,14 @@ impl Generator {
         }
         for _ in 0..self.rng.random_range(1..4) {
             let colour = self.colour();
-            let (x0, y0) = (self.rng.random_range(0.0..size), self.rng.random_range(0.0..size));
-            let (x1, y1) = (self.rng.random_range(0.0..size), self.rng.random_range(0.0..size));
+            let (x0, y0) = (
+                self.rng.random_range(0.0..size),
+                self.rng.random_range(0.0..size),
+            );
+            let (x1, y1) = (
+                self.rng.random_range(0.0..size),
+                self.rng.random_range(0.0..size),
+            );
             let steps = ((x1 - x0).abs().max((y1 - y0).abs()) as usize).max(1);
             for s in 0..=steps {
                 let t = s as f32 / steps as f32;
@@ -153,14 +162,22 @@ impl Generator {
         let bg_mean = mean_colour(img, pose_box(pose));
         let colour = loop {
             let c = self.colour();
-            let dist: f32 = (0..3).map(|i| (c[i] - bg_mean[i]).powi(2)).sum::<f32>().sqrt();
+            let dist: f32 = (0..3)
+                .map(|i| (c[i] - bg_mean[i]).powi(2))
+                .sum::<f32>()
+                .sqrt();
             if dist > 120.0 {
                 break c;
             }
         };
         let outer = pose_box(pose);
         let (cos, sin) = (pose.angle.cos(), pose.angle.sin());
-        let mut bbox = BoundingBox { x0: u32::MAX, y0: u32::MAX, x1: 0, y1: 0 };
+        let mut bbox = BoundingBox {
+            x0: u32::MAX,
+            y0: u32::MAX,
+            x1: 0,
+            y1: 0,
+        };
         for y in outer.y0..outer.y1 {
             for x in outer.x0..outer.x1 {
                 let mut hits = 0;
@@ -198,7 +215,12 @@ impl Generator {
 fn pose_box(p: Pose) -> BoundingBox {
     let lo = |c: f32| (c - p.radius - 1.0).max(0.0) as u32;
     let hi = |c: f32| ((c + p.radius + 2.0) as u32).min(IMAGE_SIZE);
-    BoundingBox { x0: lo(p.cx), y0: lo(p.cy), x1: hi(p.cx), y1: hi(p.cy) }
+    BoundingBox {
+        x0: lo(p.cx),
+        y0: lo(p.cy),
+        x1: hi(p.cx),
+        y1: hi(p.cy),
+    }
 }
 
 fn mean_colour(img: &RgbImage, b: BoundingBox) -> [f32; 3] {

@@ -3,18 +3,29 @@
 //! remainder, non-square inputs, average pooling with ceil_mode.
 
 use candle_core::{Device, Tensor};
-use convscope::model::ops::{Conv2d, Op, PoolKind};
-use convscope::model::pool::{adaptive_avg_pool, adaptive_avg_pool_backward, pool_backward, pool_forward, PoolGeometry};
 use convscope::model::conv_input_grad;
+use convscope::model::ops::{Conv2d, Op, PoolKind};
+use convscope::model::pool::{
+    adaptive_avg_pool, adaptive_avg_pool_backward, pool_backward, pool_forward, PoolGeometry,
+};
 
 fn dot(a: &Tensor, b: &Tensor) -> f64 {
-    (a * b).unwrap().sum_all().unwrap().to_dtype(candle_core::DType::F64).unwrap().to_scalar().unwrap()
+    (a * b)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
 }
 
 fn randn(shape: &[usize], seed: u64) -> Tensor {
     // Deterministic values without a global RNG.
     let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|i| (((i as u64 + 1) * (seed * 2 + 7919) % 10007) as f32 / 10007.0) - 0.5).collect();
+    let v: Vec<f32> = (0..n)
+        .map(|i| (((i as u64 + 1) * (seed * 2 + 7919) % 10007) as f32 / 10007.0) - 0.5)
+        .collect();
     Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
 }
 
@@ -56,8 +67,21 @@ fn convolution_input_gradient_is_the_adjoint() {
 
 #[test]
 fn average_pooling_gradient_is_the_adjoint() {
-    for (i, &(k, s, p, ceil, h, w)) in [(2, 2, 0, false, 8, 8), (3, 2, 1, false, 9, 12), (3, 2, 1, true, 10, 7), (2, 3, 0, true, 11, 11)].iter().enumerate() {
-        let g = PoolGeometry { kernel: k, stride: s, padding: p, ceil_mode: ceil };
+    for (i, &(k, s, p, ceil, h, w)) in [
+        (2, 2, 0, false, 8, 8),
+        (3, 2, 1, false, 9, 12),
+        (3, 2, 1, true, 10, 7),
+        (2, 3, 0, true, 11, 11),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let g = PoolGeometry {
+            kernel: k,
+            stride: s,
+            padding: p,
+            ceil_mode: ceil,
+        };
         let x = randn(&[2, 3, h, w], i as u64);
         let y = pool_forward(&x, PoolKind::Avg, &g).unwrap();
         let gy = randn(y.dims(), 50 + i as u64);
@@ -68,7 +92,10 @@ fn average_pooling_gradient_is_the_adjoint() {
 
 #[test]
 fn adaptive_pooling_gradient_is_the_adjoint() {
-    for (i, &(h, w, oh, ow)) in [(2, 3, 7, 7), (14, 14, 7, 7), (10, 13, 3, 4), (5, 5, 1, 1)].iter().enumerate() {
+    for (i, &(h, w, oh, ow)) in [(2, 3, 7, 7), (14, 14, 7, 7), (10, 13, 3, 4), (5, 5, 1, 1)]
+        .iter()
+        .enumerate()
+    {
         let x = randn(&[1, 2, h, w], i as u64);
         let y = adaptive_avg_pool(&x, oh, ow).unwrap();
         assert_eq!(y.dims(), [1, 2, oh, ow]);
@@ -81,7 +108,12 @@ fn adaptive_pooling_gradient_is_the_adjoint() {
 #[test]
 fn ceil_mode_output_sizes_follow_pytorch() {
     // torch.nn.MaxPool2d(3, 2, ceil_mode=True) on 10 gives 5; on 9 gives 4; with padding 1 on 8: 5.
-    let g = |k, s, p, c| PoolGeometry { kernel: k, stride: s, padding: p, ceil_mode: c };
+    let g = |k, s, p, c| PoolGeometry {
+        kernel: k,
+        stride: s,
+        padding: p,
+        ceil_mode: c,
+    };
     assert_eq!(g(3, 2, 0, true).output_size(10), Ok(5));
     assert_eq!(g(3, 2, 0, true).output_size(9), Ok(4));
     assert_eq!(g(3, 2, 1, true).output_size(8), Ok(5));

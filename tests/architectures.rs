@@ -37,7 +37,9 @@ fn every_named_architecture_is_detected_from_its_checkpoint() {
         let dict = random.into_state_dict();
         let detected = Arch::for_checkpoint(None, &dict).unwrap();
         assert_eq!(detected.name(), name);
-        let rebuilt = detected.build((3, 64, 64), &mut CheckpointWeights::new(dict, Device::Cpu)).unwrap();
+        let rebuilt = detected
+            .build((3, 64, 64), &mut CheckpointWeights::new(dict, Device::Cpu))
+            .unwrap();
         assert_eq!(rebuilt.parameter_count(), built.parameter_count(), "{name}");
         assert_eq!(rebuilt.nodes().len(), built.nodes().len(), "{name}");
     }
@@ -49,19 +51,35 @@ fn arch_override_uses_the_checkpoint_widths() {
     narrow("resnet34").build((3, 64, 64), &mut random).unwrap();
     let dict = random.into_state_dict();
     let forced = Arch::for_checkpoint(Some("resnet34"), &dict).unwrap();
-    assert!(forced.build((3, 64, 64), &mut CheckpointWeights::new(dict.clone(), Device::Cpu)).is_ok());
+    assert!(forced
+        .build(
+            (3, 64, 64),
+            &mut CheckpointWeights::new(dict.clone(), Device::Cpu)
+        )
+        .is_ok());
     // Forcing a deeper layout names the first weight the checkpoint lacks.
     let wrong = Arch::for_checkpoint(Some("resnet50"), &dict).unwrap();
-    let err = wrong.build((3, 64, 64), &mut CheckpointWeights::new(dict, Device::Cpu)).unwrap_err();
-    assert!(format!("{err:#}").contains("layer1.0.conv1.weight"), "{err:#}");
+    let err = wrong
+        .build((3, 64, 64), &mut CheckpointWeights::new(dict, Device::Cpu))
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("layer1.0.conv1.weight"),
+        "{err:#}"
+    );
 }
 
 #[test]
 fn torchvision_parameter_counts() {
     // The parameter counts torchvision reports for the full-size models.
-    for (name, params) in [("resnet18", 11_689_512), ("resnet50", 25_557_032), ("vgg16", 138_357_544)] {
+    for (name, params) in [
+        ("resnet18", 11_689_512),
+        ("resnet50", 25_557_032),
+        ("vgg16", 138_357_544),
+    ] {
         let arch = Arch::standard(name, 1000).unwrap();
-        let g = arch.build((3, 224, 224), &mut RandomWeights::new(0, Device::Cpu)).unwrap();
+        let g = arch
+            .build((3, 224, 224), &mut RandomWeights::new(0, Device::Cpu))
+            .unwrap();
         assert_eq!(g.parameter_count(), params, "{name}");
     }
 }
@@ -72,19 +90,34 @@ fn modules_stand_for_their_last_node_and_the_tree_nests_them() {
     assert_eq!(g.node(g.find("layer4").unwrap()).name, "layer4.2.relu3");
     assert_eq!(g.node(g.find("layer2.0").unwrap()).name, "layer2.0.relu3");
     assert_eq!(g.node(g.find("fc").unwrap()).name, "fc");
-    assert_eq!(g.node(g.find("layer1.0.downsample").unwrap()).name, "layer1.0.downsample.1");
+    assert_eq!(
+        g.node(g.find("layer1.0.downsample").unwrap()).name,
+        "layer1.0.downsample.1"
+    );
     let err = g.find("layer4.9").unwrap_err();
-    assert!(err.nearest.iter().any(|n| n.starts_with("layer4.")), "{err}");
+    assert!(
+        err.nearest.iter().any(|n| n.starts_with("layer4.")),
+        "{err}"
+    );
 
     let tree = layer_tree(&g);
     let labels: Vec<&str> = tree.children.iter().map(|c| c.label.as_str()).collect();
     assert_eq!(
         labels,
-        ["input", "conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "flatten", "fc"]
+        [
+            "input", "conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4",
+            "avgpool", "flatten", "fc"
+        ]
     );
     let layer3 = &tree.children[7];
     assert_eq!(layer3.children.len(), 6);
-    assert!(!layer3.is_node && layer3.children[0].children.iter().any(|c| c.label == "downsample"));
+    assert!(
+        !layer3.is_node
+            && layer3.children[0]
+                .children
+                .iter()
+                .any(|c| c.label == "downsample")
+    );
     assert_eq!(tree.parameters, g.parameter_count());
     let sum: usize = tree.children.iter().map(|c| c.parameters).sum();
     assert_eq!(sum, g.parameter_count());

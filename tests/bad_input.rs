@@ -22,11 +22,26 @@ fn fails(args: &[&str], expect: &str) -> Failure {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(!out.status.success(), "{args:?} succeeded");
-    assert_eq!(out.status.code(), Some(1), "{args:?}: exit code {:?}, stderr {stderr}", out.status.code());
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: not one line:\n{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{args:?}: exit code {:?}, stderr {stderr}",
+        out.status.code()
+    );
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "{args:?}: not one line:\n{stderr}"
+    );
     assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
-    assert!(!stderr.contains("panicked") && !stderr.contains("internal error"), "{stderr}");
-    assert!(stderr.contains(expect), "{args:?}: expected '{expect}' in: {stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("internal error"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(expect),
+        "{args:?}: expected '{expect}' in: {stderr}"
+    );
     Failure { stderr }
 }
 
@@ -46,14 +61,19 @@ fn s(p: &Path) -> &str {
 
 fn sample_image(dir: &Path) -> PathBuf {
     let p = dir.join("img.png");
-    image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * 5, y as u8 * 7, 90])).save(&p).unwrap();
+    image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * 5, y as u8 * 7, 90]))
+        .save(&p)
+        .unwrap();
     p
 }
 
 const VGG: &str = "vgg16_small.safetensors";
 
 /// The VGG fixture's tensors with one changed by `edit`.
-fn edited_vgg(dir: &Path, edit: impl FnOnce(&mut std::collections::HashMap<String, Tensor>)) -> PathBuf {
+fn edited_vgg(
+    dir: &Path,
+    edit: impl FnOnce(&mut std::collections::HashMap<String, Tensor>),
+) -> PathBuf {
     let mut t = candle_core::safetensors::load(fixture(VGG), &Device::Cpu).unwrap();
     edit(&mut t);
     let p = dir.join("edited.safetensors");
@@ -63,7 +83,10 @@ fn edited_vgg(dir: &Path, edit: impl FnOnce(&mut std::collections::HashMap<Strin
 
 #[test]
 fn missing_model_file() {
-    fails(&["info", "/no/such/model.safetensors"], "cannot open model /no/such/model.safetensors");
+    fails(
+        &["info", "/no/such/model.safetensors"],
+        "cannot open model /no/such/model.safetensors",
+    );
 }
 
 #[test]
@@ -78,7 +101,10 @@ fn truncated_checkpoint() {
     let d = tmp();
     let bytes = std::fs::read(fixture(VGG)).unwrap();
     let p = write(d.path(), "cut.safetensors", &bytes[..bytes.len() / 2]);
-    fails(&["info", s(&p)], "is not a readable safetensors or PyTorch checkpoint");
+    fails(
+        &["info", s(&p)],
+        "is not a readable safetensors or PyTorch checkpoint",
+    );
     let bytes = std::fs::read(fixture("vgg16_small.pth")).unwrap();
     let p = write(d.path(), "cut.pth", &bytes[..bytes.len() / 2]);
     fails(&["info", s(&p)], "is not a readable PyTorch checkpoint");
@@ -87,7 +113,9 @@ fn truncated_checkpoint() {
 #[test]
 fn corrupt_checkpoint() {
     let d = tmp();
-    let noise: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let noise: Vec<u8> = (0..5000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let p = write(d.path(), "noise.safetensors", &noise);
     fails(&["info", s(&p)], "is not a readable");
 }
@@ -97,7 +125,9 @@ fn checkpoint_of_no_known_architecture() {
     let d = tmp();
     let t = Tensor::zeros((4, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
     let p = d.path().join("other.safetensors");
-    StateDict::from_tensors([("encoder.proj.weight".to_string(), t)].into()).save(&p).unwrap();
+    StateDict::from_tensors([("encoder.proj.weight".to_string(), t)].into())
+        .save(&p)
+        .unwrap();
     fails(&["info", s(&p)], "matches no known architecture");
 }
 
@@ -114,9 +144,15 @@ fn missing_weight_is_named() {
 fn misshaped_weight_is_named() {
     let d = tmp();
     let p = edited_vgg(d.path(), |t| {
-        t.insert("features.2.bias".into(), Tensor::zeros(7, candle_core::DType::F32, &Device::Cpu).unwrap());
+        t.insert(
+            "features.2.bias".into(),
+            Tensor::zeros(7, candle_core::DType::F32, &Device::Cpu).unwrap(),
+        );
     });
-    fails(&["info", s(&p)], "weight 'features.2.bias' has shape [7], expected [4]");
+    fails(
+        &["info", s(&p)],
+        "weight 'features.2.bias' has shape [7], expected [4]",
+    );
 }
 
 #[test]
@@ -124,16 +160,32 @@ fn unknown_layer_suggests_nearest_names() {
     let d = tmp();
     let img = sample_image(d.path());
     let f = fails(
-        &["activations", s(&fixture(VGG)), s(&img), "--layer", "features.288", "-o", s(&d.path().join("o.png"))],
+        &[
+            "activations",
+            s(&fixture(VGG)),
+            s(&img),
+            "--layer",
+            "features.288",
+            "-o",
+            s(&d.path().join("o.png")),
+        ],
         "unknown layer 'features.288'",
     );
-    assert!(f.stderr.contains("did you mean features.28"), "{}", f.stderr);
+    assert!(
+        f.stderr.contains("did you mean features.28"),
+        "{}",
+        f.stderr
+    );
 }
 
 #[test]
 fn file_that_is_not_an_image() {
     let d = tmp();
-    let p = write(d.path(), "notes.png", b"these are not pixels, just some text in a file");
+    let p = write(
+        d.path(),
+        "notes.png",
+        b"these are not pixels, just some text in a file",
+    );
     fails(&["predict", s(&fixture(VGG)), s(&p)], "not an image");
 }
 
@@ -170,7 +222,10 @@ fn huge_png_header() -> Vec<u8> {
 fn huge_image_is_refused_before_decoding() {
     let d = tmp();
     let p = write(d.path(), "huge.png", &huge_png_header());
-    fails(&["predict", s(&fixture(VGG)), s(&p)], "larger than the limit");
+    fails(
+        &["predict", s(&fixture(VGG)), s(&p)],
+        "larger than the limit",
+    );
 }
 
 #[test]
@@ -178,7 +233,15 @@ fn unwritable_output_path() {
     let d = tmp();
     let img = sample_image(d.path());
     fails(
-        &["activations", s(&fixture(VGG)), s(&img), "--layer", "features.4", "-o", "/no/such/folder/out.png"],
+        &[
+            "activations",
+            s(&fixture(VGG)),
+            s(&img),
+            "--layer",
+            "features.4",
+            "-o",
+            "/no/such/folder/out.png",
+        ],
         "cannot write /no/such/folder/out.png",
     );
 }
@@ -188,5 +251,8 @@ fn cuda_without_the_feature_says_how_to_rebuild() {
     if cfg!(feature = "cuda") {
         return;
     }
-    fails(&["info", s(&fixture(VGG)), "--device", "cuda"], "--features cuda");
+    fails(
+        &["info", s(&fixture(VGG)), "--device", "cuda"],
+        "--features cuda",
+    );
 }

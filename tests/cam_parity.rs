@@ -22,7 +22,10 @@ fn fixture_model(dir: &std::path::Path, file: &str) -> Model {
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn check(name: &str) {
@@ -32,7 +35,10 @@ fn check(name: &str) {
     let exp = expected("cam_expected.safetensors");
     let mut compared = 0;
     let mut sessions = std::collections::HashMap::new();
-    let mut keys: Vec<&String> = exp.keys().filter(|k| k.starts_with(&format!("{name}/"))).collect();
+    let mut keys: Vec<&String> = exp
+        .keys()
+        .filter(|k| k.starts_with(&format!("{name}/")))
+        .collect();
     keys.sort();
     for key in keys {
         let parts: Vec<&str> = key.split('/').collect();

@@ -8,8 +8,16 @@ use std::process::{Command, Output};
 use common::fixture;
 
 fn run(args: &[&str], cwd: &Path) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_convscope")).args(args).current_dir(cwd).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_convscope"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -19,9 +27,11 @@ fn json(out: &Output) -> serde_json::Value {
 
 fn image(dir: &Path) -> String {
     let p = dir.join("img.png");
-    image::RgbImage::from_fn(90, 70, |x, y| image::Rgb([(x * 3) as u8, (y * 3) as u8, ((x + y) * 2) as u8]))
-        .save(&p)
-        .unwrap();
+    image::RgbImage::from_fn(90, 70, |x, y| {
+        image::Rgb([(x * 3) as u8, (y * 3) as u8, ((x + y) * 2) as u8])
+    })
+    .save(&p)
+    .unwrap();
     p.to_str().unwrap().to_string()
 }
 
@@ -36,10 +46,19 @@ fn info_lists_nodes_with_shapes_and_parameters() {
     let pool = nodes.iter().find(|n| n["name"] == "maxpool").unwrap();
     assert_eq!(pool["shape"], serde_json::json!([4, 56, 56]));
     let add = nodes.iter().find(|n| n["name"] == "layer1.0.add").unwrap();
-    assert_eq!(add["inputs"], serde_json::json!(["layer1.0.bn3", "layer1.0.downsample.1"]));
+    assert_eq!(
+        add["inputs"],
+        serde_json::json!(["layer1.0.bn3", "layer1.0.downsample.1"])
+    );
     let text = String::from_utf8(run(&["info", m.to_str().unwrap()], d.path()).stdout).unwrap();
-    assert!(text.starts_with("resnet50_small (resnet50): 96782 parameters"), "{text}");
-    assert!(text.contains("layer4") && text.contains("kernel 3, stride 2, padding 1"), "{text}");
+    assert!(
+        text.starts_with("resnet50_small (resnet50): 96782 parameters"),
+        "{text}"
+    );
+    assert!(
+        text.contains("layer4") && text.contains("kernel 3, stride 2, padding 1"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -47,14 +66,26 @@ fn predict_json_has_top_classes_and_every_logit() {
     let d = tempfile::tempdir().unwrap();
     let img = image(d.path());
     let m = fixture("vgg16_small.pth");
-    let v = json(&run(&["predict", m.to_str().unwrap(), &img, "--json", "--top", "3"], d.path()));
+    let v = json(&run(
+        &["predict", m.to_str().unwrap(), &img, "--json", "--top", "3"],
+        d.path(),
+    ));
     let logits = v["logits"].as_array().unwrap();
     assert_eq!(logits.len(), 10);
     let top = v["top"].as_array().unwrap();
     assert_eq!(top.len(), 3);
-    let best = logits.iter().map(|l| l.as_f64().unwrap()).enumerate().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap().0;
+    let best = logits
+        .iter()
+        .map(|l| l.as_f64().unwrap())
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap()
+        .0;
     assert_eq!(top[0]["class"], best);
-    let p: Vec<f64> = top.iter().map(|t| t["probability"].as_f64().unwrap()).collect();
+    let p: Vec<f64> = top
+        .iter()
+        .map(|t| t["probability"].as_f64().unwrap())
+        .collect();
     assert!(p[0] >= p[1] && p[1] >= p[2] && p[0] <= 1.0);
 }
 
@@ -66,7 +97,18 @@ fn activations_write_a_grid_a_channel_and_the_raw_tensor() {
     let grid = d.path().join("grid.png");
     let npy = d.path().join("a.npy");
     let v = json(&run(
-        &["activations", m.to_str().unwrap(), &img, "--layer", "features.16", "-o", grid.to_str().unwrap(), "--npy", npy.to_str().unwrap(), "--json"],
+        &[
+            "activations",
+            m.to_str().unwrap(),
+            &img,
+            "--layer",
+            "features.16",
+            "-o",
+            grid.to_str().unwrap(),
+            "--npy",
+            npy.to_str().unwrap(),
+            "--json",
+        ],
         d.path(),
     ));
     assert_eq!(v["shape"], serde_json::json!([16, 28, 28]));
@@ -77,12 +119,37 @@ fn activations_write_a_grid_a_channel_and_the_raw_tensor() {
     let raw = candle_core::Tensor::read_npy(&npy).unwrap();
     assert_eq!(raw.dims(), [16, 28, 28]);
     let one = d.path().join("one.png");
-    run(&["activations", m.to_str().unwrap(), &img, "--layer", "features.16", "--channel", "3", "-o", one.to_str().unwrap()], d.path());
+    run(
+        &[
+            "activations",
+            m.to_str().unwrap(),
+            &img,
+            "--layer",
+            "features.16",
+            "--channel",
+            "3",
+            "-o",
+            one.to_str().unwrap(),
+        ],
+        d.path(),
+    );
     let o = image::open(&one).unwrap();
     assert_eq!((o.width(), o.height()), (280, 280));
     // Without -o the picture goes to the output folder under a descriptive name.
-    run(&["activations", m.to_str().unwrap(), &img, "--layer", "features.4"], d.path());
-    assert!(d.path().join("convscope-out/vgg16_small_features.4_activations_grid.png").is_file());
+    run(
+        &[
+            "activations",
+            m.to_str().unwrap(),
+            &img,
+            "--layer",
+            "features.4",
+        ],
+        d.path(),
+    );
+    assert!(d
+        .path()
+        .join("convscope-out/vgg16_small_features.4_activations_grid.png")
+        .is_file());
 }
 
 #[test]
@@ -92,11 +159,29 @@ fn a_config_file_supplies_the_defaults() {
     let cfg = d.path().join("my.toml");
     std::fs::write(
         &cfg,
-        format!("model = {:?}\nimage = {img:?}\noutput_dir = \"pictures\"\n", fixture("vgg16_small.safetensors")),
+        format!(
+            "model = {:?}\nimage = {img:?}\noutput_dir = \"pictures\"\n",
+            fixture("vgg16_small.safetensors")
+        ),
     )
     .unwrap();
-    let v = json(&run(&["--config", cfg.to_str().unwrap(), "predict", "--json"], d.path()));
+    let v = json(&run(
+        &["--config", cfg.to_str().unwrap(), "predict", "--json"],
+        d.path(),
+    ));
     assert_eq!(v["logits"].as_array().unwrap().len(), 10);
-    run(&["--config", cfg.to_str().unwrap(), "activations", "--layer", "features.9"], d.path());
-    assert!(d.path().join("pictures/vgg16_small_features.9_activations_grid.png").is_file());
+    run(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "activations",
+            "--layer",
+            "features.9",
+        ],
+        d.path(),
+    );
+    assert!(d
+        .path()
+        .join("pictures/vgg16_small_features.9_activations_grid.png")
+        .is_file());
 }

@@ -15,16 +15,38 @@ fn vgg() -> Model {
 }
 
 fn settings(recipe: Recipe, steps: usize) -> FilterSettings {
-    FilterSettings { size: 48, steps, ..FilterSettings::new(recipe) }
+    FilterSettings {
+        size: 48,
+        steps,
+        ..FilterSettings::new(recipe)
+    }
 }
 
-fn run(model: &Model, layer: &str, channels: &[usize], s: &FilterSettings) -> Vec<convscope::viz::filters::Pattern> {
+fn run(
+    model: &Model,
+    layer: &str,
+    channels: &[usize],
+    s: &FilterSettings,
+) -> Vec<convscope::viz::filters::Pattern> {
     let id = model.graph.find(layer).unwrap();
-    optimise(model, id, channels, s, &mut |_, _| {}, &AtomicBool::new(false)).unwrap()
+    optimise(
+        model,
+        id,
+        channels,
+        s,
+        &mut |_, _| {},
+        &AtomicBool::new(false),
+    )
+    .unwrap()
 }
 
 fn max_pixel_diff(a: &image::RgbImage, b: &image::RgbImage) -> u8 {
-    a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| x.abs_diff(*y)).max().unwrap()
+    a.as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap()
 }
 
 #[test]
@@ -36,13 +58,33 @@ fn batched_channels_equal_channels_one_by_one() {
         for p in &batch {
             let alone = run(&model, "features.7", &[p.channel], &s).remove(0);
             let d = max_pixel_diff(&p.image, &alone.image);
-            assert!(d <= 2, "{recipe:?} channel {}: batched and alone differ by {d}", p.channel);
-            assert!((p.end - alone.end).abs() <= 1e-3 * p.end.abs().max(1.0), "{recipe:?}: {} vs {}", p.end, alone.end);
+            assert!(
+                d <= 2,
+                "{recipe:?} channel {}: batched and alone differ by {d}",
+                p.channel
+            );
+            assert!(
+                (p.end - alone.end).abs() <= 1e-3 * p.end.abs().max(1.0),
+                "{recipe:?}: {} vs {}",
+                p.end,
+                alone.end
+            );
         }
         // Memory-budget chunking gives the same pictures as one batch.
-        let chunked = run(&model, "features.7", &[1, 4, 6], &FilterSettings { budget_bytes: 1, ..s });
+        let chunked = run(
+            &model,
+            "features.7",
+            &[1, 4, 6],
+            &FilterSettings {
+                budget_bytes: 1,
+                ..s
+            },
+        );
         for (a, b) in batch.iter().zip(&chunked) {
-            assert!(max_pixel_diff(&a.image, &b.image) <= 2, "{recipe:?}: chunked result differs");
+            assert!(
+                max_pixel_diff(&a.image, &b.image) <= 2,
+                "{recipe:?}: chunked result differs"
+            );
         }
     }
 }
@@ -62,12 +104,25 @@ fn the_same_seed_gives_the_same_picture_and_another_seed_does_not() {
 fn progress_is_monotone_and_ends_at_the_total() {
     let model = vgg();
     let id = model.graph.find("features.7").unwrap();
-    let s = FilterSettings { budget_bytes: 1, ..settings(Recipe::Classic, 5) };
+    let s = FilterSettings {
+        budget_bytes: 1,
+        ..settings(Recipe::Classic, 5)
+    };
     let mut seen = Vec::new();
-    optimise(&model, id, &[0, 1, 2], &s, &mut |done, total| seen.push((done, total)), &AtomicBool::new(false)).unwrap();
+    optimise(
+        &model,
+        id,
+        &[0, 1, 2],
+        &s,
+        &mut |done, total| seen.push((done, total)),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
     // Three chunks of one image (a one-byte budget), five steps each.
     assert_eq!(seen.len(), 15);
-    assert!(seen.windows(2).all(|w| w[1].0 == w[0].0 + 1 && w[1].1 == w[0].1));
+    assert!(seen
+        .windows(2)
+        .all(|w| w[1].0 == w[0].0 + 1 && w[1].1 == w[0].1));
     assert_eq!(seen.last(), Some(&(15, 15)));
 }
 
@@ -98,11 +153,23 @@ fn cancel_stops_within_one_step() {
 #[test]
 fn a_class_logit_can_be_the_objective() {
     let model = vgg();
-    let s = FilterSettings { objective: Objective::Unit, size: 64, ..settings(Recipe::Classic, 10) };
+    let s = FilterSettings {
+        objective: Objective::Unit,
+        size: 64,
+        ..settings(Recipe::Classic, 10)
+    };
     let p = run(&model, "classifier.6", &[3], &s);
     assert!(p[0].end > p[0].start, "{} -> {}", p[0].start, p[0].end);
     // A channel objective on a vector output is refused with a clear message.
     let id = model.graph.find("classifier.6").unwrap();
-    let err = optimise(&model, id, &[3], &settings(Recipe::Classic, 1), &mut |_, _| {}, &AtomicBool::new(false)).unwrap_err();
+    let err = optimise(
+        &model,
+        id,
+        &[3],
+        &settings(Recipe::Classic, 1),
+        &mut |_, _| {},
+        &AtomicBool::new(false),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("use the unit objective"), "{err}");
 }

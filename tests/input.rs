@@ -19,15 +19,30 @@ fn lossless_formats_decode_to_the_same_pixels() {
         let back = load_image(&p, ImageLimits::default()).unwrap();
         if ext == "gif" {
             // GIF quantises colours; the first frame must still be close.
-            let diff: u64 = back.pixels().zip(img.pixels()).map(|(a, b)| (0..3).map(|c| (a.0[c] as i64 - b.0[c] as i64).unsigned_abs()).sum::<u64>()).sum();
-            assert!(diff / (24 * 16 * 3) < 12, "{ext}: mean difference {}", diff / (24 * 16 * 3));
+            let diff: u64 = back
+                .pixels()
+                .zip(img.pixels())
+                .map(|(a, b)| {
+                    (0..3)
+                        .map(|c| (a.0[c] as i64 - b.0[c] as i64).unsigned_abs())
+                        .sum::<u64>()
+                })
+                .sum();
+            assert!(
+                diff / (24 * 16 * 3) < 12,
+                "{ext}: mean difference {}",
+                diff / (24 * 16 * 3)
+            );
         } else {
             assert_eq!(back, img, "{ext}");
         }
     }
     let p = d.path().join("a.jpg");
     DynamicImage::ImageRgb8(img.clone()).save(&p).unwrap();
-    assert_eq!(load_image(&p, ImageLimits::default()).unwrap().dimensions(), (24, 16));
+    assert_eq!(
+        load_image(&p, ImageLimits::default()).unwrap().dimensions(),
+        (24, 16)
+    );
 }
 
 #[test]
@@ -36,22 +51,42 @@ fn gray_alpha_and_sixteen_bit_images_become_rgb() {
     let gray = ImageBuffer::from_fn(10, 10, |x, _| Luma([x as u8 * 20]));
     let p = d.path().join("gray.png");
     gray.save(&p).unwrap();
-    assert_eq!(load_image(&p, ImageLimits::default()).unwrap().get_pixel(3, 0), &Rgb([60, 60, 60]));
+    assert_eq!(
+        load_image(&p, ImageLimits::default())
+            .unwrap()
+            .get_pixel(3, 0),
+        &Rgb([60, 60, 60])
+    );
 
     let rgba = ImageBuffer::from_fn(10, 10, |_, _| Rgba([10u8, 20, 30, 0]));
     let p = d.path().join("rgba.png");
     rgba.save(&p).unwrap();
-    assert_eq!(load_image(&p, ImageLimits::default()).unwrap().get_pixel(0, 0), &Rgb([10, 20, 30]));
+    assert_eq!(
+        load_image(&p, ImageLimits::default())
+            .unwrap()
+            .get_pixel(0, 0),
+        &Rgb([10, 20, 30])
+    );
 
     let deep = ImageBuffer::from_fn(10, 10, |_, _| Luma([65535u16]));
     let p = d.path().join("deep.tiff");
     deep.save(&p).unwrap();
-    assert_eq!(load_image(&p, ImageLimits::default()).unwrap().get_pixel(0, 0), &Rgb([255, 255, 255]));
+    assert_eq!(
+        load_image(&p, ImageLimits::default())
+            .unwrap()
+            .get_pixel(0, 0),
+        &Rgb([255, 255, 255])
+    );
 
     let la = ImageBuffer::from_fn(10, 10, |_, _| LumaA([128u8, 255]));
     let p = d.path().join("la.png");
     la.save(&p).unwrap();
-    assert_eq!(load_image(&p, ImageLimits::default()).unwrap().get_pixel(0, 0), &Rgb([128, 128, 128]));
+    assert_eq!(
+        load_image(&p, ImageLimits::default())
+            .unwrap()
+            .get_pixel(0, 0),
+        &Rgb([128, 128, 128])
+    );
 }
 
 #[test]
@@ -59,21 +94,37 @@ fn limits_refuse_large_images() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("wide.png");
     image::RgbImage::new(300, 20).save(&p).unwrap();
-    let limits = ImageLimits { max_side: 256, max_mebibytes: 1 };
+    let limits = ImageLimits {
+        max_side: 256,
+        max_mebibytes: 1,
+    };
     let err = load_image(&p, limits).unwrap_err();
     assert!(err.to_string().contains("larger than the limit"), "{err}");
 }
 
 fn norm(h: usize, w: usize) -> Normalisation {
-    Normalisation { height: h, width: w, mean: [0.5, 0.25, 0.0], std: [0.5, 0.25, 1.0] }
+    Normalisation {
+        height: h,
+        width: w,
+        mean: [0.5, 0.25, 0.0],
+        std: [0.5, 0.25, 1.0],
+    }
 }
 
 #[test]
 fn fitting_resizes_or_centre_crops_and_keeps_exact_sizes() {
     let img = gradient();
-    assert_eq!(fit_image(&img, &norm(16, 24), Fit::Resize), img, "an image at the input size is used as is");
-    assert_eq!(fit_image(&img, &norm(8, 8), Fit::Resize).dimensions(), (8, 8));
-    let wide = image::RgbImage::from_fn(400, 200, |x, _| Rgb([if x < 200 { 0 } else { 255 }, 0, 0]));
+    assert_eq!(
+        fit_image(&img, &norm(16, 24), Fit::Resize),
+        img,
+        "an image at the input size is used as is"
+    );
+    assert_eq!(
+        fit_image(&img, &norm(8, 8), Fit::Resize).dimensions(),
+        (8, 8)
+    );
+    let wide =
+        image::RgbImage::from_fn(400, 200, |x, _| Rgb([if x < 200 { 0 } else { 255 }, 0, 0]));
     let c = fit_image(&wide, &norm(224, 224), Fit::Center);
     assert_eq!(c.dimensions(), (224, 224));
     // The centre crop keeps the middle: left half dark, right half bright.

@@ -59,12 +59,25 @@ pub struct Args {
 
 /// `out.png` -> `out_2_tabby.png` for the rank-2 class.
 fn ranked_path(base: &Path, rank: usize, label: &str) -> PathBuf {
-    let stem = base.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let safe: String = label.chars().map(|c| if c.is_alphanumeric() { c } else { '_' }).collect();
+    let stem = base
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let safe: String = label
+        .chars()
+        .map(|c| if c.is_alphanumeric() { c } else { '_' })
+        .collect();
     base.with_file_name(format!("{stem}_{rank}_{safe}.png"))
 }
 
-fn compute(model: &Model, session: &mut CamSession, input: &Tensor, layer: usize, args: &Args, class: usize) -> Result<CamMap> {
+fn compute(
+    model: &Model,
+    session: &mut CamSession,
+    input: &Tensor,
+    layer: usize,
+    args: &Args,
+    class: usize,
+) -> Result<CamMap> {
     if args.aug_smooth {
         smoothed(model, input, layer, args.method, class)
     } else {
@@ -101,9 +114,20 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
         Some(p) => p.clone(),
         None => {
             let dir = &session.config.output_dir;
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            let class = if args.top.is_some() { "top".to_string() } else { model.labels[classes[0]].clone() };
-            dir.join(format!("{}_{}_{}_{}.png", model.name, layer_name, args.method.key(), class.replace(['/', ' '], "_")))
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let class = if args.top.is_some() {
+                "top".to_string()
+            } else {
+                model.labels[classes[0]].clone()
+            };
+            dir.join(format!(
+                "{}_{}_{}_{}.png",
+                model.name,
+                layer_name,
+                args.method.key(),
+                class.replace(['/', ' '], "_")
+            ))
         }
     };
     let mut text = String::new();
@@ -113,12 +137,19 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
         if let Some(reason) = map.empty_reason(&model.labels[class], &layer_name) {
             bail!("{reason}");
         }
-        let path = if args.top.is_some() { ranked_path(&base, rank + 1, &model.labels[class]) } else { base.clone() };
+        let path = if args.top.is_some() {
+            ranked_path(&base, rank + 1, &model.labels[class])
+        } else {
+            base.clone()
+        };
         let picture = overlay(&image, &map.map, map.size, args.colormap, args.alpha);
         let meta = [
             ("convscope:layer", layer_name.clone()),
             ("convscope:method", args.method.title().to_string()),
-            ("convscope:class", format!("{class} {}", model.labels[class])),
+            (
+                "convscope:class",
+                format!("{class} {}", model.labels[class]),
+            ),
         ];
         save_png(&picture, &path, &meta)?;
         if rank == 0 {
@@ -127,7 +158,10 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
             }
             if let Some(npy) = &args.npy {
                 let (h, w) = map.layer_size;
-                save_npy(&Tensor::from_vec(map.layer_map.clone(), (h, w), &candle_core::Device::Cpu)?, npy)?;
+                save_npy(
+                    &Tensor::from_vec(map.layer_map.clone(), (h, w), &candle_core::Device::Cpu)?,
+                    npy,
+                )?;
             }
         }
         writeln!(

@@ -48,7 +48,8 @@ pub struct Args {
 pub fn parse_channels(spec: &str, count: usize) -> Result<Vec<usize>> {
     let mut out = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let bad = || format!("cannot read channels '{part}': use N, A..B or a comma-separated list");
+        let bad =
+            || format!("cannot read channels '{part}': use N, A..B or a comma-separated list");
         match part.split_once("..") {
             Some((a, b)) => {
                 let a: usize = a.trim().parse().with_context(bad)?;
@@ -90,9 +91,11 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
     }
     let bar = indicatif::ProgressBar::new(settings.steps as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps, {elapsed} (eta {eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {pos}/{len} steps, {elapsed} (eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar.set_message(format!("{layer_name}: {} channels", channels.len()));
     let started = std::time::Instant::now();
@@ -116,20 +119,33 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
         Some(p) => p.clone(),
         None => {
             let dir = &session.config.output_dir;
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
             let recipe = format!("{:?}", args.recipe).to_lowercase();
-            dir.join(format!("{}_{}_filters_{recipe}.png", model.name, layer_name))
+            dir.join(format!(
+                "{}_{}_filters_{recipe}.png",
+                model.name, layer_name
+            ))
         }
     };
     let listed: Vec<String> = patterns.iter().map(|p| p.channel.to_string()).collect();
     let meta = [
         ("convscope:layer", layer_name.clone()),
         ("convscope:channels", listed.join(",")),
-        ("convscope:recipe", format!("{:?} steps={} size={} seed={}", args.recipe, settings.steps, settings.size, settings.seed)),
+        (
+            "convscope:recipe",
+            format!(
+                "{:?} steps={} size={} seed={}",
+                args.recipe, settings.steps, settings.size, settings.seed
+            ),
+        ),
     ];
     save_png(&picture, &path, &meta)?;
     if args.json {
-        let per: Vec<_> = patterns.iter().map(|p| json!({"channel": p.channel, "start": p.start, "end": p.end})).collect();
+        let per: Vec<_> = patterns
+            .iter()
+            .map(|p| json!({"channel": p.channel, "start": p.start, "end": p.end}))
+            .collect();
         return print_json(&json!({
             "model": model.name,
             "layer": layer_name,
@@ -142,6 +158,12 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
         }));
     }
     let mut text = String::new();
-    writeln!(text, "{}: {} patterns of {layer_name} in {seconds:.1} s -> {}", model.name, patterns.len(), path.display())?;
+    writeln!(
+        text,
+        "{}: {} patterns of {layer_name} in {seconds:.1} s -> {}",
+        model.name,
+        patterns.len(),
+        path.display()
+    )?;
     emit(&text)
 }

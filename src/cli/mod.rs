@@ -16,6 +16,7 @@ use image::RgbImage;
 use crate::config::Config;
 use crate::input::{self, Fit};
 use crate::model::{device::parse_device, Model};
+use crate::tui::graphics::ProtocolChoice;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,8 +24,17 @@ use crate::model::{device::parse_device, Model};
     version,
     about = "See inside convolutional networks from the terminal"
 )]
-#[command(arg_required_else_help = true)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    /// Model to explore: folder with model.toml, model.toml, or checkpoint (default: from
+    /// config.toml). Without a subcommand, convscope opens the explorer.
+    pub model: Option<PathBuf>,
+    /// Image to explore (default: from config.toml).
+    pub image: Option<PathBuf>,
+    /// Terminal graphics protocol of the explorer (default: from config.toml, else ask the
+    /// terminal).
+    #[arg(long, value_enum)]
+    pub protocol: Option<ProtocolChoice>,
     /// Config file (default: ./config.toml, then the user's convscope/config.toml).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -36,7 +46,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub arch: Option<String>,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,7 +102,13 @@ impl Session {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let session = Session::new(&cli)?;
-    match &cli.command {
+    let Some(command) = &cli.command else {
+        let model = session.model(cli.model.as_deref())?;
+        let image = session.image_path(cli.image.as_deref()).to_path_buf();
+        let protocol = cli.protocol.unwrap_or(session.config.protocol);
+        return crate::tui::run(model, image, session.config, protocol);
+    };
+    match command {
         Command::Info(a) => info::run(&session, a),
         Command::Predict(a) => predict::run(&session, a),
         Command::Activations(a) => activations::run(&session, a),

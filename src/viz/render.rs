@@ -55,6 +55,10 @@ pub fn grid(cells: &[RgbImage], per_row: usize, gap: u32) -> RgbImage {
 /// Writes a PNG through a temporary file in the same folder, renamed into place at the end, so
 /// no half-written file is ever left behind. `text` entries become PNG tEXt chunks.
 pub fn save_png(img: &RgbImage, path: &Path, text: &[(&str, String)]) -> Result<()> {
+    write_png(img, path, text, true)
+}
+
+fn write_png(img: &RgbImage, path: &Path, text: &[(&str, String)], replace: bool) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -81,7 +85,13 @@ pub fn save_png(img: &RgbImage, path: &Path, text: &[(&str, String)]) -> Result<
         buf.flush().with_context(fail)?;
     }
     tmp.as_file().sync_all().with_context(fail)?;
-    tmp.persist(path).map_err(|e| e.error).with_context(fail)?;
+    if replace {
+        tmp.persist(path).map_err(|e| e.error).with_context(fail)?;
+    } else {
+        tmp.persist_noclobber(path)
+            .map_err(|e| e.error)
+            .with_context(fail)?;
+    }
     Ok(())
 }
 
@@ -100,4 +110,43 @@ pub fn save_npy(t: &candle_core::Tensor, path: &Path) -> Result<()> {
     t.write_npy(tmp.path()).with_context(fail)?;
     tmp.persist(path).map_err(|e| e.error).with_context(fail)?;
     Ok(())
+}
+
+/// Saves a PNG as `{dir}/{stem}.png`, or `{stem}-2.png`, `{stem}-3.png`, ... if taken: an
+/// existing file is never replaced. Returns the path written.
+pub fn save_png_new(
+    img: &RgbImage,
+    dir: &Path,
+    stem: &str,
+    text: &[(&str, String)],
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let safe: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    for n in 1.. {
+        let name = if n == 1 {
+            format!("{safe}.png")
+        } else {
+            format!("{safe}-{n}.png")
+        };
+        let path = dir.join(name);
+        if path.exists() {
+            continue;
+        }
+        match write_png(img, &path, text, false) {
+            Ok(()) => return Ok(path),
+            // Another writer took the name first: try the next one.
+            Err(_) if path.exists() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the loop returns")
 }

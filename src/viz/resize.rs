@@ -5,7 +5,12 @@
 /// With `align_corners == false` this is OpenCV's `INTER_LINEAR` (half-pixel centres, edges
 /// clamped), which pytorch-grad-cam uses to upsample its maps; with `true` it is PyTorch's
 /// `UpsamplingBilinear2d`, which Score-CAM uses for its masks.
-pub fn resize_bilinear(map: &[f32], (h, w): (usize, usize), (out_h, out_w): (usize, usize), align_corners: bool) -> Vec<f32> {
+pub fn resize_bilinear(
+    map: &[f32],
+    (h, w): (usize, usize),
+    (out_h, out_w): (usize, usize),
+    align_corners: bool,
+) -> Vec<f32> {
     let axis = |out: usize, size: usize| -> Vec<(usize, usize, f32)> {
         (0..out)
             .map(|i| {

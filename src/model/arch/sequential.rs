@@ -10,7 +10,6 @@ use crate::model::pool::PoolGeometry;
 
 /// One layer of a sequential model: a unique name and an op with its settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LayerSpec {
     pub name: String,
     #[serde(flatten)]
@@ -30,7 +29,7 @@ fn bn_eps() -> f64 {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LayerOp {
     Conv2d {
         /// Read from the checkpoint's weight shape when omitted.

@@ -5,7 +5,9 @@
 use serde::Serialize;
 
 /// Which class activation map to compute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum CamMethod {
     /// Selvaraju et al.: channel weights are the spatial mean of the gradients.
@@ -41,7 +43,10 @@ impl CamMethod {
 
     /// Whether the method needs the gradient of the class score.
     pub fn uses_gradients(self) -> bool {
-        !matches!(self, CamMethod::Eigencam | CamMethod::Scorecam | CamMethod::Cam)
+        !matches!(
+            self,
+            CamMethod::Eigencam | CamMethod::Scorecam | CamMethod::Cam
+        )
     }
 
     /// The display name, as pytorch-grad-cam spells it.
@@ -61,7 +66,10 @@ impl CamMethod {
     /// The name used on the command line.
     pub fn key(self) -> String {
         use clap::ValueEnum;
-        self.to_possible_value().expect("no skipped variants").get_name().to_string()
+        self.to_possible_value()
+            .expect("no skipped variants")
+            .get_name()
+            .to_string()
     }
 }
 
@@ -131,7 +139,10 @@ pub fn xgrad_cam(acts: &[Vec<f32>], grads: &[Vec<f32>]) -> Vec<f32> {
         .zip(grads)
         .map(|(a, g)| {
             let sum_a: f32 = a.iter().sum();
-            a.iter().zip(g).map(|(&av, &gv)| gv * av / (sum_a + 1e-7)).sum()
+            a.iter()
+                .zip(g)
+                .map(|(&av, &gv)| gv * av / (sum_a + 1e-7))
+                .sum()
         })
         .collect();
     weighted_sum(acts, &w)
@@ -160,11 +171,17 @@ pub fn eigen_cam(acts: &[Vec<f32>]) -> Vec<f32> {
         let (u, s2) = top_eigenvector(&gram, n);
         u.iter().map(|&x| x * s2.max(0.0).sqrt()).collect()
     } else {
-        let gram = gram(c, |i, j| centred[i].iter().zip(&centred[j]).map(|(a, b)| a * b).sum());
+        let gram = gram(c, |i, j| {
+            centred[i].iter().zip(&centred[j]).map(|(a, b)| a * b).sum()
+        });
         let (v, _) = top_eigenvector(&gram, c);
-        (0..n).map(|i| (0..c).map(|k| centred[k][i] * v[k]).sum()).collect()
+        (0..n)
+            .map(|i| (0..c).map(|k| centred[k][i] * v[k]).sum())
+            .collect()
     };
-    let total: Vec<f64> = (0..n).map(|i| acts.iter().map(|a| a[i] as f64).sum()).collect();
+    let total: Vec<f64> = (0..n)
+        .map(|i| acts.iter().map(|a| a[i] as f64).sum())
+        .collect();
     let agreement: f64 = projection.iter().zip(&total).map(|(p, t)| p * t).sum();
     let sign = if agreement < 0.0 { -1.0 } else { 1.0 };
     projection.iter().map(|&p| (sign * p) as f32).collect()
@@ -184,10 +201,14 @@ fn gram(size: usize, f: impl Fn(usize, usize) -> f64) -> Vec<f64> {
 
 /// Dominant eigenvector and eigenvalue of a symmetric positive semi-definite matrix.
 fn top_eigenvector(m: &[f64], size: usize) -> (Vec<f64>, f64) {
-    let mut v: Vec<f64> = (0..size).map(|i| 1.0 + (i as f64 * 0.618).fract()).collect();
+    let mut v: Vec<f64> = (0..size)
+        .map(|i| 1.0 + (i as f64 * 0.618).fract())
+        .collect();
     let mut value = 0.0;
     for _ in 0..2000 {
-        let mut next: Vec<f64> = (0..size).map(|i| (0..size).map(|j| m[i * size + j] * v[j]).sum()).collect();
+        let mut next: Vec<f64> = (0..size)
+            .map(|i| (0..size).map(|j| m[i * size + j] * v[j]).sum())
+            .collect();
         let norm = next.iter().map(|x| x * x).sum::<f64>().sqrt();
         if norm == 0.0 {
             return (vec![0.0; size], 0.0);

@@ -56,10 +56,16 @@ pub const SCORE_CAM_BUDGET_BYTES: usize = 1 << 30;
 /// output larger than 1x1 (adaptive pooling excluded).
 pub fn default_layer(model: &Model) -> Option<NodeId> {
     let g = &model.graph;
-    let flatten = g.nodes().iter().position(|n| matches!(n.op, Op::Flatten)).unwrap_or(g.nodes().len());
+    let flatten = g
+        .nodes()
+        .iter()
+        .position(|n| matches!(n.op, Op::Flatten))
+        .unwrap_or(g.nodes().len());
     (1..flatten).rev().find(|&id| {
         let n = g.node(id);
-        n.shape.len() == 4 && n.shape[2] * n.shape[3] > 1 && !matches!(n.op, Op::AdaptiveAvgPool { .. })
+        n.shape.len() == 4
+            && n.shape[2] * n.shape[3] > 1
+            && !matches!(n.op, Op::AdaptiveAvgPool { .. })
     })
 }
 
@@ -86,12 +92,23 @@ impl<'m> CamSession<'m> {
     }
 
     /// Uses a forward pass already made with [`Keep::All`] (the explorer's per-image cache).
-    pub fn from_activations(model: &'m Model, input: &Tensor, acts: Activations, layer: NodeId) -> Result<Self> {
+    pub fn from_activations(
+        model: &'m Model,
+        input: &Tensor,
+        acts: Activations,
+        layer: NodeId,
+    ) -> Result<Self> {
         let node = model.graph.node(layer);
         let [_, c, h, w] = node.shape[..] else {
-            bail!("layer {} has no spatial output (shape {:?}); pick a convolutional layer", node.name, &node.shape[1..]);
+            bail!(
+                "layer {} has no spatial output (shape {:?}); pick a convolutional layer",
+                node.name,
+                &node.shape[1..]
+            );
         };
-        let a = acts.get(layer).context("the forward pass did not keep the layer")?;
+        let a = acts
+            .get(layer)
+            .context("the forward pass did not keep the layer")?;
         let data: Vec<f32> = a.get(0)?.flatten_all()?.to_vec1()?;
         let activation = data.chunks(h * w).map(<[f32]>::to_vec).collect::<Vec<_>>();
         debug_assert_eq!(activation.len(), c);
@@ -120,7 +137,11 @@ impl<'m> CamSession<'m> {
 
     /// The top-scoring class.
     pub fn top_class(&self) -> usize {
-        self.logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i)
+        self.logits
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i)
     }
 
     fn layer_name(&self) -> &str {
@@ -145,7 +166,8 @@ impl<'m> CamSession<'m> {
                     self.layer_name()
                 );
             }
-            self.gradients.insert(class, data.chunks(h * w).map(<[f32]>::to_vec).collect());
+            self.gradients
+                .insert(class, data.chunks(h * w).map(<[f32]>::to_vec).collect());
         }
         Ok(&self.gradients[&class])
     }
@@ -153,7 +175,10 @@ impl<'m> CamSession<'m> {
     /// Computes one map.
     pub fn compute(&mut self, method: CamMethod, class: usize) -> Result<CamMap> {
         if class >= self.logits.len() {
-            bail!("class {class} is out of range: the model has {} classes", self.logits.len());
+            bail!(
+                "class {class} is out of range: the model has {} classes",
+                self.logits.len()
+            );
         }
         let raw = match method {
             CamMethod::Eigencam => methods::eigen_cam(&self.activation),
@@ -178,11 +203,19 @@ impl<'m> CamSession<'m> {
                 result?
             }
         };
-        let relu: Vec<f32> = raw.iter().map(|&v| if v.is_nan() { 0.0 } else { v.max(0.0) }).collect();
+        let relu: Vec<f32> = raw
+            .iter()
+            .map(|&v| if v.is_nan() { 0.0 } else { v.max(0.0) })
+            .collect();
         let empty = relu.iter().all(|&v| v == 0.0);
         let layer_map = min_max(&relu);
         let (_, _, hh, ww) = self.input.dims4()?;
-        let map = min_max(&resize_bilinear(&layer_map, self.layer_size, (hh, ww), false));
+        let map = min_max(&resize_bilinear(
+            &layer_map,
+            self.layer_size,
+            (hh, ww),
+            false,
+        ));
         Ok(CamMap {
             method,
             class,
@@ -216,9 +249,14 @@ impl<'m> CamSession<'m> {
             _ => bail!("classic CAM needs global average pooling before the last linear layer; use gradcam"),
         };
         if pooled != self.layer {
-            bail!("classic CAM works at the layer that feeds global average pooling: {}", g.node(pooled).name);
+            bail!(
+                "classic CAM works at the layer that feeds global average pooling: {}",
+                g.node(pooled).name
+            );
         }
-        let Op::Linear { weight, .. } = &out.op else { unreachable!("checked above") };
+        let Op::Linear { weight, .. } = &out.op else {
+            unreachable!("checked above")
+        };
         Ok(weight.get(class)?.to_vec1()?)
     }
 
@@ -227,7 +265,13 @@ impl<'m> CamSession<'m> {
         if self.masked_logits.is_none() {
             self.masked_logits = Some(self.masked_forwards()?);
         }
-        let scores: Vec<f32> = self.masked_logits.as_ref().expect("set above").iter().map(|row| row[class]).collect();
+        let scores: Vec<f32> = self
+            .masked_logits
+            .as_ref()
+            .expect("set above")
+            .iter()
+            .map(|row| row[class])
+            .collect();
         let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let exp: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
         let sum: f32 = exp.iter().sum();
@@ -238,14 +282,24 @@ impl<'m> CamSession<'m> {
     /// aligned corners, min-max scaled), in batches that fit [`SCORE_CAM_BUDGET_BYTES`].
     fn masked_forwards(&self) -> Result<Vec<Vec<f32>>> {
         let (_, _, hh, ww) = self.input.dims4()?;
-        let per_image: usize = self.model.graph.nodes().iter().map(|n| n.shape.iter().product::<usize>()).sum();
+        let per_image: usize = self
+            .model
+            .graph
+            .nodes()
+            .iter()
+            .map(|n| n.shape.iter().product::<usize>())
+            .sum();
         let batch = (SCORE_CAM_BUDGET_BYTES / (per_image * 4 * 2).max(1)).clamp(1, 64);
         let masks: Vec<Vec<f32>> = self
             .activation
             .iter()
             .map(|a| {
                 let up = resize_bilinear(a, self.layer_size, (hh, ww), true);
-                let (lo, hi) = up.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+                let (lo, hi) = up
+                    .iter()
+                    .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+                        (l.min(v), h.max(v))
+                    });
                 up.iter().map(|&v| (v - lo) / (hi - lo + 1e-8)).collect()
             })
             .collect();

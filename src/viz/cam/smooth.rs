@@ -13,10 +13,18 @@ const FACTORS: [f64; 3] = [0.9, 1.0, 1.1];
 
 /// Flips the last dimension of a map stored row-major as `(h, w)`.
 fn flip_map(map: &[f32], w: usize) -> Vec<f32> {
-    map.chunks(w).flat_map(|row| row.iter().rev().copied()).collect()
+    map.chunks(w)
+        .flat_map(|row| row.iter().rev().copied())
+        .collect()
 }
 
-pub fn smoothed(model: &Model, input: &Tensor, layer: NodeId, method: CamMethod, class: usize) -> Result<CamMap> {
+pub fn smoothed(
+    model: &Model,
+    input: &Tensor,
+    layer: NodeId,
+    method: CamMethod,
+    class: usize,
+) -> Result<CamMap> {
     let mut sum: Option<CamMap> = None;
     let mut count = 0f32;
     for flip in [false, true] {
@@ -35,7 +43,10 @@ pub fn smoothed(model: &Model, input: &Tensor, layer: NodeId, method: CamMethod,
                 None => m,
                 Some(mut acc) => {
                     acc.map.iter_mut().zip(&m.map).for_each(|(a, b)| *a += b);
-                    acc.layer_map.iter_mut().zip(&m.layer_map).for_each(|(a, b)| *a += b);
+                    acc.layer_map
+                        .iter_mut()
+                        .zip(&m.layer_map)
+                        .for_each(|(a, b)| *a += b);
                     acc.empty &= m.empty;
                     acc
                 }

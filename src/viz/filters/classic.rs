@@ -8,7 +8,11 @@ use rand::Rng;
 
 use super::{channel_rng, to_images, Chunk, Pattern};
 
-pub(super) fn run(chunk: &Chunk, on_step: &mut dyn FnMut() -> Result<()>, after_step: &mut dyn FnMut()) -> Result<Vec<Pattern>> {
+pub(super) fn run(
+    chunk: &Chunk,
+    on_step: &mut dyn FnMut() -> Result<()>,
+    after_step: &mut dyn FnMut(),
+) -> Result<Vec<Pattern>> {
     let s = chunk.settings;
     let (b, n) = (chunk.channels.len(), s.size);
     let dev = &chunk.model.device;
@@ -20,14 +24,23 @@ pub(super) fn run(chunk: &Chunk, on_step: &mut dyn FnMut() -> Result<()>, after_
     let mut pixels = Tensor::from_vec(start, (b, 3, n, n), dev)?;
     let (mean, std) = chunk.normalisation()?;
     // Input normalisation and its chain-rule factor from normalised units back to pixels.
-    let normalise = |p: &Tensor| -> Result<Tensor> { Ok(p.affine(1.0 / 255.0, 0.0)?.broadcast_sub(&mean)?.broadcast_div(&std)?) };
+    let normalise = |p: &Tensor| -> Result<Tensor> {
+        Ok(p.affine(1.0 / 255.0, 0.0)?
+            .broadcast_sub(&mean)?
+            .broadcast_div(&std)?)
+    };
     let pixel_scale = std.affine(255.0, 0.0)?;
     let first = chunk.objective(&normalise(&pixels)?)?;
     for _ in 0..s.steps {
         on_step()?;
         let (_, g) = chunk.objective_and_gradient(&normalise(&pixels)?)?;
         let g = g.broadcast_div(&pixel_scale)?;
-        let rms = g.sqr()?.flatten_from(1)?.mean_keepdim(1)?.sqrt()?.affine(1.0, 1e-5)?;
+        let rms = g
+            .sqr()?
+            .flatten_from(1)?
+            .mean_keepdim(1)?
+            .sqrt()?
+            .affine(1.0, 1e-5)?;
         let step = g.broadcast_div(&rms.reshape((b, 1, 1, 1))?)?;
         pixels = (pixels + step)?;
         after_step();
@@ -38,11 +51,19 @@ pub(super) fn run(chunk: &Chunk, on_step: &mut dyn FnMut() -> Result<()>, after_
     let m = flat.mean_keepdim(1)?;
     let centred = flat.broadcast_sub(&m)?;
     let sd = centred.sqr()?.mean_keepdim(1)?.sqrt()?.affine(1.0, 1e-5)?;
-    let shown = centred.broadcast_div(&sd)?.affine(0.1, 0.5)?.reshape((b, 3, n, n))?;
+    let shown = centred
+        .broadcast_div(&sd)?
+        .affine(0.1, 0.5)?
+        .reshape((b, 3, n, n))?;
     Ok(to_images(&shown)?
         .into_iter()
         .zip(chunk.channels)
         .enumerate()
-        .map(|(i, (image, &channel))| Pattern { channel, image, start: first[i], end: last[i] })
+        .map(|(i, (image, &channel))| Pattern {
+            channel,
+            image,
+            start: first[i],
+            end: last[i],
+        })
         .collect())
 }

@@ -16,7 +16,8 @@ use rand_distr::{Distribution, Normal};
 use super::{channel_rng, to_images, Chunk, Pattern};
 
 /// Lucent's `color_correlation_svd_sqrt`, normalised by its largest column norm at use.
-const COLOR_CORRELATION_SVD_SQRT: [[f32; 3]; 3] = [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]];
+const COLOR_CORRELATION_SVD_SQRT: [[f32; 3]; 3] =
+    [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]];
 const PAD: usize = 12;
 const JITTER_1: usize = 8;
 const JITTER_2: usize = 4;
@@ -37,15 +38,35 @@ impl InverseFourier {
         let kx_n = n / 2 + 1;
         let tau = std::f64::consts::TAU;
         let rows = |f: fn(f64) -> f64| -> Vec<f32> {
-            (0..n).flat_map(|y| (0..n).map(move |ky| f(tau * (ky * y) as f64 / n as f64) as f32)).collect()
+            (0..n)
+                .flat_map(|y| (0..n).map(move |ky| f(tau * (ky * y) as f64 / n as f64) as f32))
+                .collect()
         };
-        let weight = |kx: usize| if kx == 0 || (n % 2 == 0 && kx == n / 2) { 1.0 } else { 2.0 };
+        let weight = |kx: usize| {
+            if kx == 0 || (n % 2 == 0 && kx == n / 2) {
+                1.0
+            } else {
+                2.0
+            }
+        };
         let cols = |f: fn(f64) -> f64| -> Vec<f32> {
-            (0..kx_n).flat_map(|kx| (0..n).map(move |x| (weight(kx) * f(tau * (kx * x) as f64 / n as f64)) as f32)).collect()
+            (0..kx_n)
+                .flat_map(|kx| {
+                    (0..n).map(move |x| (weight(kx) * f(tau * (kx * x) as f64 / n as f64)) as f32)
+                })
+                .collect()
         };
-        let freq = |k: usize| if k <= n / 2 { k as f64 / n as f64 } else { (k as f64 - n as f64) / n as f64 };
+        let freq = |k: usize| {
+            if k <= n / 2 {
+                k as f64 / n as f64
+            } else {
+                (k as f64 - n as f64) / n as f64
+            }
+        };
         let scale: Vec<f32> = (0..n)
-            .flat_map(|ky| (0..kx_n).map(move |kx| (freq(ky).powi(2) + (kx as f64 / n as f64).powi(2)).sqrt()))
+            .flat_map(|ky| {
+                (0..kx_n).map(move |kx| (freq(ky).powi(2) + (kx as f64 / n as f64).powi(2)).sqrt())
+            })
             .map(|f| (1.0 / f.max(1.0 / n as f64)) as f32)
             .collect();
         Ok(InverseFourier {
@@ -75,13 +96,17 @@ impl InverseFourier {
 /// Lucent's `_linear_decorrelate_color` then a sigmoid: `(B, 3, n, n)` in `0..1`.
 fn to_rgb(img: &Tensor, color: &Tensor) -> Result<Tensor> {
     let (b, c, h, w) = img.dims4()?;
-    let mixed = color.broadcast_matmul(&img.reshape((b, c, h * w))?)?.reshape((b, c, h, w))?;
+    let mixed = color
+        .broadcast_matmul(&img.reshape((b, c, h * w))?)?
+        .reshape((b, c, h, w))?;
     Ok((mixed.neg()?.exp()? + 1.0)?.recip()?)
 }
 
 fn color_matrix(dev: &Device) -> Result<Tensor> {
     let m = COLOR_CORRELATION_SVD_SQRT;
-    let max_norm = (0..3).map(|c| (0..3).map(|r| m[r][c].powi(2)).sum::<f32>().sqrt()).fold(0.0, f32::max);
+    let max_norm = (0..3)
+        .map(|c| (0..3).map(|r| m[r][c].powi(2)).sum::<f32>().sqrt())
+        .fold(0.0, f32::max);
     let flat: Vec<f32> = m.iter().flatten().map(|v| v / max_norm).collect();
     Ok(Tensor::from_vec(flat, (3, 3), dev)?)
 }
@@ -98,12 +123,19 @@ fn sampling(rng: &mut StdRng, n: usize) -> (Vec<u32>, Vec<f32>, Vec<f32>) {
     let (j2x, j2y) = (rng.random_range(0..JITTER_2), rng.random_range(0..JITTER_2));
     let centre = (mid as f32 - 1.0) / 2.0;
     let (cos, sin) = (theta.cos(), theta.sin());
-    let (mut idx, mut wts, mut gray) = (Vec::with_capacity(out * out * 4), Vec::with_capacity(out * out * 4), Vec::with_capacity(out * out));
+    let (mut idx, mut wts, mut gray) = (
+        Vec::with_capacity(out * out * 4),
+        Vec::with_capacity(out * out * 4),
+        Vec::with_capacity(out * out),
+    );
     for v in 0..out {
         for u in 0..out {
             // Output -> before the last jitter -> before rotation and scale -> padded -> source.
             let (px, py) = ((u + j2x) as f32 - centre, (v + j2y) as f32 - centre);
-            let (rx, ry) = ((cos * px + sin * py) / scale + centre, (-sin * px + cos * py) / scale + centre);
+            let (rx, ry) = (
+                (cos * px + sin * py) / scale + centre,
+                (-sin * px + cos * py) / scale + centre,
+            );
             let (sx, sy) = (rx + j1x as f32 - PAD as f32, ry + j1y as f32 - PAD as f32);
             let (x0, y0) = (sx.floor(), sy.floor());
             let (fx, fy) = (sx - x0, sy - y0);
@@ -134,7 +166,11 @@ fn transform(img: &Tensor, rngs: &mut [StdRng]) -> Result<Tensor> {
     let dev = img.device();
     let out = n + 2 * PAD - JITTER_1 - JITTER_2;
     let m = out * out;
-    let (mut idx, mut wts, mut gray) = (Vec::with_capacity(b * m * 4), Vec::with_capacity(b * m * 4), Vec::with_capacity(b * m));
+    let (mut idx, mut wts, mut gray) = (
+        Vec::with_capacity(b * m * 4),
+        Vec::with_capacity(b * m * 4),
+        Vec::with_capacity(b * m),
+    );
     for rng in rngs.iter_mut() {
         let (i, w, g) = sampling(rng, n);
         idx.extend(i);
@@ -142,22 +178,38 @@ fn transform(img: &Tensor, rngs: &mut [StdRng]) -> Result<Tensor> {
         gray.extend(g);
     }
     // (B, M, 4) -> (B, 1, M*4), the same for every colour channel.
-    let idx = Tensor::from_vec(idx, (b, 1, m * 4), dev)?.broadcast_as((b, c, m * 4))?.contiguous()?;
+    let idx = Tensor::from_vec(idx, (b, 1, m * 4), dev)?
+        .broadcast_as((b, c, m * 4))?
+        .contiguous()?;
     let wts = Tensor::from_vec(wts, (b, 1, m, 4), dev)?;
     let gray = Tensor::from_vec(gray, (b, 1, m), dev)?;
-    let picked = img.reshape((b, c, n * n))?.gather(&idx, 2)?.reshape((b, c, m, 4))?;
+    let picked = img
+        .reshape((b, c, n * n))?
+        .gather(&idx, 2)?
+        .reshape((b, c, m, 4))?;
     let sampled = picked.broadcast_mul(&wts)?.sum(3)?.broadcast_add(&gray)?;
     Ok(sampled.reshape((b, c, out, out))?)
 }
 
-pub(super) fn run(chunk: &Chunk, on_step: &mut dyn FnMut() -> Result<()>, after_step: &mut dyn FnMut()) -> Result<Vec<Pattern>> {
+pub(super) fn run(
+    chunk: &Chunk,
+    on_step: &mut dyn FnMut() -> Result<()>,
+    after_step: &mut dyn FnMut(),
+) -> Result<Vec<Pattern>> {
     let s = chunk.settings;
     let (b, n) = (chunk.channels.len(), s.size);
     let dev = &chunk.model.device;
     let kx = n / 2 + 1;
-    let mut rngs: Vec<StdRng> = chunk.channels.iter().map(|&c| channel_rng(s.seed, c)).collect();
+    let mut rngs: Vec<StdRng> = chunk
+        .channels
+        .iter()
+        .map(|&c| channel_rng(s.seed, c))
+        .collect();
     let normal = Normal::new(0.0f32, 0.01).expect("positive");
-    let (mut re, mut im) = (Vec::with_capacity(b * 3 * n * kx), Vec::with_capacity(b * 3 * n * kx));
+    let (mut re, mut im) = (
+        Vec::with_capacity(b * 3 * n * kx),
+        Vec::with_capacity(b * 3 * n * kx),
+    );
     for rng in rngs.iter_mut() {
         re.extend((0..3 * n * kx).map(|_| normal.sample(rng)));
         im.extend((0..3 * n * kx).map(|_| normal.sample(rng)));
@@ -167,10 +219,20 @@ pub(super) fn run(chunk: &Chunk, on_step: &mut dyn FnMut() -> Result<()>, after_
     let fourier = InverseFourier::new(n, dev)?;
     let color = color_matrix(dev)?;
     let (mean, std) = chunk.normalisation()?;
-    let normalise = |x: &Tensor| -> Result<Tensor> { Ok(x.broadcast_sub(&mean)?.broadcast_div(&std)?) };
-    let params = ParamsAdamW { lr: 0.05, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 };
+    let normalise =
+        |x: &Tensor| -> Result<Tensor> { Ok(x.broadcast_sub(&mean)?.broadcast_div(&std)?) };
+    let params = ParamsAdamW {
+        lr: 0.05,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+    };
     let mut adam = AdamW::new(vec![re.clone(), im.clone()], params)?;
-    let first = chunk.objective(&normalise(&to_rgb(&fourier.image(re.as_tensor(), im.as_tensor())?, &color)?)?)?;
+    let first = chunk.objective(&normalise(&to_rgb(
+        &fourier.image(re.as_tensor(), im.as_tensor())?,
+        &color,
+    )?)?)?;
     for _ in 0..s.steps {
         on_step()?;
         let rgb = to_rgb(&fourier.image(re.as_tensor(), im.as_tensor())?, &color)?;
@@ -186,6 +248,11 @@ pub(super) fn run(chunk: &Chunk, on_step: &mut dyn FnMut() -> Result<()>, after_
         .into_iter()
         .zip(chunk.channels)
         .enumerate()
-        .map(|(i, (image, &channel))| Pattern { channel, image, start: first[i], end: last[i] })
+        .map(|(i, (image, &channel))| Pattern {
+            channel,
+            image,
+            start: first[i],
+            end: last[i],
+        })
         .collect())
 }

@@ -94,7 +94,10 @@ impl Chunk<'_> {
         let g = &self.model.graph;
         let acts = g.forward_to(x, self.layer, &Keep::All)?;
         let out = acts.get(self.layer).expect("the stop node is kept");
-        let seed = self.settings.objective.seed(out.dims(), self.channels, x.device())?;
+        let seed = self
+            .settings
+            .objective
+            .seed(out.dims(), self.channels, x.device())?;
         let values = Objective::values(out, &seed)?;
         let grad = g.gradient(&acts, g.input(), self.layer, &seed)?;
         Ok((values, grad))
@@ -102,9 +105,15 @@ impl Chunk<'_> {
 
     /// Objective values only.
     fn objective(&self, x: &Tensor) -> Result<Vec<f32>> {
-        let acts = self.model.graph.forward_to(x, self.layer, &Keep::Only(vec![]))?;
+        let acts = self
+            .model
+            .graph
+            .forward_to(x, self.layer, &Keep::Only(vec![]))?;
         let out = acts.get(self.layer).expect("the stop node is kept");
-        let seed = self.settings.objective.seed(out.dims(), self.channels, x.device())?;
+        let seed = self
+            .settings
+            .objective
+            .seed(out.dims(), self.channels, x.device())?;
         Objective::values(out, &seed)
     }
 
@@ -112,7 +121,10 @@ impl Chunk<'_> {
     fn normalisation(&self) -> Result<(Tensor, Tensor)> {
         let n = &self.model.normalisation;
         let dev = &self.model.device;
-        Ok((Tensor::from_vec(n.mean.to_vec(), (1, 3, 1, 1), dev)?, Tensor::from_vec(n.std.to_vec(), (1, 3, 1, 1), dev)?))
+        Ok((
+            Tensor::from_vec(n.mean.to_vec(), (1, 3, 1, 1), dev)?,
+            Tensor::from_vec(n.std.to_vec(), (1, 3, 1, 1), dev)?,
+        ))
     }
 }
 
@@ -121,7 +133,10 @@ impl Chunk<'_> {
 fn bytes_per_image(model: &Model, layer: NodeId, size: usize) -> usize {
     let (_, h, w) = model.graph.input_size();
     let scale = (size * size) as f64 / (h * w) as f64;
-    let floats: usize = model.graph.nodes()[..=layer].iter().map(|n| n.shape[1..].iter().product::<usize>()).sum();
+    let floats: usize = model.graph.nodes()[..=layer]
+        .iter()
+        .map(|n| n.shape[1..].iter().product::<usize>())
+        .sum();
     ((floats as f64 * scale) as usize).max(1) * 4 * 3
 }
 
@@ -143,15 +158,25 @@ pub fn optimise(
     }
     let node = model.graph.node(layer);
     if let Some(&c) = channels.iter().find(|&&c| c >= node.shape[1]) {
-        bail!("channel {c} is out of range: {} has {} channels", node.name, node.shape[1]);
+        bail!(
+            "channel {c} is out of range: {} has {} channels",
+            node.name,
+            node.shape[1]
+        );
     }
-    let per_chunk = (settings.budget_bytes / bytes_per_image(model, layer, settings.size)).clamp(1, channels.len());
+    let per_chunk = (settings.budget_bytes / bytes_per_image(model, layer, settings.size))
+        .clamp(1, channels.len());
     let chunks: Vec<&[usize]> = channels.chunks(per_chunk).collect();
     let total = settings.steps * chunks.len();
     let mut done = 0;
     let mut patterns = Vec::with_capacity(channels.len());
     for channels in chunks {
-        let chunk = Chunk { model, layer, channels, settings };
+        let chunk = Chunk {
+            model,
+            layer,
+            channels,
+            settings,
+        };
         let mut on_step = || -> Result<()> {
             if cancel.load(Ordering::Relaxed) {
                 return Err(Cancelled.into());
@@ -175,7 +200,11 @@ pub fn pattern_grid(patterns: &[Pattern]) -> RgbImage {
     let cells: Vec<RgbImage> = patterns.iter().map(|p| p.image.clone()).collect();
     let inner = grid(&cells, 8, 4);
     let margin = 4;
-    let mut out = RgbImage::from_pixel(inner.width() + 2 * margin, inner.height() + 2 * margin, crate::viz::render::GAP_COLOUR);
+    let mut out = RgbImage::from_pixel(
+        inner.width() + 2 * margin,
+        inner.height() + 2 * margin,
+        crate::viz::render::GAP_COLOUR,
+    );
     image::imageops::replace(&mut out, &inner, margin as i64, margin as i64);
     out
 }

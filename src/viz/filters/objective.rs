@@ -24,12 +24,17 @@ impl Objective {
         let mut g = vec![0f32; dims[0] * per_image];
         for (b, &c) in channels.iter().enumerate() {
             if c >= dims[1] {
-                bail!("channel {c} is out of range: the layer has {} channels", dims[1]);
+                bail!(
+                    "channel {c} is out of range: the layer has {} channels",
+                    dims[1]
+                );
             }
             let base = b * per_image;
             match (self, dims.len()) {
                 (Objective::Unit, 2) => g[base + c] = 1.0,
-                (Objective::Unit, _) => bail!("the unit objective needs a layer with a vector output (a linear layer)"),
+                (Objective::Unit, _) => {
+                    bail!("the unit objective needs a layer with a vector output (a linear layer)")
+                }
                 (_, 2) => bail!("this layer has a vector output: use the unit objective"),
                 (Objective::Channel, _) => {
                     let hw = dims[2] * dims[3];

@@ -1,0 +1,416 @@
+//! The background compute thread: takes jobs, keeps one full forward pass per image (so moving
+//! through layers is a cache hit), caches finished views, reports filter progress, and drops a
+//! job as soon as a newer one arrives.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use candle_core::Tensor;
+use image::RgbImage;
+
+use super::view::{Mode, ViewContent, ViewKey, ACTIVATION_PAGE, FILTER_PAGE};
+use crate::config::Config;
+use crate::input::load_image;
+use crate::model::{Activations, Keep, Model, Prediction};
+use crate::viz::activations::{GridStyle, LayerOutput, Stats};
+use crate::viz::cam::CamSession;
+use crate::viz::filters::{optimise, pattern_grid, Cancelled, FilterSettings, Recipe};
+use crate::viz::overlay::overlay;
+use crate::viz::render::{factor_for, upscale};
+
+pub enum Job {
+    /// Load an image and run the forward pass; `id` names it in later view keys.
+    Open {
+        id: u64,
+        path: PathBuf,
+    },
+    View(ViewKey),
+}
+
+pub enum Reply {
+    Opened {
+        id: u64,
+        path: PathBuf,
+        result: Result<Prediction, String>,
+    },
+    Progress {
+        key: ViewKey,
+        done: usize,
+        total: usize,
+    },
+    View {
+        key: ViewKey,
+        result: Result<ViewContent, String>,
+        elapsed: Duration,
+    },
+}
+
+/// The current image with its kept forward pass.
+struct Current {
+    id: u64,
+    original: RgbImage,
+    input: Tensor,
+    acts: Activations,
+    prediction: Prediction,
+}
+
+/// Starts the worker; it ends when the job channel closes.
+pub fn spawn(
+    model: Arc<Model>,
+    config: Config,
+    jobs: Receiver<Job>,
+    replies: Sender<Reply>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        Worker {
+            model: &model,
+            config,
+            jobs,
+            replies,
+            cache: HashMap::new(),
+            current: None,
+        }
+        .run()
+    })
+}
+
+struct Worker<'m> {
+    model: &'m Model,
+    config: Config,
+    jobs: Receiver<Job>,
+    replies: Sender<Reply>,
+    cache: HashMap<ViewKey, ViewContent>,
+    current: Option<Current>,
+}
+
+impl<'m> Worker<'m> {
+    fn run(mut self) {
+        let mut cams: HashMap<(u64, usize), CamSession<'m>> = HashMap::new();
+        let mut pending: Option<Job> = None;
+        loop {
+            let job = match pending.take() {
+                Some(j) => j,
+                None => match self.jobs.recv() {
+                    Ok(j) => j,
+                    Err(_) => return,
+                },
+            };
+            // Only the newest job matters: skip views the user has already moved past.
+            let job = self.latest(job);
+            match job {
+                Job::Open { id, path } => {
+                    let result = self.open(id, &path).map_err(|e| format!("{e:#}"));
+                    cams.clear();
+                    self.cache.clear();
+                    if self
+                        .replies
+                        .send(Reply::Opened { id, path, result })
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Job::View(key) => {
+                    let started = Instant::now();
+                    let result = match self.cache.get(&key) {
+                        Some(c) => Ok(c.clone()),
+                        None => self.compute(&key, &mut cams, &mut pending),
+                    };
+                    if let Err(e) = &result {
+                        if e.downcast_ref::<Cancelled>().is_some() {
+                            continue;
+                        }
+                    }
+                    if let Ok(content) = &result {
+                        self.cache.insert(key.clone(), content.clone());
+                    }
+                    let reply = Reply::View {
+                        key,
+                        result: result.map_err(|e| format!("{e:#}")),
+                        elapsed: started.elapsed(),
+                    };
+                    if self.replies.send(reply).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The last queued job, or `job` if none is queued; an `Open` is never skipped.
+    fn latest(&self, mut job: Job) -> Job {
+        loop {
+            match self.jobs.try_recv() {
+                Ok(next) => {
+                    if matches!(job, Job::Open { .. }) && matches!(next, Job::View(_)) {
+                        // Keep the open; the view after it is asked again by the UI.
+                        return job;
+                    }
+                    job = next;
+                }
+                Err(_) => return job,
+            }
+        }
+    }
+
+    fn open(&mut self, id: u64, path: &std::path::Path) -> Result<Prediction> {
+        let original = load_image(path, self.config.image_limits())?;
+        let input = self.model.input_tensor(&original, self.config.fit)?;
+        let acts = self.model.graph.forward(&input, &Keep::All)?;
+        let prediction = self.model.prediction(&acts)?;
+        self.current = Some(Current {
+            id,
+            original,
+            input,
+            acts,
+            prediction: prediction.clone(),
+        });
+        Ok(prediction)
+    }
+
+    fn compute(
+        &self,
+        key: &ViewKey,
+        cams: &mut HashMap<(u64, usize), CamSession<'m>>,
+        pending: &mut Option<Job>,
+    ) -> Result<ViewContent> {
+        let model = self.model;
+        let cur = match &self.current {
+            Some(c) if c.id == key.image => c,
+            _ => bail!("no image is loaded"),
+        };
+        let node = model.graph.node(key.node);
+        let name = node.name.clone();
+        match key.mode {
+            Mode::Info => Ok(ViewContent::Text(info_text(model, cur, key.node)?)),
+            Mode::Activations => {
+                let out = LayerOutput::from_tensor(
+                    cur.acts
+                        .get(key.node)
+                        .context("the layer's output was not kept")?,
+                )?;
+                let style = GridStyle {
+                    colormap: key.colormap,
+                    norm: self.config.norm,
+                    per_row: 8,
+                    ..GridStyle::default()
+                };
+                if let Some(c) = key.channel {
+                    let img = out.channel_image(c, key.colormap, style.norm)?;
+                    let img = upscale(&img, factor_for(img.width(), img.height(), 256));
+                    return Ok(ViewContent::Picture {
+                        image: img,
+                        caption: format!("{name} channel {c}"),
+                        what: format!("activations_ch{c}"),
+                    });
+                }
+                let (start, end) = page_range(key.page, ACTIVATION_PAGE, out.channel_count());
+                let image = match &out {
+                    LayerOutput::Maps {
+                        height,
+                        width,
+                        data,
+                        ..
+                    } => {
+                        let part = LayerOutput::Maps {
+                            channels: end - start,
+                            height: *height,
+                            width: *width,
+                            data: data[start * height * width..end * height * width].to_vec(),
+                        };
+                        part.grid_image(&style)?
+                    }
+                    LayerOutput::Vector(_) => out.grid_image(&style)?,
+                };
+                let caption = match &out {
+                    LayerOutput::Maps { .. } => {
+                        format!("{name}: channels {start}..{end} of {}", out.channel_count())
+                    }
+                    LayerOutput::Vector(_) => {
+                        let top: Vec<String> = out
+                            .top_units(5)
+                            .iter()
+                            .map(|(i, v)| format!("{}={v:.2}", self.unit_name(key.node, *i)))
+                            .collect();
+                        format!("{name}: top units {}", top.join(" "))
+                    }
+                };
+                Ok(ViewContent::Picture {
+                    image,
+                    caption,
+                    what: format!("activations_p{}", key.page),
+                })
+            }
+            Mode::Cam => {
+                let session = match cams.entry((key.image, key.node)) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(CamSession::from_activations(
+                            model,
+                            &cur.input,
+                            cur.acts.clone(),
+                            key.node,
+                        )?)
+                    }
+                };
+                let class = key.class.unwrap_or_else(|| session.top_class());
+                let map = session.compute(key.method, class)?;
+                if let Some(reason) = map.empty_reason(&model.labels[class], &name) {
+                    bail!("{reason}");
+                }
+                let image = overlay(
+                    &cur.original,
+                    &map.map,
+                    map.size,
+                    key.colormap_for_cam(),
+                    0.5,
+                );
+                let caption = format!(
+                    "{} for '{}' (logit {:.2}) at {name}",
+                    key.method.title(),
+                    model.labels[class],
+                    map.score
+                );
+                Ok(ViewContent::Picture {
+                    image,
+                    caption,
+                    what: format!(
+                        "{}_{}",
+                        key.method.key(),
+                        model.labels[class].replace(['/', ' '], "_")
+                    ),
+                })
+            }
+            Mode::Filters => {
+                let count = node.shape[1];
+                let (start, end) = page_range(key.page, FILTER_PAGE, count);
+                let channels: Vec<usize> = (start..end).collect();
+                let mut settings = FilterSettings::new(Recipe::Classic);
+                settings.size = model.graph.input_size().1.clamp(64, 150);
+                if node.shape.len() == 2 {
+                    settings.objective = crate::viz::filters::Objective::Unit;
+                }
+                let cancel = AtomicBool::new(false);
+                let replies = self.replies.clone();
+                let jobs = &self.jobs;
+                let patterns = optimise(
+                    model,
+                    key.node,
+                    &channels,
+                    &settings,
+                    &mut |done, total| {
+                        let _ = replies.send(Reply::Progress {
+                            key: key.clone(),
+                            done,
+                            total,
+                        });
+                        if pending.is_none() {
+                            match jobs.try_recv() {
+                                Ok(job) => {
+                                    *pending = Some(job);
+                                    cancel.store(true, Ordering::Relaxed);
+                                }
+                                Err(TryRecvError::Disconnected) => {
+                                    cancel.store(true, Ordering::Relaxed)
+                                }
+                                Err(TryRecvError::Empty) => {}
+                            }
+                        }
+                    },
+                    &cancel,
+                )?;
+                Ok(ViewContent::Picture {
+                    image: pattern_grid(&patterns),
+                    caption: format!(
+                        "{name}: filter patterns of channels {start}..{end} of {count}"
+                    ),
+                    what: format!("filters_p{}", key.page),
+                })
+            }
+        }
+    }
+
+    fn unit_name(&self, node: usize, unit: usize) -> String {
+        if node == self.model.graph.output() {
+            self.model
+                .labels
+                .get(unit)
+                .cloned()
+                .unwrap_or_else(|| unit.to_string())
+        } else {
+            unit.to_string()
+        }
+    }
+}
+
+impl ViewKey {
+    /// CAM overlays use jet unless the user picked another map.
+    fn colormap_for_cam(&self) -> crate::viz::colormap::Colormap {
+        if self.colormap == crate::viz::colormap::Colormap::Viridis {
+            crate::viz::colormap::Colormap::Jet
+        } else {
+            self.colormap
+        }
+    }
+}
+
+/// `[start, end)` of page `page` of `size` items out of `count`.
+pub fn page_range(page: usize, size: usize, count: usize) -> (usize, usize) {
+    let start = (page * size).min(count.saturating_sub(1) / size * size);
+    (start, (start + size).min(count))
+}
+
+fn info_text(model: &Model, cur: &Current, id: usize) -> Result<String> {
+    let n = model.graph.node(id);
+    let inputs: Vec<String> = n
+        .inputs
+        .iter()
+        .map(|&i| model.graph.node(i).name.clone())
+        .collect();
+    let mut s = format!("{}\n\nop          {}\n", n.name, n.op.kind());
+    let attrs = n.op.attributes();
+    if !attrs.is_empty() {
+        s += &format!("attributes  {attrs}\n");
+    }
+    s += &format!(
+        "inputs      {}\n",
+        if inputs.is_empty() {
+            "-".into()
+        } else {
+            inputs.join(", ")
+        }
+    );
+    s += &format!(
+        "output      {:?}\nparameters  {}\n",
+        &n.shape[1..],
+        n.op.parameter_count()
+    );
+    if let Some(t) = cur.acts.get(id) {
+        let values: Vec<f32> = t.flatten_all()?.to_vec1()?;
+        let st = Stats::of(&values);
+        let zeros =
+            values.iter().filter(|&&v| v == 0.0).count() as f64 / values.len().max(1) as f64;
+        let nonfinite = values.iter().filter(|v| !v.is_finite()).count();
+        s += &format!(
+            "\nactivations on this image\n  mean {:.4}  std {:.4}\n  min {:.4}  max {:.4}\n  zeros {:.1}%{}\n",
+            st.mean,
+            st.std,
+            st.min,
+            st.max,
+            zeros * 100.0,
+            if nonfinite > 0 { format!("\n  NaN or Inf values: {nonfinite}") } else { String::new() }
+        );
+    }
+    let top = cur.prediction.top(1);
+    s += &format!(
+        "\nprediction  {} ({:.1}%)\n",
+        model.labels[top[0].0],
+        top[0].1 * 100.0
+    );
+    Ok(s)
+}

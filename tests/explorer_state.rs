@@ -1,0 +1,213 @@
+//! The explorer without a terminal: keys in, state out; and drawing into ratatui's TestBackend.
+
+mod common;
+
+use std::path::PathBuf;
+
+use candle_core::Device;
+use common::fixture;
+use convscope::model::Model;
+use convscope::tui::app::{Action, App};
+use convscope::tui::graphics::{Graphics, ProtocolChoice};
+use convscope::tui::view::{Mode, ViewContent, ViewState};
+use convscope::tui::{apply, ui, worker::Reply};
+use convscope::viz::cam::CamMethod;
+use convscope::viz::colormap::Colormap;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+
+fn model() -> Model {
+    Model::open(&fixture("resnet50_small.safetensors"), None, &Device::Cpu).unwrap()
+}
+
+fn app(m: &Model) -> App {
+    App::new(m, "cpu".into(), PathBuf::from("img.png"), Colormap::Viridis)
+}
+
+fn key(app: &mut App, code: KeyCode) -> Action {
+    app.on_key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn keys(app: &mut App, s: &str) {
+    for c in s.chars() {
+        key(app, KeyCode::Char(c));
+    }
+}
+
+fn screen(app: &App) -> String {
+    let mut term = Terminal::new(TestBackend::new(110, 32)).unwrap();
+    let mut g = Graphics::new(ProtocolChoice::Halfblocks);
+    term.draw(|f| ui::draw(f, app, &mut g)).unwrap();
+    let buf = term.backend().buffer().clone();
+    (0..buf.area.height)
+        .map(|y| {
+            (0..buf.area.width)
+                .map(|x| buf[(x, y)].symbol().to_string())
+                .collect::<String>()
+                + "\n"
+        })
+        .collect()
+}
+
+#[test]
+fn moving_and_folding_the_tree() {
+    let m = model();
+    let mut a = app(&m);
+    assert_eq!(
+        a.selected_row().path,
+        "conv1",
+        "starts on the first convolution"
+    );
+    key(&mut a, KeyCode::Char('j'));
+    key(&mut a, KeyCode::Down);
+    key(&mut a, KeyCode::Down);
+    key(&mut a, KeyCode::Down);
+    assert_eq!(a.selected_row().path, "layer1");
+    let rows = a.rows.len();
+    key(&mut a, KeyCode::Char('l'));
+    assert_eq!(a.rows.len(), rows + 3, "layer1 opens to its three blocks");
+    key(&mut a, KeyCode::Right);
+    key(&mut a, KeyCode::Char('l'));
+    assert_eq!(a.selected_row().path, "layer1.0");
+    key(&mut a, KeyCode::Char('j'));
+    assert_eq!(a.selected_row().path, "layer1.0.conv1");
+    key(&mut a, KeyCode::Char('h'));
+    assert_eq!(
+        a.selected_row().path,
+        "layer1.0",
+        "h on a leaf goes to its module, closed"
+    );
+    key(&mut a, KeyCode::Left);
+    assert_eq!(a.selected_row().path, "layer1");
+    key(&mut a, KeyCode::Char('h'));
+    assert_eq!(a.rows.len(), rows);
+    key(&mut a, KeyCode::Char('G'));
+    assert_eq!(a.selected_row().path, "fc");
+    key(&mut a, KeyCode::Char('g'));
+    assert_eq!(a.selected_row().path, "input");
+}
+
+#[test]
+fn modes_pages_classes_methods_and_search() {
+    let m = model();
+    let mut a = app(&m);
+    assert_eq!(a.mode, Mode::Activations);
+    key(&mut a, KeyCode::Tab);
+    assert_eq!(a.mode, Mode::Cam);
+    keys(&mut a, "4");
+    assert_eq!(a.mode, Mode::Info);
+    keys(&mut a, "1");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.channel, Some(0));
+    keys(&mut a, "]]");
+    assert_eq!(a.channel, Some(2));
+    key(&mut a, KeyCode::Esc);
+    assert_eq!(a.channel, None);
+    keys(&mut a, "m");
+    assert_eq!((a.mode, a.method), (Mode::Cam, CamMethod::Gradcamplusplus));
+    keys(&mut a, "c7");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.class, Some(7));
+    keys(&mut a, "cclass 3");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.class, Some(3));
+    keys(&mut a, "cnothing");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.class, Some(3));
+    assert!(a.status.contains("unknown class"), "{}", a.status);
+    keys(&mut a, "/layer3.4.conv2");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.selected_row().path, "layer3.4.conv2");
+    keys(&mut a, "p");
+    assert_eq!(a.colormap, Colormap::Magma);
+    assert_eq!(key(&mut a, KeyCode::Char('s')), Action::Save);
+    keys(&mut a, "o");
+    keys(&mut a, "x.png");
+    assert_eq!(
+        key(&mut a, KeyCode::Enter),
+        Action::Open(PathBuf::from("x.png"))
+    );
+    assert_eq!(key(&mut a, KeyCode::Char('q')), Action::Quit);
+}
+
+#[test]
+fn the_screen_shows_tree_tabs_status_and_help() {
+    let m = model();
+    let mut a = app(&m);
+    let s = screen(&a);
+    assert!(s.contains("conv1 conv2d 4x112x112"), "{s}");
+    assert!(
+        s.contains("1 Activations")
+            && s.contains("2 CAM")
+            && s.contains("3 Filters")
+            && s.contains("4 Info"),
+        "{s}"
+    );
+    assert!(s.contains("cpu | resnet50_small | img.png"), "{s}");
+    assert!(s.contains("loading img.png"), "{s}");
+    keys(&mut a, "?");
+    let s = screen(&a);
+    assert!(
+        s.contains("keys (any key closes)") && s.contains("save the view as PNG"),
+        "{s}"
+    );
+    keys(&mut a, "x");
+    assert!(!a.help);
+}
+
+#[test]
+fn worker_replies_fill_the_predictions_and_the_view() {
+    let m = model();
+    let mut a = app(&m);
+    let id = a.opening(PathBuf::from("img.png"));
+    apply(
+        &mut a,
+        Reply::Opened {
+            id,
+            path: "img.png".into(),
+            result: Ok(convscope::model::Prediction::from_logits(vec![
+                0.0, 3.0, 1.0, 0., 0., 0., 0., 0., 0., 0.,
+            ])),
+        },
+    );
+    let key = a.wanted_view();
+    apply(
+        &mut a,
+        Reply::View {
+            key: key.clone(),
+            result: Ok(ViewContent::Text("layer statistics here".into())),
+            elapsed: std::time::Duration::from_millis(12),
+        },
+    );
+    let s = screen(&a);
+    assert!(s.contains("1. class 1"), "{s}");
+    assert!(
+        s.contains("layer statistics here") && s.contains("last 12 ms"),
+        "{s}"
+    );
+    apply(
+        &mut a,
+        Reply::View {
+            key,
+            result: Err("layer has NaN".into()),
+            elapsed: Default::default(),
+        },
+    );
+    assert!(matches!(a.view, ViewState::Failed { .. }));
+    assert!(screen(&a).contains("error: layer has NaN"));
+}
+
+#[test]
+fn a_tiny_terminal_says_so() {
+    let m = model();
+    let a = app(&m);
+    let mut term = Terminal::new(TestBackend::new(40, 10)).unwrap();
+    let mut g = Graphics::new(ProtocolChoice::Halfblocks);
+    term.draw(|f| ui::draw(f, &a, &mut g)).unwrap();
+    let buf = term.backend().buffer().clone();
+    let text: String = (0..buf.area.width)
+        .map(|x| buf[(x, 0)].symbol().to_string())
+        .collect();
+    assert!(text.starts_with("terminal too small"), "{text}");
+}

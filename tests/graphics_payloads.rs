@@ -1,0 +1,182 @@
+//! The sixel and kitty payloads drawn for a small image decode back to that image.
+
+use image::{DynamicImage, Rgb, RgbImage};
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Rect, Size};
+use ratatui::widgets::Widget;
+use ratatui_image::picker::{Picker, ProtocolType};
+use ratatui_image::{Image, Resize};
+
+/// An image of eight flat colours in blocks, so palette quantisation loses nothing.
+fn test_image() -> RgbImage {
+    let colours = [
+        [255, 0, 0],
+        [0, 255, 0],
+        [0, 0, 255],
+        [255, 255, 0],
+        [0, 255, 255],
+        [255, 0, 255],
+        [255, 255, 255],
+        [0, 0, 0],
+    ];
+    RgbImage::from_fn(40, 24, |x, y| {
+        Rgb(colours[((x / 10) + 4 * (y / 12)) as usize % 8])
+    })
+}
+
+/// The escape sequence ratatui-image puts in the image's first cell.
+fn payload(protocol: ProtocolType) -> String {
+    let mut picker = Picker::halfblocks();
+    picker.set_protocol_type(protocol);
+    let p = picker
+        .new_protocol(
+            DynamicImage::ImageRgb8(test_image()),
+            Size::new(20, 10),
+            Resize::Fit(None),
+        )
+        .unwrap();
+    let area = Rect::new(0, 0, 20, 10);
+    let mut buf = Buffer::empty(area);
+    Image::new(&p).render(area, &mut buf);
+    buf[(0, 0)].symbol().to_string()
+}
+
+/// A minimal sixel decoder: colour registers in percent, six-pixel columns, `$`, `-`, `!n`.
+fn decode_sixel(seq: &str) -> RgbImage {
+    let start = seq.find("\x1bP").expect("a DCS sequence");
+    let body = &seq[start..];
+    let q = body.find('q').expect("sixel introducer");
+    let data: Vec<char> = body[q + 1..body.find("\x1b\\").expect("string terminator")]
+        .chars()
+        .collect();
+    let mut palette = std::collections::HashMap::new();
+    let mut pixels: std::collections::HashMap<(u32, u32), [u8; 3]> =
+        std::collections::HashMap::new();
+    let (mut x, mut band, mut colour, mut i) = (0u32, 0u32, 0u32, 0usize);
+    let number = |i: &mut usize| {
+        let s = *i;
+        while *i < data.len() && data[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        data[s..*i]
+            .iter()
+            .collect::<String>()
+            .parse::<u32>()
+            .unwrap_or(0)
+    };
+    let (mut width, mut height) = (0, 0);
+    while i < data.len() {
+        match data[i] {
+            '"' => {
+                i += 1;
+                let mut nums = vec![number(&mut i)];
+                while i < data.len() && data[i] == ';' {
+                    i += 1;
+                    nums.push(number(&mut i));
+                }
+                (width, height) = (nums[2], nums[3]);
+            }
+            '#' => {
+                i += 1;
+                let n = number(&mut i);
+                if i < data.len() && data[i] == ';' {
+                    let mut v = vec![];
+                    while i < data.len() && data[i] == ';' {
+                        i += 1;
+                        v.push(number(&mut i));
+                    }
+                    assert_eq!(v[0], 2, "RGB colour space");
+                    palette.insert(
+                        n,
+                        [v[1], v[2], v[3]].map(|p| (p as f32 * 255.0 / 100.0).round() as u8),
+                    );
+                }
+                colour = n;
+            }
+            '$' => {
+                x = 0;
+                i += 1;
+            }
+            '-' => {
+                x = 0;
+                band += 1;
+                i += 1;
+            }
+            c => {
+                let mut repeat = 1;
+                let mut c = c;
+                if c == '!' {
+                    i += 1;
+                    repeat = number(&mut i);
+                    c = data[i];
+                }
+                let bits = c as u32 - '?' as u32;
+                for _ in 0..repeat {
+                    for b in 0..6 {
+                        if bits & (1 << b) != 0 {
+                            pixels.insert((x, band * 6 + b), palette[&colour]);
+                        }
+                    }
+                    x += 1;
+                }
+                i += 1;
+            }
+        }
+    }
+    RgbImage::from_fn(width, height, |x, y| {
+        Rgb(*pixels.get(&(x, y)).unwrap_or(&[0, 0, 0]))
+    })
+}
+
+/// Joins the base64 chunks of a kitty transmission and decodes the RGBA pixels.
+fn decode_kitty(seq: &str) -> RgbImage {
+    use base64::Engine;
+    let mut bytes = Vec::new();
+    let (mut w, mut h) = (0, 0);
+    for part in seq.split("\x1b_G").skip(1) {
+        let end = part.find("\x1b\\").expect("chunk terminator");
+        let (params, data) = part[..end].split_once(';').expect("params;payload");
+        for kv in params.split(',') {
+            match kv.split_once('=') {
+                Some(("s", v)) => w = v.parse().unwrap(),
+                Some(("v", v)) => h = v.parse().unwrap(),
+                Some(("f", v)) => assert_eq!(v, "32", "RGBA payload"),
+                Some(("o", _)) => panic!("unexpected compression"),
+                _ => {}
+            }
+        }
+        bytes.extend(
+            base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .unwrap(),
+        );
+    }
+    let rgba = image::RgbaImage::from_raw(w, h, bytes).expect("w*h*4 bytes");
+    DynamicImage::ImageRgba8(rgba).to_rgb8()
+}
+
+fn max_difference(a: &RgbImage, b: &RgbImage) -> u8 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    a.as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap()
+}
+
+#[test]
+fn sixel_payload_decodes_to_the_image() {
+    let decoded = decode_sixel(&payload(ProtocolType::Sixel));
+    // Sixel colours are percentages: each channel within 255/100/2 of the original.
+    assert!(
+        max_difference(&decoded, &test_image()) <= 2,
+        "sixel pixels differ"
+    );
+}
+
+#[test]
+fn kitty_payload_decodes_to_the_image() {
+    let decoded = decode_kitty(&payload(ProtocolType::Kitty));
+    assert_eq!(decoded, test_image());
+}
