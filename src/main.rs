@@ -15,7 +15,8 @@ fn main() -> ExitCode {
             msg.lines().next().unwrap_or("")
         );
     }));
-    let cli = convscope::cli::Cli::parse();
+    let args = convscope::cli::with_default_subcommand(std::env::args().collect());
+    let cli = convscope::cli::Cli::parse_from(args);
     match convscope::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

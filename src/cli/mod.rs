@@ -24,17 +24,7 @@ use crate::tui::graphics::ProtocolChoice;
     version,
     about = "See inside convolutional networks from the terminal"
 )]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
-    /// Model to explore: folder with model.toml, model.toml, or checkpoint (default: from
-    /// config.toml). Without a subcommand, convscope opens the explorer.
-    pub model: Option<PathBuf>,
-    /// Image to explore (default: from config.toml).
-    pub image: Option<PathBuf>,
-    /// Terminal graphics protocol of the explorer (default: from config.toml, else ask the
-    /// terminal).
-    #[arg(long, value_enum)]
-    pub protocol: Option<ProtocolChoice>,
     /// Config file (default: ./config.toml, then the user's convscope/config.toml).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -46,11 +36,13 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub arch: Option<String>,
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The interactive explorer (what `convscope [MODEL] [IMAGE]` opens).
+    Explore(ExploreArgs),
     /// The layer tree with output shapes and parameter counts.
     Info(info::Args),
     /// Top classes for an image.
@@ -61,6 +53,55 @@ pub enum Command {
     Cam(cam::Args),
     /// Filter patterns: the input each channel responds to most, by gradient ascent.
     Filters(filters::Args),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExploreArgs {
+    /// Model folder, model.toml or checkpoint (default: from config.toml).
+    pub model: Option<PathBuf>,
+    /// Image file (default: from config.toml).
+    pub image: Option<PathBuf>,
+    /// Terminal graphics protocol (default: from config.toml, else ask the terminal).
+    #[arg(long, value_enum)]
+    pub protocol: Option<ProtocolChoice>,
+}
+
+/// Global options that take a value (to find the first positional argument).
+const VALUED_OPTIONS: [&str; 4] = ["--config", "--device", "--arch", "--protocol"];
+
+/// `convscope [OPTIONS] [MODEL] [IMAGE]` means `convscope explore ...`: inserts the `explore`
+/// subcommand when the first positional argument names no subcommand.
+pub fn with_default_subcommand(args: Vec<String>) -> Vec<String> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let known: Vec<String> = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .chain(["help".to_string()])
+        .collect();
+    let mut i = 1;
+    while i < args.len() {
+        let a = &args[i];
+        if a == "-h" || a == "--help" || a == "-V" || a == "--version" {
+            return args;
+        }
+        if VALUED_OPTIONS.contains(&a.as_str()) {
+            i += 2;
+            continue;
+        }
+        if a.starts_with('-') {
+            i += 1;
+            continue;
+        }
+        break;
+    }
+    if i < args.len() && known.contains(&args[i]) {
+        return args;
+    }
+    // Global options may follow a subcommand, so `explore` can go first.
+    let mut out = args;
+    out.insert(1.min(out.len()), "explore".to_string());
+    out
 }
 
 /// What every subcommand starts from: the config and the device.
@@ -102,13 +143,13 @@ impl Session {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let session = Session::new(&cli)?;
-    let Some(command) = &cli.command else {
-        let model = session.model(cli.model.as_deref())?;
-        let image = session.image_path(cli.image.as_deref()).to_path_buf();
-        let protocol = cli.protocol.unwrap_or(session.config.protocol);
-        return crate::tui::run(model, image, session.config, protocol);
-    };
-    match command {
+    match &cli.command {
+        Command::Explore(a) => {
+            let model = session.model(a.model.as_deref())?;
+            let image = session.image_path(a.image.as_deref()).to_path_buf();
+            let protocol = a.protocol.unwrap_or(session.config.protocol);
+            crate::tui::run(model, image, session.config, protocol)
+        }
         Command::Info(a) => info::run(&session, a),
         Command::Predict(a) => predict::run(&session, a),
         Command::Activations(a) => activations::run(&session, a),
