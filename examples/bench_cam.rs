@@ -5,43 +5,21 @@
 //!
 //! The pytorch-grad-cam side: `python scripts/bench_cam_torch.py`.
 
+mod common;
+
 use std::time::Instant;
 
 use anyhow::Result;
 use candle_core::{Device, Tensor};
-use convscope::model::card::{IMAGENET_MEAN, IMAGENET_STD};
-use convscope::model::{Arch, Model, Normalisation, RandomWeights};
+use common::{arg_or, median};
+use convscope::model::Model;
 use convscope::viz::cam::{default_layer, CamMethod, CamSession};
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() -> Result<()> {
-    let runs: usize = std::env::args()
-        .nth(1)
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(5);
+    let runs = arg_or(5)?;
     let dev = Device::Cpu;
     for name in ["vgg16", "resnet50"] {
-        let arch = Arch::standard(name, 1000)?;
-        let graph = arch.build((3, 224, 224), &mut RandomWeights::new(0, dev.clone()))?;
-        let model = Model {
-            name: name.into(),
-            arch: name.into(),
-            graph,
-            normalisation: Normalisation {
-                height: 224,
-                width: 224,
-                mean: IMAGENET_MEAN,
-                std: IMAGENET_STD,
-            },
-            labels: (0..1000).map(|i| i.to_string()).collect(),
-            device: dev.clone(),
-            path: name.into(),
-        };
+        let model = Model::random(name, 224, 0, &dev)?;
         let layer = default_layer(&model).expect("a spatial layer");
         let x = Tensor::randn(0f32, 1.0, (1, 3, 224, 224), &dev)?;
         let (mut first, mut switch) = (Vec::new(), Vec::new());

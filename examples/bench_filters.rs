@@ -6,13 +6,15 @@
 //! The PyTorch side (one filter at a time, as the classic notebook does):
 //! `python scripts/bench_filters_torch.py`.
 
+mod common;
+
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::Result;
 use candle_core::Device;
-use convscope::model::card::{IMAGENET_MEAN, IMAGENET_STD};
-use convscope::model::{Arch, Model, Normalisation, RandomWeights};
+use common::arg_or;
+use convscope::model::Model;
 use convscope::viz::filters::{optimise, FilterSettings, Recipe};
 
 /// Peak resident memory of this process so far, from /proc (Linux).
@@ -24,28 +26,9 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 fn main() -> Result<()> {
-    let channels: usize = std::env::args()
-        .nth(1)
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(64);
+    let channels = arg_or(64)?;
     let dev = Device::Cpu;
-    let graph = Arch::standard("vgg16", 1000)?
-        .build((3, 224, 224), &mut RandomWeights::new(0, dev.clone()))?;
-    let model = Model {
-        name: "vgg16".into(),
-        arch: "vgg16".into(),
-        graph,
-        normalisation: Normalisation {
-            height: 224,
-            width: 224,
-            mean: IMAGENET_MEAN,
-            std: IMAGENET_STD,
-        },
-        labels: (0..1000).map(|i| i.to_string()).collect(),
-        device: dev,
-        path: "vgg16".into(),
-    };
+    let model = Model::random("vgg16", 224, 0, &dev)?;
     let layer = model.graph.find("features.17")?;
     let before = peak_rss_mib().unwrap_or(0.0);
     let settings = FilterSettings::new(Recipe::Classic);

@@ -228,9 +228,8 @@ fn mean_colour(img: &RgbImage, b: BoundingBox) -> [f32; 3] {
     let mut n = 0f32;
     for y in b.y0..b.y1 {
         for x in b.x0..b.x1 {
-            let p = img.get_pixel(x, y);
-            for c in 0..3 {
-                sum[c] += p.0[c] as f32;
+            for (s, &v) in sum.iter_mut().zip(&img.get_pixel(x, y).0) {
+                *s += v as f32;
             }
             n += 1.0;
         }

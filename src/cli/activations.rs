@@ -8,7 +8,7 @@ use serde_json::json;
 use super::info::shape_text;
 use std::fmt::Write;
 
-use super::{emit, print_json, Session};
+use super::{default_output, emit, print_json, Session};
 use crate::input::Fit;
 use crate::model::Keep;
 use crate::viz::activations::{ChannelNorm, GridStyle, LayerOutput};
@@ -72,18 +72,16 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
     let layer_name = &model.graph.node(node).name;
     let path = match &args.output {
         Some(p) => p.clone(),
-        None => {
-            let dir = &session.config.output_dir;
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            let which = args
-                .channel
-                .map_or("grid".to_string(), |c| format!("ch{c}"));
-            dir.join(format!(
-                "{}_{}_activations_{which}.png",
-                model.name, layer_name
-            ))
-        }
+        None => default_output(
+            session,
+            &format!(
+                "{}_{}_activations_{}.png",
+                model.name,
+                layer_name,
+                args.channel
+                    .map_or("grid".to_string(), |c| format!("ch{c}"))
+            ),
+        )?,
     };
     save_png(&picture, &path, &[("convscope:layer", layer_name.clone())])?;
     if let Some(npy) = &args.npy {

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
 use serde_json::json;
 
-use super::{emit, print_json, Session};
+use super::{default_output, emit, print_json, Session};
 use crate::input::Fit;
 use crate::model::Model;
 use crate::viz::cam::{default_layer, smoothed, CamMap, CamMethod, CamSession};
@@ -112,23 +112,20 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
     };
     let base = match &args.output {
         Some(p) => p.clone(),
-        None => {
-            let dir = &session.config.output_dir;
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            let class = if args.top.is_some() {
-                "top".to_string()
-            } else {
-                model.labels[classes[0]].clone()
-            };
-            dir.join(format!(
+        None => default_output(
+            session,
+            &format!(
                 "{}_{}_{}_{}.png",
                 model.name,
                 layer_name,
                 args.method.key(),
-                class.replace(['/', ' '], "_")
-            ))
-        }
+                if args.top.is_some() {
+                    "top"
+                } else {
+                    model.labels[classes[0]].as_str()
+                }
+            ),
+        )?,
     };
     let mut text = String::new();
     let mut results = Vec::new();

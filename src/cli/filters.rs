@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use super::{emit, print_json, Session};
+use super::{default_output, emit, print_json, Session};
 use crate::viz::filters::{optimise, pattern_grid, FilterSettings, Objective, Recipe};
 use crate::viz::render::save_png;
 
@@ -117,16 +117,15 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
     let picture = pattern_grid(&patterns);
     let path = match &args.output {
         Some(p) => p.clone(),
-        None => {
-            let dir = &session.config.output_dir;
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            let recipe = format!("{:?}", args.recipe).to_lowercase();
-            dir.join(format!(
-                "{}_{}_filters_{recipe}.png",
-                model.name, layer_name
-            ))
-        }
+        None => default_output(
+            session,
+            &format!(
+                "{}_{}_filters_{}.png",
+                model.name,
+                layer_name,
+                format!("{:?}", args.recipe).to_lowercase()
+            ),
+        )?,
     };
     let listed: Vec<String> = patterns.iter().map(|p| p.channel.to_string()).collect();
     let meta = [

@@ -8,7 +8,7 @@ mod predict;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use candle_core::Device;
 use clap::{Parser, Subcommand};
 use image::RgbImage;
@@ -138,6 +138,13 @@ impl Session {
     pub fn fit(&self, fit: Option<Fit>) -> Fit {
         fit.unwrap_or(self.config.fit)
     }
+}
+
+/// `{output_dir}/{name}`, creating the folder: where a picture goes without `-o`.
+fn default_output(session: &Session, name: &str) -> Result<PathBuf> {
+    let dir = &session.config.output_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir.join(name.replace(['/', ' '], "_")))
 }
 
 /// Runs a parsed command line.

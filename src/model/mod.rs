@@ -120,6 +120,27 @@ impl Model {
         })
     }
 
+    /// A torchvision architecture with seeded random weights and ImageNet settings, for
+    /// benchmarks: `Model::random("resnet50", 224, 0, &Device::Cpu)`.
+    pub fn random(arch_name: &str, size: usize, seed: u64, device: &Device) -> Result<Model> {
+        let arch = Arch::standard(arch_name, 1000)?;
+        let graph = arch.build(
+            (3, size, size),
+            &mut RandomWeights::new(seed, device.clone()),
+        )?;
+        let mut normalisation = ModelCard::for_checkpoint(Path::new(arch_name)).normalisation();
+        (normalisation.height, normalisation.width) = (size, size);
+        Ok(Model {
+            name: arch_name.to_string(),
+            arch: arch.name(),
+            graph,
+            normalisation,
+            labels: IMAGENET_LABELS.lines().map(str::to_string).collect(),
+            device: device.clone(),
+            path: PathBuf::from(arch_name),
+        })
+    }
+
     /// The class index for a label name or a number.
     pub fn class_index(&self, class: &str) -> Result<usize> {
         if let Ok(i) = class.parse::<usize>() {

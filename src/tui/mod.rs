@@ -100,7 +100,11 @@ fn event_loop(
             }
         }
         terminal.draw(|f| ui::draw(f, app, graphics))?;
-        if !event::poll(Duration::from_millis(40))? {
+        // While a view is on its way, look for the worker's reply often; otherwise idle.
+        let waiting = app.prediction.is_none()
+            || app.view.key() != requested.as_ref()
+            || matches!(app.view, ViewState::Computing { .. });
+        if !event::poll(Duration::from_millis(if waiting { 4 } else { 50 }))? {
             continue;
         }
         match event::read()? {

@@ -86,7 +86,10 @@ impl<'a> Builder<'a> {
 
     pub fn conv(&mut self, name: &str, input: NodeId, spec: ConvSpec) -> Result<NodeId> {
         let cin = self.channels(input);
-        if spec.groups == 0 || cin % spec.groups != 0 || spec.out_channels % spec.groups != 0 {
+        if spec.groups == 0
+            || !cin.is_multiple_of(spec.groups)
+            || !spec.out_channels.is_multiple_of(spec.groups)
+        {
             anyhow::bail!(
                 "layer {name}: {cin} input and {} output channels do not split into {} groups",
                 spec.out_channels,

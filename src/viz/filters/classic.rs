@@ -6,7 +6,7 @@ use anyhow::Result;
 use candle_core::Tensor;
 use rand::Rng;
 
-use super::{channel_rng, to_images, Chunk, Pattern};
+use super::{channel_rng, patterns, Chunk, Pattern};
 
 pub(super) fn run(
     chunk: &Chunk,
@@ -55,15 +55,5 @@ pub(super) fn run(
         .broadcast_div(&sd)?
         .affine(0.1, 0.5)?
         .reshape((b, 3, n, n))?;
-    Ok(to_images(&shown)?
-        .into_iter()
-        .zip(chunk.channels)
-        .enumerate()
-        .map(|(i, (image, &channel))| Pattern {
-            channel,
-            image,
-            start: first[i],
-            end: last[i],
-        })
-        .collect())
+    patterns(chunk, &shown, &first, &last)
 }

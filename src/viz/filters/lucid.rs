@@ -13,7 +13,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::{rngs::StdRng, Rng};
 use rand_distr::{Distribution, Normal};
 
-use super::{channel_rng, to_images, Chunk, Pattern};
+use super::{channel_rng, patterns, Chunk, Pattern};
 
 /// Lucent's `color_correlation_svd_sqrt`, normalised by its largest column norm at use.
 const COLOR_CORRELATION_SVD_SQRT: [[f32; 3]; 3] =
@@ -43,7 +43,7 @@ impl InverseFourier {
                 .collect()
         };
         let weight = |kx: usize| {
-            if kx == 0 || (n % 2 == 0 && kx == n / 2) {
+            if kx == 0 || (n.is_multiple_of(2) && kx == n / 2) {
                 1.0
             } else {
                 2.0
@@ -244,15 +244,5 @@ pub(super) fn run(
     }
     let rgb = to_rgb(&fourier.image(re.as_tensor(), im.as_tensor())?, &color)?.detach();
     let last = chunk.objective(&normalise(&rgb)?)?;
-    Ok(to_images(&rgb.to_dtype(DType::F32)?)?
-        .into_iter()
-        .zip(chunk.channels)
-        .enumerate()
-        .map(|(i, (image, &channel))| Pattern {
-            channel,
-            image,
-            start: first[i],
-            end: last[i],
-        })
-        .collect())
+    patterns(chunk, &rgb.to_dtype(DType::F32)?, &first, &last)
 }

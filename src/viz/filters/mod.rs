@@ -215,6 +215,21 @@ fn channel_rng(seed: u64, channel: usize) -> rand::rngs::StdRng {
     rand::rngs::StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ channel as u64)
 }
 
+/// The chunk's patterns from its shown images (`(B, 3, H, W)` in `0..=1`) and objectives.
+fn patterns(chunk: &Chunk, shown: &Tensor, first: &[f32], last: &[f32]) -> Result<Vec<Pattern>> {
+    Ok(to_images(shown)?
+        .into_iter()
+        .zip(chunk.channels)
+        .enumerate()
+        .map(|(i, (image, &channel))| Pattern {
+            channel,
+            image,
+            start: first[i],
+            end: last[i],
+        })
+        .collect())
+}
+
 /// `(B, 3, H, W)` values in `0..=1` to images.
 fn to_images(x: &Tensor) -> Result<Vec<RgbImage>> {
     let (b, _, h, w) = x.dims4()?;

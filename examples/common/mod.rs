@@ -1,0 +1,32 @@
+//! Timing helpers shared by the benchmark examples.
+#![allow(dead_code)]
+
+use std::time::Instant;
+
+use anyhow::Result;
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Median seconds of `runs` calls after one warm-up call.
+pub fn time_runs(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        f()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    Ok(median(times))
+}
+
+/// The first command-line argument as a number, or `default`.
+pub fn arg_or(default: usize) -> Result<usize> {
+    Ok(std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(default))
+}
