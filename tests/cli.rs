@@ -185,3 +185,28 @@ fn a_config_file_supplies_the_defaults() {
         .join("pictures/vgg16_small_features.9_activations_grid.png")
         .is_file());
 }
+
+#[test]
+fn show_prints_the_picture_in_the_terminal() {
+    let d = tempfile::tempdir().unwrap();
+    let img = image(d.path());
+    let m = fixture("vgg16_small.safetensors");
+    let out = run(
+        &[
+            "cam",
+            m.to_str().unwrap(),
+            &img,
+            "--layer",
+            "features.16",
+            "-o",
+            d.path().join("c.png").to_str().unwrap(),
+            "--show",
+        ],
+        d.path(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.matches('▄').count() > 100,
+        "no half-block picture on stdout:\n{text}"
+    );
+}

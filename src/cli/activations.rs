@@ -8,7 +8,7 @@ use serde_json::json;
 use super::info::shape_text;
 use std::fmt::Write;
 
-use super::{default_output, emit, print_json, Session};
+use super::{default_output, emit, print_json, show, Session};
 use crate::input::Fit;
 use crate::model::Keep;
 use crate::viz::activations::{ChannelNorm, GridStyle, LayerOutput};
@@ -46,6 +46,9 @@ pub struct Args {
     /// Machine-readable summary on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also print the picture in the terminal.
+    #[arg(long)]
+    pub show: bool,
 }
 
 pub fn run(session: &Session, args: &Args) -> Result<()> {
@@ -84,6 +87,9 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
         )?,
     };
     save_png(&picture, &path, &[("convscope:layer", layer_name.clone())])?;
+    if args.show {
+        show(&picture)?;
+    }
     if let Some(npy) = &args.npy {
         save_npy(&tensor.get(0)?, npy)?;
     }

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
 use serde_json::json;
 
-use super::{default_output, emit, print_json, Session};
+use super::{default_output, emit, print_json, show, Session};
 use crate::input::Fit;
 use crate::model::Model;
 use crate::viz::cam::{default_layer, smoothed, CamMap, CamMethod, CamSession};
@@ -55,6 +55,9 @@ pub struct Args {
     /// Machine-readable summary on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also print each overlay in the terminal.
+    #[arg(long)]
+    pub show: bool,
 }
 
 /// `out.png` -> `out_2_tabby.png` for the rank-2 class.
@@ -149,6 +152,9 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
             ),
         ];
         save_png(&picture, &path, &meta)?;
+        if args.show {
+            show(&picture)?;
+        }
         if rank == 0 {
             if let Some(h) = &args.heatmap {
                 save_png(&heatmap(&map.map, map.size, args.colormap), h, &meta)?;

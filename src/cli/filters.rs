@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use super::{default_output, emit, print_json, Session};
+use super::{default_output, emit, print_json, show, Session};
 use crate::viz::filters::{optimise, pattern_grid, FilterSettings, Objective, Recipe};
 use crate::viz::render::save_png;
 
@@ -42,6 +42,9 @@ pub struct Args {
     /// Machine-readable summary on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also print the picture in the terminal.
+    #[arg(long)]
+    pub show: bool,
 }
 
 /// Parses `0..64`, `5`, `0,3,8..12`.
@@ -140,6 +143,9 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
         ),
     ];
     save_png(&picture, &path, &meta)?;
+    if args.show {
+        show(&picture)?;
+    }
     if args.json {
         let per: Vec<_> = patterns
             .iter()

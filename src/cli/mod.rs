@@ -147,6 +147,19 @@ fn default_output(session: &Session, name: &str) -> Result<PathBuf> {
     Ok(dir.join(name.replace(['/', ' '], "_")))
 }
 
+/// Prints a picture in the terminal with viuer (kitty, iTerm2, sixel or half blocks), at most
+/// 80 columns wide.
+fn show(picture: &image::RgbImage) -> Result<()> {
+    let config = viuer::Config {
+        absolute_offset: false,
+        width: Some(picture.width().min(80)),
+        ..Default::default()
+    };
+    viuer::print(&image::DynamicImage::ImageRgb8(picture.clone()), &config)
+        .map_err(|e| anyhow::anyhow!("cannot show the picture in this terminal: {e}"))?;
+    Ok(())
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let session = Session::new(&cli)?;
