@@ -165,7 +165,6 @@ fn worker_replies_fill_the_predictions_and_the_view() {
         &mut a,
         Reply::Opened {
             id,
-            path: "img.png".into(),
             result: Ok(convscope::model::Prediction::from_logits(vec![
                 0.0, 3.0, 1.0, 0., 0., 0., 0., 0., 0., 0.,
             ])),
@@ -196,6 +195,25 @@ fn worker_replies_fill_the_predictions_and_the_view() {
     );
     assert!(matches!(a.view, ViewState::Failed { .. }));
     assert!(screen(&a).contains("error: layer has NaN"));
+    // An image that fails to open leaves the previous one in place, with the error shown.
+    let id2 = a.opening(PathBuf::from("broken.png"));
+    apply(
+        &mut a,
+        Reply::Opened {
+            id: id2,
+            result: Err("cannot decode image broken.png".into()),
+        },
+    );
+    assert_eq!(
+        (a.image_id, a.image_path.clone()),
+        (id, PathBuf::from("img.png"))
+    );
+    assert!(a.prediction.is_some());
+    let s = screen(&a);
+    assert!(
+        s.contains("error: cannot decode image broken.png") && s.contains("1. class 1"),
+        "{s}"
+    );
 }
 
 #[test]

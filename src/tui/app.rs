@@ -69,6 +69,8 @@ pub struct App {
     /// Counts up with each image opened; part of every view key.
     pub image_id: u64,
     pub prediction: Option<Prediction>,
+    /// The image shown before the one being opened, back in place if the new one fails.
+    previous: Option<(u64, PathBuf, Option<Prediction>)>,
     pub view: ViewState,
     /// Counts up whenever the view's content changes (the graphics cache key).
     pub view_generation: u64,
@@ -102,6 +104,7 @@ impl App {
             image_path,
             image_id: 0,
             prediction: None,
+            previous: None,
             view: ViewState::Empty,
             view_generation: 0,
             status: String::new(),
@@ -425,11 +428,29 @@ impl App {
 
     /// Called when a new image starts loading.
     pub fn opening(&mut self, path: PathBuf) -> u64 {
+        let old_path = std::mem::replace(&mut self.image_path, path);
+        self.previous = Some((self.image_id, old_path, self.prediction.take()));
         self.image_id += 1;
-        self.image_path = path;
-        self.prediction = None;
         self.view = ViewState::Empty;
         self.image_id
+    }
+
+    /// Called when the image being opened has loaded (`Ok`) or failed: a failure puts the
+    /// previous image back and says why in the status line.
+    pub fn opened(&mut self, result: Result<Prediction, String>) {
+        let previous = self.previous.take();
+        match result {
+            Ok(p) => {
+                self.prediction = Some(p);
+                self.status = format!("opened {}", self.image_path.display());
+            }
+            Err(e) => {
+                self.status = format!("error: {e}");
+                if let Some((id, path, prediction)) = previous.filter(|p| p.2.is_some()) {
+                    (self.image_id, self.image_path, self.prediction) = (id, path, prediction);
+                }
+            }
+        }
     }
 }
 

@@ -131,19 +131,9 @@ fn event_loop(
 /// Applies a worker reply to the state.
 pub fn apply(app: &mut App, reply: Reply) {
     match reply {
-        Reply::Opened { id, path, result } => {
-            if id != app.image_id {
-                return;
-            }
-            match result {
-                Ok(p) => {
-                    app.prediction = Some(p);
-                    app.status = format!("opened {}", path.display());
-                }
-                Err(e) => {
-                    app.status = format!("error: {e}");
-                    app.view = ViewState::Empty;
-                }
+        Reply::Opened { id, result } => {
+            if id == app.image_id {
+                app.opened(result);
             }
         }
         Reply::Progress { key, done, total } => {

@@ -35,7 +35,6 @@ pub enum Job {
 pub enum Reply {
     Opened {
         id: u64,
-        path: PathBuf,
         result: Result<Prediction, String>,
     },
     Progress {
@@ -107,11 +106,7 @@ impl<'m> Worker<'m> {
                     let result = self.open(id, &path).map_err(|e| format!("{e:#}"));
                     cams.clear();
                     self.cache.clear();
-                    if self
-                        .replies
-                        .send(Reply::Opened { id, path, result })
-                        .is_err()
-                    {
+                    if self.replies.send(Reply::Opened { id, result }).is_err() {
                         return;
                     }
                 }
