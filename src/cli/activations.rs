@@ -8,8 +8,7 @@ use serde_json::json;
 use super::info::shape_text;
 use std::fmt::Write;
 
-use super::{default_output, emit, print_json, show, Session};
-use crate::input::Fit;
+use super::{default_output, emit, print_json, show, Loaded, Session, Subject};
 use crate::model::Keep;
 use crate::viz::activations::{ChannelNorm, GridStyle, LayerOutput};
 use crate::viz::colormap::Colormap;
@@ -17,10 +16,8 @@ use crate::viz::render::{factor_for, save_npy, save_png, upscale};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Model folder, model.toml or checkpoint (default: from config.toml).
-    pub model: Option<PathBuf>,
-    /// Image file (default: from config.toml).
-    pub image: Option<PathBuf>,
+    #[command(flatten)]
+    pub subject: Subject,
     /// Layer or module name, e.g. features.28 or layer4 (see `convscope info`).
     #[arg(long)]
     pub layer: String,
@@ -38,8 +35,6 @@ pub struct Args {
     /// Maps per grid row.
     #[arg(long, default_value_t = 16)]
     pub per_row: usize,
-    #[arg(long = "crop", value_enum)]
-    pub fit: Option<Fit>,
     /// Also write the layer's raw output (C, H, W) as a NumPy .npy file.
     #[arg(long, value_name = "FILE")]
     pub npy: Option<PathBuf>,
@@ -52,11 +47,11 @@ pub struct Args {
 }
 
 pub fn run(session: &Session, args: &Args) -> Result<()> {
-    let model = session.model(args.model.as_deref())?;
+    let Loaded {
+        model, image, fit, ..
+    } = session.load(&args.subject)?;
     let node = model.graph.find(&args.layer)?;
-    let image_path = session.image_path(args.image.as_deref());
-    let image = session.image(image_path)?;
-    let acts = model.run(&image, session.fit(args.fit), &Keep::Only(vec![node]))?;
+    let acts = model.run(&image, fit, &Keep::Only(vec![node]))?;
     let tensor = acts.get(node).context("the layer's output was not kept")?;
     let output = LayerOutput::from_tensor(tensor)?;
     let style = GridStyle {

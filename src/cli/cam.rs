@@ -7,8 +7,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
 use serde_json::json;
 
-use super::{default_output, emit, print_json, show, Session};
-use crate::input::Fit;
+use super::{default_output, emit, print_json, show, Loaded, Session, Subject};
 use crate::model::Model;
 use crate::viz::cam::{default_layer, smoothed, CamMap, CamMethod, CamSession};
 use crate::viz::colormap::Colormap;
@@ -17,10 +16,8 @@ use crate::viz::render::{save_npy, save_png};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Model folder, model.toml or checkpoint (default: from config.toml).
-    pub model: Option<PathBuf>,
-    /// Image file (default: from config.toml).
-    pub image: Option<PathBuf>,
+    #[command(flatten)]
+    pub subject: Subject,
     /// Target layer (default: the last one with a spatial output larger than 1x1).
     #[arg(long)]
     pub layer: Option<String>,
@@ -47,8 +44,6 @@ pub struct Args {
     /// Average the maps of flipped and brightness-scaled inputs (pytorch-grad-cam's aug_smooth).
     #[arg(long)]
     pub aug_smooth: bool,
-    #[arg(long = "crop", value_enum)]
-    pub fit: Option<Fit>,
     /// Write the normalised map at the layer's resolution (before upsampling) as .npy.
     #[arg(long, value_name = "FILE")]
     pub npy: Option<PathBuf>,
@@ -92,15 +87,18 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
     if !(0.0..=1.0).contains(&args.alpha) {
         bail!("--alpha must be between 0 and 1");
     }
-    let model = session.model(args.model.as_deref())?;
+    let Loaded {
+        model,
+        image_path,
+        image,
+        fit,
+    } = session.load(&args.subject)?;
     let layer = match &args.layer {
         Some(name) => model.graph.find(name)?,
         None => default_layer(&model).context("the model has no layer with a spatial output")?,
     };
     let layer_name = model.graph.node(layer).name.clone();
-    let image_path = session.image_path(args.image.as_deref());
-    let image = session.image(image_path)?;
-    let input = model.input_tensor(&image, session.fit(args.fit))?;
+    let input = model.input_tensor(&image, fit)?;
     let mut cams = CamSession::new(&model, &input, layer)?;
     let classes: Vec<usize> = match (&args.class, args.top) {
         (Some(_), Some(_)) => bail!("give --class or --top, not both"),

@@ -104,6 +104,26 @@ pub fn with_default_subcommand(args: Vec<String>) -> Vec<String> {
     out
 }
 
+/// The model and image a headless view works on, and how the image is fitted.
+#[derive(Debug, clap::Args)]
+pub struct Subject {
+    /// Model folder, model.toml or checkpoint (default: from config.toml).
+    pub model: Option<PathBuf>,
+    /// Image file (default: from config.toml).
+    pub image: Option<PathBuf>,
+    /// How the image is fitted to the model's input.
+    #[arg(long = "crop", value_enum)]
+    pub fit: Option<Fit>,
+}
+
+/// A [`Subject`] loaded: the model, the image and where it came from, the fit to use.
+pub struct Loaded {
+    pub model: Model,
+    pub image_path: PathBuf,
+    pub image: RgbImage,
+    pub fit: Fit,
+}
+
 /// What every subcommand starts from: the config and the device.
 pub struct Session {
     pub config: Config,
@@ -125,6 +145,19 @@ impl Session {
     pub fn model(&self, path: Option<&Path>) -> Result<Model> {
         let path = path.unwrap_or(&self.config.model);
         Model::open(path, self.arch.as_deref(), &self.device)
+    }
+
+    /// Opens the model, then reads the image (so a bad model is reported first).
+    pub fn load(&self, subject: &Subject) -> Result<Loaded> {
+        let model = self.model(subject.model.as_deref())?;
+        let image_path = self.image_path(subject.image.as_deref()).to_path_buf();
+        let image = self.image(&image_path)?;
+        Ok(Loaded {
+            model,
+            image_path,
+            image,
+            fit: self.fit(subject.fit),
+        })
     }
 
     pub fn image_path<'a>(&'a self, path: Option<&'a Path>) -> &'a Path {

@@ -1,37 +1,32 @@
 //! `convscope predict`: the top classes for an image.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use serde_json::json;
 
 use std::fmt::Write;
 
-use super::{emit, print_json, Session};
-use crate::input::Fit;
+use super::{emit, print_json, Loaded, Session, Subject};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Model folder, model.toml or checkpoint (default: from config.toml).
-    pub model: Option<PathBuf>,
-    /// Image file (default: from config.toml).
-    pub image: Option<PathBuf>,
+    #[command(flatten)]
+    pub subject: Subject,
     /// How many classes to list.
     #[arg(long, default_value_t = 5)]
     pub top: usize,
-    /// How the image is fitted to the model's input.
-    #[arg(long = "crop", value_enum)]
-    pub fit: Option<Fit>,
     /// Machine-readable output, with every logit.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(session: &Session, args: &Args) -> Result<()> {
-    let model = session.model(args.model.as_deref())?;
-    let image_path = session.image_path(args.image.as_deref());
-    let image = session.image(image_path)?;
-    let prediction = model.predict(&image, session.fit(args.fit))?;
+    let Loaded {
+        model,
+        image_path,
+        image,
+        fit,
+    } = session.load(&args.subject)?;
+    let prediction = model.predict(&image, fit)?;
     let top = prediction.top(args.top);
     if args.json {
         let top: Vec<_> = top
