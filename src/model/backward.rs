@@ -4,10 +4,10 @@
 
 use candle_core::{Result, Tensor};
 
+use super::conv::conv_input_grad;
 use super::graph::{Activations, Graph, NodeId};
-use super::ops::{Conv2d, Op};
+use super::ops::Op;
 use super::pool;
-use super::strided::{pad_or_crop, zero_dilate};
 
 impl Graph {
     /// Gradient of `sum(output(output_id) * grad_output)` w.r.t. the output of node `wrt`.
@@ -121,39 +121,4 @@ impl Graph {
             }
         })
     }
-}
-
-/// The kernel of the transposed convolution: `(C_in, C_out / groups, kh, kw)`, flipped spatially.
-fn transposed_kernel(conv: &Conv2d) -> Result<Tensor> {
-    let (co, ci_g, kh, kw) = conv.weight.dims4()?;
-    let g = conv.groups;
-    conv.weight
-        .reshape((g, co / g, ci_g, kh, kw))?
-        .transpose(1, 2)?
-        .reshape((g * ci_g, co / g, kh, kw))?
-        .flip(&[2, 3])?
-        .contiguous()
-}
-
-/// Gradient of a convolution w.r.t. its input of spatial size `(h, w)`: the output gradient,
-/// zero-dilated by the stride and padded, convolved with the flipped, transposed kernel.
-pub fn conv_input_grad(g: &Tensor, conv: &Conv2d, (h, w): (usize, usize)) -> Result<Tensor> {
-    let (_, _, kh, kw) = conv.weight.dims4()?;
-    let (_, _, gh, gw) = g.dims4()?;
-    let (s, p, d) = (
-        conv.stride as isize,
-        conv.padding as isize,
-        conv.dilation as isize,
-    );
-    let dilated = zero_dilate(&g.contiguous()?, conv.stride)?;
-    let pads = |k: usize, size: usize, gsize: usize| {
-        let span = d * (k as isize - 1);
-        let dil_len = (gsize as isize - 1) * s + 1;
-        (span - p, size as isize - dil_len + p)
-    };
-    let (top, bottom) = pads(kh, h, gh);
-    let (left, right) = pads(kw, w, gw);
-    let x = pad_or_crop(&dilated, 2, top, bottom)?;
-    let x = pad_or_crop(&x, 3, left, right)?.contiguous()?;
-    x.conv2d(&transposed_kernel(conv)?, 0, 1, conv.dilation, conv.groups)
 }

@@ -3,6 +3,8 @@
 pub mod arch;
 mod backward;
 pub mod card;
+pub mod conv;
+mod cpu;
 pub mod device;
 pub mod graph;
 pub mod load;
@@ -19,8 +21,8 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 
 pub use arch::Arch;
-pub use backward::conv_input_grad;
 pub use card::{ModelCard, Normalisation};
+pub use conv::conv_input_grad;
 pub use graph::{Activations, Graph, Keep, NodeId, UnknownLayer};
 pub use load::StateDict;
 pub use prediction::Prediction;

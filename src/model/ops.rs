@@ -5,20 +5,8 @@
 
 use candle_core::{Result, Tensor};
 
+pub use super::conv::Conv2d;
 use super::pool::{self, PoolGeometry};
-
-/// A 2-D convolution's weights and geometry (PyTorch's `nn.Conv2d`).
-#[derive(Debug, Clone)]
-pub struct Conv2d {
-    /// `(out_channels, in_channels / groups, kh, kw)`, contiguous.
-    pub weight: Tensor,
-    /// `(out_channels,)`.
-    pub bias: Option<Tensor>,
-    pub stride: usize,
-    pub padding: usize,
-    pub dilation: usize,
-    pub groups: usize,
-}
 
 /// Pooling kinds with a fixed window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,13 +207,7 @@ impl Op {
         let x = inputs[0];
         match self {
             Op::Input | Op::Dropout => Ok(x.clone()),
-            Op::Conv2d(c) => {
-                let y = x.conv2d(&c.weight, c.padding, c.stride, c.dilation, c.groups)?;
-                match &c.bias {
-                    Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
-                    None => Ok(y),
-                }
-            }
+            Op::Conv2d(c) => c.forward(x),
             Op::BatchNorm { scale, shift } => x.broadcast_mul(scale)?.broadcast_add(shift),
             Op::Relu => x.relu(),
             Op::Pool { kind, geometry } => pool::pool_forward(x, *kind, geometry),

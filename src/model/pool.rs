@@ -7,6 +7,7 @@
 
 use candle_core::{Result, Tensor};
 
+use super::cpu;
 use super::ops::PoolKind;
 use super::strided::{equal_mask, pad_const, strided_view, strided_view_adjoint};
 
@@ -88,6 +89,12 @@ pub fn pool_forward(x: &Tensor, kind: PoolKind, g: &PoolGeometry) -> Result<Tens
         PoolKind::Max => f32::NEG_INFINITY,
         PoolKind::Avg => 0.0,
     };
+    if kind == PoolKind::Max && cpu::handles(x) {
+        let (_, _, h, w) = x.dims4()?;
+        let oh = g.output_size(h).map_err(candle_core::Error::msg)?;
+        let ow = g.output_size(w).map_err(candle_core::Error::msg)?;
+        return cpu::pool::max_pool(x, g, (oh, ow));
+    }
     let (xp, out) = padded_input(x, g, fill)?;
     let mut acc: Option<Tensor> = None;
     for oy in 0..g.kernel {

@@ -1,0 +1,84 @@
+//! The convolution: its weights and geometry, its forward pass and its input gradient. On the
+//! CPU both run through the engine's own kernel ([`super::cpu::conv`]); on other devices through
+//! candle's `conv2d` (cuDNN/cuBLAS on CUDA).
+
+use candle_core::{Result, Tensor};
+
+use super::cpu;
+use super::strided::{pad_or_crop, zero_dilate};
+
+/// A 2-D convolution's weights and geometry (PyTorch's `nn.Conv2d`).
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    /// `(out_channels, in_channels / groups, kh, kw)`, contiguous.
+    pub weight: Tensor,
+    /// `(out_channels,)`.
+    pub bias: Option<Tensor>,
+    pub stride: usize,
+    pub padding: usize,
+    pub dilation: usize,
+    pub groups: usize,
+}
+
+impl Conv2d {
+    /// The convolution of `x` (NCHW), bias included.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if cpu::handles(x) {
+            return cpu::conv::conv2d(x, self);
+        }
+        let y = x.conv2d(
+            &self.weight,
+            self.padding,
+            self.stride,
+            self.dilation,
+            self.groups,
+        )?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
+            None => Ok(y),
+        }
+    }
+}
+
+/// The kernel of the transposed convolution: `(C_in, C_out / groups, kh, kw)`, flipped spatially.
+fn transposed_kernel(conv: &Conv2d) -> Result<Tensor> {
+    let (co, ci_g, kh, kw) = conv.weight.dims4()?;
+    let g = conv.groups;
+    conv.weight
+        .reshape((g, co / g, ci_g, kh, kw))?
+        .transpose(1, 2)?
+        .reshape((g * ci_g, co / g, kh, kw))?
+        .flip(&[2, 3])?
+        .contiguous()
+}
+
+/// Gradient of a convolution w.r.t. its input of spatial size `(h, w)`: the output gradient,
+/// zero-dilated by the stride and padded, convolved with the flipped, transposed kernel.
+pub fn conv_input_grad(g: &Tensor, conv: &Conv2d, (h, w): (usize, usize)) -> Result<Tensor> {
+    let (_, _, kh, kw) = conv.weight.dims4()?;
+    let (_, _, gh, gw) = g.dims4()?;
+    let (s, p, d) = (
+        conv.stride as isize,
+        conv.padding as isize,
+        conv.dilation as isize,
+    );
+    let dilated = zero_dilate(&g.contiguous()?, conv.stride)?;
+    let pads = |k: usize, size: usize, gsize: usize| {
+        let span = d * (k as isize - 1);
+        let dil_len = (gsize as isize - 1) * s + 1;
+        (span - p, size as isize - dil_len + p)
+    };
+    let (top, bottom) = pads(kh, h, gh);
+    let (left, right) = pads(kw, w, gw);
+    let x = pad_or_crop(&dilated, 2, top, bottom)?;
+    let x = pad_or_crop(&x, 3, left, right)?.contiguous()?;
+    let transposed = Conv2d {
+        weight: transposed_kernel(conv)?,
+        bias: None,
+        stride: 1,
+        padding: 0,
+        dilation: conv.dilation,
+        groups: conv.groups,
+    };
+    transposed.forward(&x)
+}

@@ -1,0 +1,304 @@
+//! The CPU convolution kernel: the output is cut into tiles of pixels, each tile's input patches
+//! are laid out as columns (im2col) and multiplied by the weight matrix in one `gemm` call, bias
+//! included. Tiles run in parallel on rayon's pool, the one candle's own CPU ops use.
+
+use candle_core::{bail, Result, Tensor};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use super::with_data;
+use crate::model::conv::Conv2d;
+
+/// Upper bound on one tile's column buffer, in floats (16 MiB): wide tiles let `gemm` amortise
+/// its packing of the weights.
+const MAX_COLUMN_FLOATS: usize = 1 << 22;
+/// Narrowest tile worth a `gemm` call of its own.
+const MIN_TILE: usize = 64;
+
+/// Sizes of one convolution, all derived from the input and weight shapes.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    batch: usize,
+    channels: usize,
+    height: usize,
+    width: usize,
+    out_channels: usize,
+    kh: usize,
+    kw: usize,
+    out_h: usize,
+    out_w: usize,
+    groups: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+}
+
+impl Shape {
+    fn new(x: &Tensor, conv: &Conv2d) -> Result<Self> {
+        let (batch, channels, height, width) = x.dims4()?;
+        let (out_channels, group_channels, kh, kw) = conv.weight.dims4()?;
+        let (stride, padding, dilation, groups) =
+            (conv.stride, conv.padding, conv.dilation, conv.groups);
+        if kh == 0
+            || kw == 0
+            || groups == 0
+            || group_channels * groups != channels
+            || out_channels % groups != 0
+        {
+            bail!(
+                "conv2d: {channels} input channels do not fit weight {:?} in {groups} groups",
+                conv.weight.dims()
+            );
+        }
+        let out = |size: usize, k: usize| {
+            let span = dilation * (k - 1) + 1;
+            match (size + 2 * padding).checked_sub(span) {
+                Some(v) if stride > 0 => Ok(v / stride + 1),
+                _ => bail!("conv2d: input {height}x{width} is too small for a {kh}x{kw} kernel"),
+            }
+        };
+        Ok(Self {
+            batch,
+            channels,
+            height,
+            width,
+            out_channels,
+            kh,
+            kw,
+            out_h: out(height, kh)?,
+            out_w: out(width, kw)?,
+            groups,
+            stride,
+            padding,
+            dilation,
+        })
+    }
+
+    fn group_in(&self) -> usize {
+        self.channels / self.groups
+    }
+
+    fn group_out(&self) -> usize {
+        self.out_channels / self.groups
+    }
+
+    /// Rows of the column matrix: one per (input channel, kernel row, kernel column).
+    fn patch_len(&self) -> usize {
+        self.group_in() * self.kh * self.kw
+    }
+
+    fn pixels(&self) -> usize {
+        self.out_h * self.out_w
+    }
+
+    /// A 1x1 convolution that reads the input as it lies: its column matrix is the input.
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.padding == 0
+    }
+
+    /// Tile width in output pixels: tiles of equal width, at least two per thread, each with a
+    /// column buffer within [`MAX_COLUMN_FLOATS`], and a whole number of tiles per thread
+    /// while there are few.
+    fn tile(&self, threads: usize) -> usize {
+        let pixels = self.pixels();
+        let blocks = self.batch * self.groups;
+        let by_memory = (pixels * self.patch_len()).div_ceil(MAX_COLUMN_FLOATS);
+        let mut per_block = (2 * threads).div_ceil(blocks).max(by_memory);
+        if blocks * per_block < 4 * threads {
+            per_block = (blocks * per_block).next_multiple_of(threads) / blocks;
+        }
+        pixels.div_ceil(per_block).max(MIN_TILE).min(pixels)
+    }
+}
+
+/// A pointer into the output buffer that tiles write through; every tile writes its own
+/// disjoint rectangle of it.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: tiles never write the same element, and the buffer outlives the parallel loop.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// `conv` applied to `x` (NCHW, f32, on the CPU), bias included.
+pub fn conv2d(x: &Tensor, conv: &Conv2d) -> Result<Tensor> {
+    let s = Shape::new(x, conv)?;
+    let mut out = vec![0f32; s.batch * s.out_channels * s.pixels()];
+    with_data(x, |input| {
+        with_data(&conv.weight, |weight| match &conv.bias {
+            Some(b) => with_data(b, |bias| {
+                run(&s, input, weight, Some(bias), &mut out);
+                Ok(())
+            }),
+            None => {
+                run(&s, input, weight, None, &mut out);
+                Ok(())
+            }
+        })
+    })?;
+    Tensor::from_vec(out, (s.batch, s.out_channels, s.out_h, s.out_w), x.device())
+}
+
+/// One output tile: image `n`, group `g`, pixels `start..start + len` of the flattened output.
+#[derive(Debug, Clone, Copy)]
+struct Tile {
+    n: usize,
+    g: usize,
+    start: usize,
+    len: usize,
+}
+
+fn run(s: &Shape, input: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+    let threads = rayon::current_num_threads();
+    let tile = s.tile(threads);
+    let per_block = s.pixels().div_ceil(tile);
+    let tiles: Vec<Tile> = (0..s.batch * s.groups * per_block)
+        .map(|i| {
+            let (block, t) = (i / per_block, i % per_block);
+            let start = t * tile;
+            Tile {
+                n: block / s.groups,
+                g: block % s.groups,
+                start,
+                len: tile.min(s.pixels() - start),
+            }
+        })
+        .collect();
+    let columns = if s.is_pointwise() {
+        0
+    } else {
+        s.patch_len() * tile
+    };
+    let ptr = OutPtr(out.as_mut_ptr());
+    if tiles.len() >= threads && std::env::var("CT_SEQ").is_err() {
+        tiles.par_iter().for_each_init(
+            || vec![0f32; columns],
+            |buf, t| unsafe { run_tile(s, input, weight, bias, ptr, buf, *t, Parallelism::None) },
+        );
+    } else {
+        // Too few tiles to share out: let `gemm` split each multiply across the threads.
+        let mut buf = vec![0f32; columns];
+        for t in &tiles {
+            unsafe {
+                run_tile(
+                    s,
+                    input,
+                    weight,
+                    bias,
+                    ptr,
+                    &mut buf,
+                    *t,
+                    Parallelism::Rayon(threads),
+                )
+            };
+        }
+    }
+}
+
+/// Computes one tile of the output.
+///
+/// # Safety
+/// `out` points to the whole output buffer, and no other call writes this tile's elements.
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_tile(
+    s: &Shape,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    out: OutPtr,
+    buf: &mut [f32],
+    t: Tile,
+    parallelism: Parallelism,
+) {
+    let (cg, og, pixels, k) = (s.group_in(), s.group_out(), s.pixels(), s.patch_len());
+    let plane = s.height * s.width;
+    let image = &input[(t.n * s.channels + t.g * cg) * plane..][..cg * plane];
+    let (rhs, rhs_rs) = if s.is_pointwise() {
+        (image[t.start..].as_ptr(), plane as isize)
+    } else {
+        im2col(s, image, t, &mut buf[..k * t.len]);
+        (buf.as_ptr(), t.len as isize)
+    };
+    let dst = out
+        .0
+        .add((t.n * s.out_channels + t.g * og) * pixels + t.start);
+    if let Some(bias) = bias {
+        for (o, b) in bias[t.g * og..][..og].iter().enumerate() {
+            std::slice::from_raw_parts_mut(dst.add(o * pixels), t.len).fill(*b);
+        }
+    }
+    gemm::gemm(
+        og,
+        t.len,
+        k,
+        dst,
+        1,
+        pixels as isize,
+        bias.is_some(),
+        weight[t.g * og * k..].as_ptr(),
+        1,
+        k as isize,
+        rhs,
+        1,
+        rhs_rs,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        parallelism,
+    );
+}
+
+/// Writes the input patches of tile `t` as a `(patch_len, t.len)` row-major matrix: row
+/// `(c, i, j)` holds, for each output pixel of the tile, the input value under kernel tap
+/// `(i, j)` of channel `c` (zero where the tap falls in the padding).
+fn im2col(s: &Shape, image: &[f32], t: Tile, cols: &mut [f32]) {
+    let (h, w, ow) = (s.height as isize, s.width as isize, s.out_w);
+    let (stride, pad, dil) = (s.stride as isize, s.padding as isize, s.dilation as isize);
+    let mut rows = cols.chunks_exact_mut(t.len);
+    for c in 0..s.group_in() {
+        let plane = &image[c * s.height * s.width..][..s.height * s.width];
+        for i in 0..s.kh as isize {
+            for j in 0..s.kw as isize {
+                let row = rows.next().expect("one row per tap");
+                let mut p = t.start;
+                let mut filled = 0;
+                while filled < t.len {
+                    let (oy, ox0) = (p / ow, p % ow);
+                    let run = (ow - ox0).min(t.len - filled);
+                    let dst = &mut row[filled..filled + run];
+                    let iy = oy as isize * stride - pad + i * dil;
+                    if iy < 0 || iy >= h {
+                        dst.fill(0.0);
+                    } else {
+                        let line = &plane[iy as usize * s.width..][..s.width];
+                        // Input column of output column `ox0 + q` is `x0 + q * stride`; the
+                        // taps inside the row are those with `0 <= x0 + q * stride < w`.
+                        let x0 = (ox0 as isize) * stride + j * dil - pad;
+                        let lo = ((-x0).max(0) as usize).div_ceil(stride as usize).min(run);
+                        let hi = if x0 >= w {
+                            lo
+                        } else {
+                            ((w - x0) as usize).div_ceil(stride as usize).clamp(lo, run)
+                        };
+                        dst[..lo].fill(0.0);
+                        if hi > lo {
+                            let from = (x0 + lo as isize * stride) as usize;
+                            if stride == 1 {
+                                dst[lo..hi].copy_from_slice(&line[from..from + hi - lo]);
+                            } else {
+                                let taps = line[from..].iter().step_by(stride as usize);
+                                for (v, x) in dst[lo..hi].iter_mut().zip(taps) {
+                                    *v = *x;
+                                }
+                            }
+                        }
+                        dst[hi..].fill(0.0);
+                    }
+                    filled += run;
+                    p += run;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The engine's CPU kernels against references: the convolution equals candle's `conv2d` (plus
+//! bias) on every convolution of VGG16 and ResNet50, and on odd shapes (1x1, 7x7 stride 2,
+//! non-square, batch > 1, dilation, grouped and depthwise, padding wider than the kernel,
+//! non-contiguous inputs); max pooling equals a plain loop, with padding, ceil_mode and NaN.
+
+mod common;
+
+use candle_core::{Device, Tensor};
+use common::assert_close;
+use convscope::model::ops::{Conv2d, Op, PoolKind};
+use convscope::model::pool::{pool_forward, PoolGeometry};
+use convscope::model::Model;
+
+/// candle's own convolution, the reference.
+fn reference(x: &Tensor, c: &Conv2d) -> Tensor {
+    let y = x
+        .conv2d(&c.weight, c.padding, c.stride, c.dilation, c.groups)
+        .unwrap();
+    match &c.bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1)).unwrap()).unwrap(),
+        None => y,
+    }
+}
+
+fn check(what: &str, x: &Tensor, c: &Conv2d) {
+    let ours = c.forward(x).unwrap();
+    assert_close(what, &ours, &reference(x, c), 1e-4);
+}
+
+#[test]
+fn every_convolution_of_vgg16_and_resnet50() {
+    let dev = Device::Cpu;
+    let mut seen = Vec::new();
+    for arch in ["vgg16", "resnet50"] {
+        // 64x64 keeps the test quick; kernels, strides, paddings and channels are the real ones.
+        let graph = Model::random(arch, 64, 1, &dev).unwrap().graph;
+        for node in graph.nodes() {
+            let Op::Conv2d(c) = &node.op else { continue };
+            let input = &graph.node(node.inputs[0]).shape;
+            let key = (input.clone(), c.weight.dims().to_vec(), c.stride, c.padding);
+            if seen.contains(&key) {
+                continue;
+            }
+            seen.push(key);
+            let mut shape = input.clone();
+            shape[0] = 2;
+            let x = Tensor::randn(0f32, 1.0, shape, &dev).unwrap();
+            check(&format!("{arch} {}", node.name), &x, c);
+        }
+    }
+    assert!(seen.len() > 20, "only {} distinct convolutions", seen.len());
+}
+
+#[test]
+fn odd_shapes() {
+    let dev = Device::Cpu;
+    // (batch, in, out, h, w, kernel, stride, padding, dilation, groups, bias)
+    let cases = [
+        (1, 3, 8, 33, 47, 7, 2, 3, 1, 1, true),
+        (3, 5, 7, 9, 13, 1, 1, 0, 1, 1, true),
+        (2, 6, 4, 10, 7, 1, 2, 0, 1, 1, false),
+        (1, 4, 6, 17, 11, 3, 2, 1, 1, 1, true),
+        (2, 6, 6, 12, 9, 3, 1, 2, 2, 1, false),
+        (1, 8, 8, 11, 14, 3, 1, 1, 1, 8, true),
+        (2, 6, 9, 13, 16, 3, 3, 1, 1, 3, false),
+        (1, 2, 3, 5, 6, 3, 1, 4, 1, 1, true),
+        (1, 3, 2, 10, 9, 5, 1, 0, 2, 1, true),
+        (4, 16, 32, 3, 3, 3, 1, 1, 1, 1, true),
+        (1, 1, 1, 1, 1, 1, 1, 0, 1, 1, false),
+        (1, 300, 70, 150, 3, 3, 1, 1, 1, 1, true),
+    ];
+    for (i, &(n, ci, co, h, w, k, s, p, d, g, bias)) in cases.iter().enumerate() {
+        let c = Conv2d {
+            weight: Tensor::randn(0f32, 1.0, (co, ci / g, k, k), &dev).unwrap(),
+            bias: bias.then(|| Tensor::randn(0f32, 1.0, co, &dev).unwrap()),
+            stride: s,
+            padding: p,
+            dilation: d,
+            groups: g,
+        };
+        let x = Tensor::randn(0f32, 1.0, (n, ci, h, w), &dev).unwrap();
+        check(&format!("case {i}"), &x, &c);
+    }
+}
+
+#[test]
+fn non_contiguous_input_and_rectangular_kernel() {
+    let dev = Device::Cpu;
+    let c = Conv2d {
+        weight: Tensor::randn(0f32, 1.0, (5, 4, 3, 5), &dev).unwrap(),
+        bias: Some(Tensor::randn(0f32, 1.0, 5, &dev).unwrap()),
+        stride: 1,
+        padding: 2,
+        dilation: 1,
+        groups: 1,
+    };
+    // A transposed and narrowed view, not laid out contiguously.
+    let x = Tensor::randn(0f32, 1.0, (2, 4, 19, 23), &dev)
+        .unwrap()
+        .transpose(2, 3)
+        .unwrap()
+        .narrow(3, 2, 15)
+        .unwrap();
+    check("strided view, 3x5 kernel", &x, &c);
+}
+
+#[test]
+fn mismatched_channels_are_an_error() {
+    let dev = Device::Cpu;
+    let c = Conv2d {
+        weight: Tensor::zeros((4, 3, 3, 3), candle_core::DType::F32, &dev).unwrap(),
+        bias: None,
+        stride: 1,
+        padding: 1,
+        dilation: 1,
+        groups: 1,
+    };
+    let x = Tensor::zeros((1, 5, 8, 8), candle_core::DType::F32, &dev).unwrap();
+    assert!(c.forward(&x).is_err());
+    let tiny = Tensor::zeros((1, 3, 1, 1), candle_core::DType::F32, &dev).unwrap();
+    let c0 = Conv2d { padding: 0, ..c };
+    assert!(c0.forward(&tiny).is_err());
+}
+
+/// Max pooling by definition: each window clipped to the input, NaN propagating.
+fn max_pool_reference(x: &Tensor, g: &PoolGeometry) -> Tensor {
+    let (n, c, h, w) = x.dims4().unwrap();
+    let (oh, ow) = (g.output_size(h).unwrap(), g.output_size(w).unwrap());
+    let v = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let mut out = Vec::new();
+    for plane in v.chunks(h * w).take(n * c) {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut m = f32::NEG_INFINITY;
+                for ky in 0..g.kernel {
+                    for kx in 0..g.kernel {
+                        let (y, x) = (
+                            (oy * g.stride + ky) as isize - g.padding as isize,
+                            (ox * g.stride + kx) as isize - g.padding as isize,
+                        );
+                        if y >= 0 && x >= 0 && (y as usize) < h && (x as usize) < w {
+                            let v = plane[y as usize * w + x as usize];
+                            if v > m || v.is_nan() {
+                                m = v;
+                            }
+                        }
+                    }
+                }
+                out.push(m);
+            }
+        }
+    }
+    Tensor::from_vec(out, (n, c, oh, ow), x.device()).unwrap()
+}
+
+#[test]
+fn max_pooling_with_padding_ceil_mode_and_nan() {
+    let dev = Device::Cpu;
+    // (kernel, stride, padding, ceil_mode, h, w)
+    let cases = [
+        (2, 2, 0, false, 224, 224),
+        (3, 2, 1, false, 112, 112),
+        (3, 2, 1, true, 15, 20),
+        (2, 2, 0, true, 7, 9),
+        (3, 3, 0, true, 10, 11),
+        (3, 1, 1, false, 5, 6),
+    ];
+    for (k, s, p, ceil_mode, h, w) in cases {
+        let g = PoolGeometry {
+            kernel: k,
+            stride: s,
+            padding: p,
+            ceil_mode,
+        };
+        let x = Tensor::randn(0f32, 1.0, (2, 3, h, w), &dev).unwrap();
+        let ours = pool_forward(&x, PoolKind::Max, &g).unwrap();
+        assert_close(&format!("{g:?}"), &ours, &max_pool_reference(&x, &g), 0.0);
+    }
+    let mut v = vec![1f32; 16];
+    v[5] = f32::NAN;
+    let x = Tensor::from_vec(v, (1, 1, 4, 4), &dev).unwrap();
+    let g = PoolGeometry {
+        kernel: 2,
+        stride: 2,
+        padding: 0,
+        ceil_mode: false,
+    };
+    let y = pool_forward(&x, PoolKind::Max, &g)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert!(y[0].is_nan() && y[1..].iter().all(|v| *v == 1.0), "{y:?}");
+}
