@@ -1,5 +1,6 @@
 //! Grad-CAM benchmark: time to the first map (forward + backward) and per class switch with the
-//! forward pass kept, for VGG16 and ResNet50 at 224x224 on the CPU, random weights, medians.
+//! forward pass kept, for VGG16 and ResNet50 at 224x224 with random weights, medians; on the CPU
+//! or the device named by `BENCH_DEVICE` (e.g. `cuda:0`).
 //!
 //!     cargo run --release --example bench_cam [-- RUNS]
 //!
@@ -17,7 +18,7 @@ use convscope::viz::cam::{default_layer, CamMethod, CamSession};
 
 fn main() -> Result<()> {
     let runs = arg_or(5)?;
-    let dev = Device::Cpu;
+    let dev = common::device()?;
     for name in ["vgg16", "resnet50"] {
         let model = Model::random(name, 224, 0, &dev)?;
         let layer = default_layer(&model).expect("a spatial layer");

@@ -1,5 +1,6 @@
 //! Filter-pattern benchmark: 64 channels of VGG16's `features.17` (block 4's first conv),
-//! classic recipe, 40 steps at 150x150, CPU, random weights; wall time and peak memory.
+//! classic recipe, 40 steps at 150x150, random weights; wall time and peak memory. On the CPU or
+//! the device named by `BENCH_DEVICE` (e.g. `cuda:0`).
 //!
 //!     cargo run --release --example bench_filters [-- CHANNELS]
 //!
@@ -27,7 +28,7 @@ fn peak_rss_mib() -> Option<f64> {
 
 fn main() -> Result<()> {
     let channels = arg_or(64)?;
-    let dev = Device::Cpu;
+    let dev = common::device()?;
     let model = Model::random("vgg16", 224, 0, &dev)?;
     let layer = model.graph.find("features.17")?;
     let before = peak_rss_mib().unwrap_or(0.0);

@@ -1,4 +1,5 @@
-//! Forward-pass benchmark: VGG16 and ResNet50 at 224x224 on the CPU with random weights,
+//! Forward-pass benchmark: VGG16 and ResNet50 at 224x224 with random weights, on the CPU or the
+//! device named by `BENCH_DEVICE` (e.g. `cuda:0`),
 //! medians of several runs, beside the machine's matrix-multiply rate.
 //!
 //!     cargo run --release --example bench_forward [-- RUNS]
@@ -14,12 +15,13 @@ use convscope::model::{Keep, Model};
 
 fn main() -> Result<()> {
     let runs = arg_or(5)?;
-    let dev = Device::Cpu;
+    let dev = common::device()?;
     let n = 2048;
     let a = Tensor::randn(0f32, 1.0, (n, n), &dev)?;
     let b = Tensor::randn(0f32, 1.0, (n, n), &dev)?;
     let t = time_runs(runs, || {
         a.matmul(&b)?;
+        dev.synchronize()?;
         Ok(())
     })?;
     println!(
@@ -32,6 +34,7 @@ fn main() -> Result<()> {
         let x = Tensor::randn(0f32, 1.0, (1, 3, 224, 224), &dev)?;
         let t = time_runs(runs, || {
             graph.forward(&x, &Keep::Only(vec![]))?;
+            dev.synchronize()?;
             Ok(())
         })?;
         println!(

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use anyhow::Result;
+use candle_core::Device;
 
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -29,4 +30,11 @@ pub fn arg_or(default: usize) -> Result<usize> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(default))
+}
+
+/// The device named by `BENCH_DEVICE` (`cpu`, `cuda`, `cuda:N`), the CPU when unset.
+pub fn device() -> Result<Device> {
+    convscope::model::device::parse_device(
+        &std::env::var("BENCH_DEVICE").unwrap_or_else(|_| "cpu".into()),
+    )
 }

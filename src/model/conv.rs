@@ -24,7 +24,7 @@ impl Conv2d {
     /// The convolution of `x` (NCHW), bias included.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if cpu::handles(x) {
-            return cpu::conv::conv2d(x, self);
+            return cpu::conv2d(x, self);
         }
         let y = x.conv2d(
             &self.weight,

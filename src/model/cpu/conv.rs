@@ -6,7 +6,7 @@ use candle_core::{bail, Result, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::with_data;
+use super::{with_data, SharedOut};
 use crate::model::conv::Conv2d;
 
 /// Upper bound on one tile's column buffer, in floats (16 MiB): wide tiles let `gemm` amortise
@@ -111,14 +111,6 @@ impl Shape {
     }
 }
 
-/// A pointer into the output buffer that tiles write through; every tile writes its own
-/// disjoint rectangle of it.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: tiles never write the same element, and the buffer outlives the parallel loop.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
 /// `conv` applied to `x` (NCHW, f32, on the CPU), bias included.
 pub fn conv2d(x: &Tensor, conv: &Conv2d) -> Result<Tensor> {
     let s = Shape::new(x, conv)?;
@@ -168,7 +160,7 @@ fn run(s: &Shape, input: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut
     } else {
         s.patch_len() * tile
     };
-    let ptr = OutPtr(out.as_mut_ptr());
+    let ptr = SharedOut::new(out);
     if tiles.len() >= threads && std::env::var("CT_SEQ").is_err() {
         tiles.par_iter().for_each_init(
             || vec![0f32; columns],
@@ -204,7 +196,7 @@ unsafe fn run_tile(
     input: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
-    out: OutPtr,
+    out: SharedOut,
     buf: &mut [f32],
     t: Tile,
     parallelism: Parallelism,
@@ -218,9 +210,7 @@ unsafe fn run_tile(
         im2col(s, image, t, &mut buf[..k * t.len]);
         (buf.as_ptr(), t.len as isize)
     };
-    let dst = out
-        .0
-        .add((t.n * s.out_channels + t.g * og) * pixels + t.start);
+    let dst = out.at((t.n * s.out_channels + t.g * og) * pixels + t.start);
     if let Some(bias) = bias {
         for (o, b) in bias[t.g * og..][..og].iter().enumerate() {
             std::slice::from_raw_parts_mut(dst.add(o * pixels), t.len).fill(*b);

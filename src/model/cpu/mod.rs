@@ -1,10 +1,14 @@
 //! The engine's own CPU kernels, for the ops where candle's CPU path is slow: convolution
-//! (im2col into `gemm`) and max pooling. Other devices use candle's ops.
+//! (Winograd for 3x3 stride 1, im2col into `gemm` for the rest) and max pooling. Other devices
+//! use candle's ops.
 
 pub mod conv;
 pub mod pool;
+pub mod winograd;
 
 use candle_core::{bail, CpuStorage, DType, Device, Result, Storage, Tensor};
+
+use super::conv::Conv2d;
 
 /// Whether `x` is an `f32` tensor on the CPU, the kernels' one case.
 pub fn handles(x: &Tensor) -> bool {
@@ -21,5 +25,44 @@ pub fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R
             f(&v[start..start + layout.shape().elem_count()])
         }
         _ => bail!("the CPU convolution needs an f32 tensor on the CPU"),
+    }
+}
+
+/// `conv` of `x` (see [`handles`]) by the fastest kernel that computes it.
+pub fn conv2d(x: &Tensor, conv: &Conv2d) -> Result<Tensor> {
+    if winograd::applies(x, conv) {
+        winograd::conv2d(x, conv)
+    } else {
+        conv::conv2d(x, conv)
+    }
+}
+
+/// An output buffer that parallel tasks write through; each task writes its own elements.
+#[derive(Clone, Copy)]
+pub struct SharedOut(*mut f32, usize);
+
+// SAFETY: tasks never write the same element, and the buffer outlives the parallel loop.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    pub fn new(buf: &mut [f32]) -> Self {
+        Self(buf.as_mut_ptr(), buf.len())
+    }
+
+    /// A pointer to element `i`.
+    ///
+    /// # Safety
+    /// No other task writes the elements this pointer is used for.
+    pub unsafe fn at(self, i: usize) -> *mut f32 {
+        debug_assert!(i < self.1);
+        self.0.add(i)
+    }
+
+    /// # Safety
+    /// No other task writes element `i`.
+    pub unsafe fn write(self, i: usize, v: f32) {
+        assert!(i < self.1);
+        *self.0.add(i) = v;
     }
 }
