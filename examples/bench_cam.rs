@@ -11,7 +11,7 @@ mod common;
 use std::time::Instant;
 
 use anyhow::Result;
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use common::{arg_or, median};
 use convscope::model::Model;
 use convscope::viz::cam::{default_layer, CamMethod, CamSession};

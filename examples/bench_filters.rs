@@ -13,7 +13,6 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::Result;
-use candle_core::Device;
 use common::arg_or;
 use convscope::model::Model;
 use convscope::viz::filters::{optimise, FilterSettings, Recipe};

@@ -9,7 +9,7 @@
 mod common;
 
 use anyhow::Result;
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use common::{arg_or, time_runs};
 use convscope::model::{Keep, Model};
 
