@@ -1,4 +1,6 @@
-//! End to end: the real binary in tmux on the demo model, driven by keys, read from the pane.
+//! End to end: the real binary in tmux, driven by keys and signals, read from the pane: a tour
+//! of the demo model, Ctrl-C cancelling a long job before it quits, SIGTERM and SIGHUP restoring
+//! the terminal, and a soak of 500 random keys on a ResNet-layout model with its memory watched.
 //! Needs tmux (.ci/run installs it).
 
 use std::path::Path;
@@ -18,6 +20,21 @@ impl Tmux {
             .output()
             .expect("tmux is installed (see .ci/run)");
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The explorer's process id: the child of the pane's shell.
+    fn explorer_pid(&self) -> u32 {
+        let shell = self.run(&["display-message", "-p", "-t", "e2e", "#{pane_pid}"]);
+        let out = Command::new("pgrep")
+            .args(["-P", shell.trim()])
+            .output()
+            .expect("pgrep");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or_else(|| panic!("no explorer under shell {shell}"))
+            .parse()
+            .unwrap()
     }
 
     fn pane(&self) -> String {
@@ -48,6 +65,31 @@ impl Tmux {
     }
 }
 
+/// Starts the explorer with `args` in a 140x40 tmux pane; the shell prints `EXIT=<status>` after.
+fn start(args: &str) -> Tmux {
+    let cmd = format!(
+        "{} {args} --protocol halfblocks; echo EXIT=$?; sleep 60",
+        env!("CARGO_BIN_EXE_convscope"),
+    );
+    static SESSIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let t = Tmux {
+        socket: format!("convscope-e2e-{}-{n}", std::process::id()),
+    };
+    t.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "e2e",
+        "-x",
+        "140",
+        "-y",
+        "40",
+        &cmd,
+    ]);
+    t
+}
+
 impl Drop for Tmux {
     fn drop(&mut self) {
         self.run(&["kill-server"]);
@@ -61,27 +103,12 @@ fn explore_the_demo_model_in_tmux() {
     let out = dir.path().join("saved");
     let cfg = dir.path().join("config.toml");
     std::fs::write(&cfg, format!("output_dir = {out:?}\n")).unwrap();
-    let cmd = format!(
-        "{} {} {} --protocol halfblocks --config {}; echo EXIT=$?; sleep 60",
-        env!("CARGO_BIN_EXE_convscope"),
+    let t = start(&format!(
+        "{} {} --config {}",
         root.join("models/shapes").display(),
         root.join("models/shapes/two_shapes.png").display(),
         cfg.display()
-    );
-    let t = Tmux {
-        socket: format!("convscope-e2e-{}", std::process::id()),
-    };
-    t.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "e2e",
-        "-x",
-        "140",
-        "-y",
-        "40",
-        &cmd,
-    ]);
+    ));
 
     let pane = t.wait_for("opened", 30);
     assert!(
@@ -130,5 +157,131 @@ fn explore_the_demo_model_in_tmux() {
     assert!(
         !pane.contains("1 Activations"),
         "the terminal was not restored:\n{pane}"
+    );
+}
+
+/// Resident memory of a process in MiB, from /proc.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<f64>()
+        .unwrap()
+        / 1024.0
+}
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn demo_args() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    format!(
+        "{} {}",
+        root.join("models/shapes").display(),
+        root.join("models/shapes/two_shapes.png").display()
+    )
+}
+
+#[test]
+fn ctrl_c_cancels_a_long_job_then_quits() {
+    let t = start(&demo_args());
+    t.wait_for("conv1: channels 0..16 of 16", 30);
+    // Filter patterns of the last conv: a job with progress, long enough to interrupt.
+    t.keys(&["/", "conv5", "Enter", "3"]);
+    t.wait_for(" steps", 30);
+    t.keys(&["C-c"]);
+    let pane = t.wait_for("cancelled", 10);
+    assert!(!pane.contains("EXIT="), "the first Ctrl-C quit:\n{pane}");
+    t.keys(&["C-c"]);
+    let pane = t.wait_for("EXIT=", 10);
+    assert!(pane.contains("EXIT=0"), "{pane}");
+}
+
+#[test]
+fn sigterm_and_sighup_restore_the_terminal() {
+    for signal in ["TERM", "HUP"] {
+        let t = start(&demo_args());
+        t.wait_for("conv1: channels 0..16 of 16", 30);
+        let pid = t.explorer_pid();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let pane = t.wait_for("EXIT=", 10);
+        assert!(pane.contains("EXIT=0"), "SIG{signal}:\n{pane}");
+        assert!(
+            !pane.contains("1 Activations"),
+            "SIG{signal}: the terminal was not restored:\n{pane}"
+        );
+        let alternate = t.run(&["display-message", "-p", "-t", "e2e", "#{alternate_on}"]);
+        assert_eq!(
+            alternate.trim(),
+            "0",
+            "SIG{signal}: still on the alternate screen"
+        );
+    }
+}
+
+#[test]
+fn soak_500_random_keys_on_a_resnet_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!("output_dir = {:?}\n", dir.path().join("saved")),
+    )
+    .unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let t = start(&format!(
+        "{} {} --config {}",
+        fixture("resnet50_small.safetensors"),
+        root.join("models/shapes/single_shape.png").display(),
+        cfg.display()
+    ));
+    t.wait_for("opened", 60);
+    let pid = t.explorer_pid();
+    let start_rss = rss_mib(pid);
+    // Navigation, modes, pages, methods, colormaps, help, saving; prompts are opened and left.
+    let keys = [
+        "j", "j", "j", "k", "l", "h", "Tab", "BTab", "1", "2", "3", "4", "m", "p", "[", "]",
+        "Enter", "Esc", "g", "G", "PageDown", "PageUp", "?", "x", "P", "s", "/", "c", "o",
+        "Escape", "Down", "Up", "Right", "Left",
+    ];
+    // A fixed-seed linear congruential sequence: the same 500 keys every run.
+    let mut state: u64 = 0x5eed;
+    let mut peak = start_rss;
+    for i in 0..500 {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let key = keys[(state >> 33) as usize % keys.len()];
+        t.run(&["send-keys", "-t", "e2e", key]);
+        std::thread::sleep(Duration::from_millis(25));
+        if i % 50 == 49 {
+            let pane = t.pane();
+            assert!(
+                !pane.contains("EXIT="),
+                "the explorer ended after {i} keys:\n{pane}"
+            );
+            peak = peak.max(rss_mib(pid));
+        }
+    }
+    t.keys(&["Escape", "Escape", "q"]);
+    let pane = t.wait_for("EXIT=", 30);
+    assert!(pane.contains("EXIT=0"), "{pane}");
+    println!("soak: RSS {start_rss:.0} MiB after opening, peak {peak:.0} MiB over 500 keys");
+    // The view cache holds at most 256 MiB of pictures; CAM sessions and the running job add
+    // a little on this small model.
+    assert!(
+        peak - start_rss < 400.0,
+        "memory grew from {start_rss:.0} to {peak:.0} MiB"
     );
 }

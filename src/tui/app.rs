@@ -46,6 +46,8 @@ pub struct Prompt {
 pub enum Action {
     None,
     Quit,
+    /// Stop the long job in progress (Ctrl-C while a view is computing).
+    Cancel,
     Save,
     Open(PathBuf),
 }
@@ -259,7 +261,20 @@ impl App {
         }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         match key.code {
-            KeyCode::Char('c') if ctrl => return Action::Quit,
+            KeyCode::Char('c') if ctrl => {
+                return match &self.view {
+                    ViewState::Computing { key, .. } => {
+                        self.view = ViewState::Failed {
+                            key: key.clone(),
+                            message: "cancelled; Ctrl-C again quits, another layer or view \
+                                      and back computes it again"
+                                .into(),
+                        };
+                        Action::Cancel
+                    }
+                    _ => Action::Quit,
+                }
+            }
             KeyCode::Char('q') => return Action::Quit,
             KeyCode::Char('?') => self.help = true,
             KeyCode::Down | KeyCode::Char('j') => {

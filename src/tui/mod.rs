@@ -2,6 +2,7 @@
 //! [`ui`], computation in [`worker`] (a background thread), terminal images in [`graphics`].
 
 pub mod app;
+pub mod cache;
 pub mod graphics;
 pub mod ui;
 pub mod view;
@@ -9,6 +10,7 @@ pub mod worker;
 
 use std::io::Stdout;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +56,17 @@ pub fn run(model: Model, image: PathBuf, config: Config, protocol: ProtocolChoic
         image.clone(),
         config.colormap,
     );
+    // SIGTERM, SIGHUP (the SSH connection dropped) and an outside SIGINT end the explorer
+    // through the same exit as `q`, so the terminal is restored.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGINT,
+    ] {
+        signal_hook::flag::register(signal, stop.clone())
+            .context("cannot install the signal handlers")?;
+    }
     enable_raw_mode().context("cannot switch the terminal to raw mode")?;
     std::io::stdout().execute(EnterAlternateScreen)?;
     let previous = std::panic::take_hook();
@@ -65,7 +78,7 @@ pub fn run(model: Model, image: PathBuf, config: Config, protocol: ProtocolChoic
         let mut graphics = Graphics::new(protocol);
         let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
         terminal.clear()?;
-        event_loop(&mut terminal, &mut app, &mut graphics, model, config)
+        event_loop(&mut terminal, &mut app, &mut graphics, model, config, &stop)
     })();
     restore();
     result
@@ -77,6 +90,7 @@ fn event_loop(
     graphics: &mut Graphics,
     model: Arc<Model>,
     config: Config,
+    stop: &AtomicBool,
 ) -> Result<()> {
     let (job_tx, job_rx) = mpsc::channel();
     let (reply_tx, reply_rx) = mpsc::channel();
@@ -89,6 +103,10 @@ fn event_loop(
     })?;
     let mut requested = None;
     loop {
+        if stop.load(Ordering::Relaxed) {
+            // Leave at once; the worker thread ends with the process.
+            return Ok(());
+        }
         while let Ok(reply) = reply_rx.try_recv() {
             apply(app, reply);
         }
@@ -110,6 +128,7 @@ fn event_loop(
         match event::read()? {
             Event::Key(key) if key.kind != KeyEventKind::Release => match app.on_key(key) {
                 Action::Quit => break,
+                Action::Cancel => job_tx.send(Job::Cancel)?,
                 Action::None => {}
                 Action::Save => app.status = save(app, &model, &output_dir),
                 Action::Open(path) => {
@@ -137,7 +156,9 @@ pub fn apply(app: &mut App, reply: Reply) {
             }
         }
         Reply::Progress { key, done, total } => {
-            if !matches!(&app.view, ViewState::Ready { key: k, .. } if *k == key) {
+            // A finished or cancelled view stays as it is.
+            if !matches!(&app.view, ViewState::Ready { key: k, .. } | ViewState::Failed { key: k, .. } if *k == key)
+            {
                 app.view = ViewState::Computing { key, done, total };
             }
         }

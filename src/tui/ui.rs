@@ -36,6 +36,10 @@ pub const HELP: &[(&str, &str)] = &[
     ("P", "show parameter counts"),
     ("s", "save the view as PNG"),
     ("?", "this help"),
+    (
+        "Ctrl-C",
+        "cancel the job in progress; quit when there is none",
+    ),
     ("q", "quit"),
 ];
 

@@ -69,6 +69,20 @@ pub enum ViewContent {
     Text(String),
 }
 
+impl ViewContent {
+    /// Approximate memory held, for the view cache's budget.
+    pub fn size_bytes(&self) -> usize {
+        match self {
+            ViewContent::Picture {
+                image,
+                caption,
+                what,
+            } => image.as_raw().len() + caption.len() + what.len(),
+            ViewContent::Text(t) => t.len(),
+        }
+    }
+}
+
 /// The state of the view pane.
 #[derive(Debug, Clone)]
 pub enum ViewState {

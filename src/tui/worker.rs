@@ -2,7 +2,6 @@
 //! through layers is a cache hit), caches finished views, reports filter progress, and drops a
 //! job as soon as a newer one arrives.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
@@ -13,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
 use image::RgbImage;
 
+use super::cache::Bounded;
 use super::view::{Mode, ViewContent, ViewKey, ACTIVATION_PAGE, FILTER_PAGE};
 use crate::config::Config;
 use crate::input::load_image;
@@ -23,6 +23,11 @@ use crate::viz::filters::{optimise, pattern_grid, Cancelled, FilterSettings, Rec
 use crate::viz::overlay::overlay;
 use crate::viz::render::{factor_for, upscale};
 
+/// Finished views kept per image, by the size of their pictures.
+pub const VIEW_CACHE_BYTES: usize = 256 << 20;
+/// CAM sessions kept (each holds a layer's gradients per class asked for).
+const CAM_SESSIONS: usize = 8;
+
 pub enum Job {
     /// Load an image and run the forward pass; `id` names it in later view keys.
     Open {
@@ -30,6 +35,8 @@ pub enum Job {
         path: PathBuf,
     },
     View(ViewKey),
+    /// Stop the job in progress; nothing else.
+    Cancel,
 }
 
 pub enum Reply {
@@ -71,7 +78,7 @@ pub fn spawn(
             config,
             jobs,
             replies,
-            cache: HashMap::new(),
+            cache: Bounded::new(VIEW_CACHE_BYTES),
             current: None,
         }
         .run()
@@ -83,13 +90,13 @@ struct Worker<'m> {
     config: Config,
     jobs: Receiver<Job>,
     replies: Sender<Reply>,
-    cache: HashMap<ViewKey, ViewContent>,
+    cache: Bounded<ViewKey, ViewContent>,
     current: Option<Current>,
 }
 
 impl<'m> Worker<'m> {
     fn run(mut self) {
-        let mut cams: HashMap<(u64, usize), CamSession<'m>> = HashMap::new();
+        let mut cams: Bounded<(u64, usize), CamSession<'m>> = Bounded::new(CAM_SESSIONS);
         let mut pending: Option<Job> = None;
         loop {
             let job = match pending.take() {
@@ -110,6 +117,7 @@ impl<'m> Worker<'m> {
                         return;
                     }
                 }
+                Job::Cancel => {}
                 Job::View(key) => {
                     let started = Instant::now();
                     let result = match self.cache.get(&key) {
@@ -122,7 +130,8 @@ impl<'m> Worker<'m> {
                         }
                     }
                     if let Ok(content) = &result {
-                        self.cache.insert(key.clone(), content.clone());
+                        self.cache
+                            .insert(key.clone(), content.clone(), content.size_bytes());
                     }
                     let reply = Reply::View {
                         key,
@@ -171,7 +180,7 @@ impl<'m> Worker<'m> {
     fn compute(
         &self,
         key: &ViewKey,
-        cams: &mut HashMap<(u64, usize), CamSession<'m>>,
+        cams: &mut Bounded<(u64, usize), CamSession<'m>>,
         pending: &mut Option<Job>,
     ) -> Result<ViewContent> {
         let model = self.model;
@@ -242,17 +251,17 @@ impl<'m> Worker<'m> {
                 })
             }
             Mode::Cam => {
-                let session = match cams.entry((key.image, key.node)) {
-                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        v.insert(CamSession::from_activations(
-                            model,
-                            &cur.input,
-                            cur.acts.clone(),
-                            key.node,
-                        )?)
-                    }
-                };
+                let id = (key.image, key.node);
+                if cams.get(&id).is_none() {
+                    let session = CamSession::from_activations(
+                        model,
+                        &cur.input,
+                        cur.acts.clone(),
+                        key.node,
+                    )?;
+                    cams.insert(id, session, 1);
+                }
+                let session = cams.get(&id).expect("just inserted");
                 let class = key.class.unwrap_or_else(|| session.top_class());
                 let map = session.compute(key.method, class)?;
                 if let Some(reason) = map.empty_reason(&model.labels[class], &name) {
