@@ -135,6 +135,17 @@ def main():
     resnet, _ = fixture("resnet50_small", small_resnet50(),
                         ["maxpool", "layer1", "layer3.2", "layer4", "avgpool"], "layer4", gen)
     stem_gradient(resnet, gen)
+    cmyk_jpeg()
+
+
+def cmyk_jpeg():
+    """A small CMYK JPEG (Pillow), for the hostile-input tests: decoders often lack CMYK."""
+    from PIL import Image
+    im = Image.new("CMYK", (40, 32), (0, 128, 255, 20))
+    for x in range(10, 30):
+        for y in range(8, 24):
+            im.putpixel((x, y), (200, 10, 30, 0))
+    im.save(os.path.join(OUT, "cmyk.jpg"), quality=90)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,15 @@ impl Weights for CheckpointWeights {
                 "weight '{name}' has shape {:?}, expected {shape:?}",
                 t.dims()
             ),
-            Some(t) => Ok(t.contiguous()?),
+            Some(t) => {
+                let t = t.contiguous()?;
+                if !all_finite(&t)? {
+                    bail!(
+                        "weight '{name}' holds NaN or infinite values; the checkpoint is damaged"
+                    );
+                }
+                Ok(t)
+            }
         }
     }
 
@@ -52,6 +60,21 @@ impl Weights for CheckpointWeights {
     fn device(&self) -> &Device {
         &self.device
     }
+}
+
+/// Whether every value of `t` is finite (checked without copying on the CPU).
+fn all_finite(t: &Tensor) -> Result<bool> {
+    if super::cpu::handles(t) {
+        return Ok(super::cpu::with_data(t, |v| {
+            Ok(v.iter().all(|x| x.is_finite()))
+        })?);
+    }
+    // Elsewhere a sum is NaN or infinite when any value is (or when it overflows f32, which
+    // no trained weight does).
+    Ok(t.to_dtype(candle_core::DType::F32)?
+        .sum_all()?
+        .to_scalar::<f32>()?
+        .is_finite())
 }
 
 /// Seeded random parameters: He-normal weights, zero biases, identity batch norm with slightly
