@@ -193,3 +193,39 @@ fn max_pooling_with_padding_ceil_mode_and_nan() {
         .unwrap();
     assert!(y[0].is_nan() && y[1..].iter().all(|v| *v == 1.0), "{y:?}");
 }
+
+#[test]
+fn relu_forward_and_its_gradient() {
+    let dev = Device::Cpu;
+    let mut v: Vec<f32> = (0..300_000u64)
+        .map(|i| ((i * 7919) % 1000) as f32 - 500.0)
+        .collect();
+    v[17] = f32::NAN;
+    let x = Tensor::from_vec(v, (3, 4, 250, 100), &dev).unwrap();
+    let y = Op::Relu.forward(&[&x]).unwrap();
+    let reference = x.relu().unwrap();
+    let (a, b): (Vec<f32>, Vec<f32>) = (
+        y.flatten_all().unwrap().to_vec1().unwrap(),
+        reference.flatten_all().unwrap().to_vec1().unwrap(),
+    );
+    assert!(a[17].is_nan(), "NaN is kept, as in PyTorch");
+    assert!(a
+        .iter()
+        .zip(&b)
+        .enumerate()
+        .all(|(i, (p, q))| i == 17 || p == q));
+    // Through a graph: the gradient of sum(relu(x) * g) is g where x > 0.
+    let mut graph = convscope::model::Graph::new(4, 250, 100);
+    let relu = graph.add("relu", Op::Relu, &[graph.input()]).unwrap();
+    let g = Tensor::randn(0f32, 1.0, (3, 4, 250, 100), &dev).unwrap();
+    let x = x.relu().unwrap().affine(1.0, -100.0).unwrap();
+    let acts = graph.forward(&x, &convscope::model::Keep::All).unwrap();
+    let grad = graph.gradient(&acts, graph.input(), relu, &g).unwrap();
+    let expected = (&g
+        * x.gt(0f64)
+            .unwrap()
+            .to_dtype(candle_core::DType::F32)
+            .unwrap())
+    .unwrap();
+    assert_close("relu gradient", &grad, &expected, 0.0);
+}

@@ -5,6 +5,7 @@
 use candle_core::{Result, Tensor};
 
 use super::conv::conv_input_grad;
+use super::cpu;
 use super::graph::{Activations, Graph, NodeId};
 use super::ops::Op;
 use super::pool;
@@ -90,6 +91,7 @@ impl Graph {
             Op::Input => vec![],
             Op::Dropout => vec![g.clone()],
             Op::Add => vec![g.clone(); node.inputs.len()],
+            Op::Relu if cpu::handles(g) => vec![cpu::relu::relu_backward(value(id)?, g)?],
             Op::Relu => {
                 let mask = value(id)?.gt(0f64)?.to_dtype(g.dtype())?;
                 vec![(g * mask)?]

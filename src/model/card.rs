@@ -65,18 +65,22 @@ impl ModelCard {
     pub fn read(path: &Path) -> Result<ModelCard> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let card: ModelCard = toml::from_str(&text).map_err(|e| {
+        ModelCard::parse(&text).with_context(|| format!("{}", path.display()))
+    }
+
+    /// Parses and checks the text of a model.toml.
+    pub fn parse(text: &str) -> Result<ModelCard> {
+        let card: ModelCard = toml::from_str(text).map_err(|e| {
             anyhow::anyhow!(
-                "{} is not a valid model.toml: {}",
-                path.display(),
+                "not a valid model.toml: {}",
                 super::load::first_line(e.message())
             )
         })?;
         if card.input_size.iter().any(|&s| s == 0 || s > 4096) {
-            anyhow::bail!("{}: input_size must be between 1 and 4096", path.display());
+            anyhow::bail!("input_size must be between 1 and 4096");
         }
         if card.std.iter().any(|&s| s <= 0.0 || !s.is_finite()) {
-            anyhow::bail!("{}: std values must be positive", path.display());
+            anyhow::bail!("std values must be positive");
         }
         Ok(card)
     }

@@ -62,17 +62,14 @@ pub fn conv_input_grad(g: &Tensor, conv: &Conv2d, (h, w): (usize, usize)) -> Res
         conv.padding as isize,
         conv.dilation as isize,
     );
-    let dilated = zero_dilate(&g.contiguous()?, conv.stride)?;
+    // Padding before and after along one axis, negative where the input must be cropped.
     let pads = |k: usize, size: usize, gsize: usize| {
         let span = d * (k as isize - 1);
         let dil_len = (gsize as isize - 1) * s + 1;
         (span - p, size as isize - dil_len + p)
     };
-    let (top, bottom) = pads(kh, h, gh);
-    let (left, right) = pads(kw, w, gw);
-    let x = pad_or_crop(&dilated, 2, top, bottom)?;
-    let x = pad_or_crop(&x, 3, left, right)?.contiguous()?;
-    let transposed = Conv2d {
+    let ((top, bottom), (left, right)) = (pads(kh, h, gh), pads(kw, w, gw));
+    let mut transposed = Conv2d {
         weight: transposed_kernel(conv)?,
         bias: None,
         stride: 1,
@@ -80,5 +77,13 @@ pub fn conv_input_grad(g: &Tensor, conv: &Conv2d, (h, w): (usize, usize)) -> Res
         dilation: conv.dilation,
         groups: conv.groups,
     };
+    if conv.stride == 1 && top >= 0 && [bottom, left, right] == [top; 3] {
+        // The same padding on every side: the kernel pads as it reads, no copy.
+        transposed.padding = top as usize;
+        return transposed.forward(g);
+    }
+    let dilated = zero_dilate(&g.contiguous()?, conv.stride)?;
+    let x = pad_or_crop(&dilated, 2, top, bottom)?;
+    let x = pad_or_crop(&x, 3, left, right)?.contiguous()?;
     transposed.forward(&x)
 }

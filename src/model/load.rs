@@ -41,6 +41,7 @@ impl StateDict {
                 bail!("{} is too short to be a checkpoint", path.display());
             }
         }
+        check_memory(path, &magic)?;
         let raw = if &magic == b"PK\x03\x04" {
             load_pth(path)?
         } else if is_pickle_without_zip(&magic) {
@@ -104,6 +105,79 @@ impl StateDict {
         candle_core::safetensors::save(&self.tensors, path)
             .with_context(|| format!("cannot write {}", path.display()))
     }
+}
+
+/// Refuses a checkpoint whose tensors, as its header declares them, need more memory than is
+/// available, before anything is allocated.
+fn check_memory(path: &Path, magic: &[u8; 4]) -> Result<()> {
+    let declared = if magic == b"PK\x03\x04" {
+        zip_entries_bytes(path)
+    } else {
+        safetensors_bytes(path)
+    };
+    let (Some(declared), Some(free)) = (declared, available_memory()) else {
+        return Ok(());
+    };
+    if declared > free {
+        bail!(
+            "{} declares {:.1} GiB of tensors, more than the {:.1} GiB of memory available",
+            path.display(),
+            declared as f64 / (1u64 << 30) as f64,
+            free as f64 / (1u64 << 30) as f64
+        );
+    }
+    Ok(())
+}
+
+/// Total uncompressed size of a zip's entries (what reading them all allocates).
+fn zip_entries_bytes(path: &Path) -> Option<u64> {
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(path).ok()?).ok()?;
+    let mut total = 0u64;
+    for i in 0..archive.len() {
+        total = total.saturating_add(archive.by_index_raw(i).ok()?.size());
+    }
+    Some(total)
+}
+
+/// Bytes of a safetensors file's tensors as f32, from its JSON header.
+fn safetensors_bytes(path: &Path) -> Option<u64> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).ok()?;
+    let len = u64::from_le_bytes(len);
+    if len > 100 << 20 {
+        return None; // Not a header the safetensors reader accepts; it says so itself.
+    }
+    let mut header = vec![0u8; len as usize];
+    f.read_exact(&mut header).ok()?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).ok()?;
+    let mut total = 0u64;
+    for (name, info) in &header {
+        if name == "__metadata__" {
+            continue;
+        }
+        let dims: Vec<u64> = info["shape"]
+            .as_array()?
+            .iter()
+            .map(|d| d.as_u64())
+            .collect::<Option<_>>()?;
+        let bytes = dims
+            .iter()
+            .try_fold(4u64, |acc, &d| acc.checked_mul(d))
+            .unwrap_or(u64::MAX);
+        total = total.saturating_add(bytes);
+    }
+    Some(total)
+}
+
+/// Memory available to this process, from /proc/meminfo (Linux); `None` elsewhere.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 fn is_pickle_without_zip(magic: &[u8; 4]) -> bool {

@@ -6,6 +6,7 @@
 use candle_core::{Result, Tensor};
 
 pub use super::conv::Conv2d;
+use super::cpu;
 use super::pool::{self, PoolGeometry};
 
 /// Pooling kinds with a fixed window.
@@ -209,6 +210,7 @@ impl Op {
             Op::Input | Op::Dropout => Ok(x.clone()),
             Op::Conv2d(c) => c.forward(x),
             Op::BatchNorm { scale, shift } => x.broadcast_mul(scale)?.broadcast_add(shift),
+            Op::Relu if cpu::handles(x) => cpu::relu::relu(x),
             Op::Relu => x.relu(),
             Op::Pool { kind, geometry } => pool::pool_forward(x, *kind, geometry),
             Op::AdaptiveAvgPool { out_h, out_w } => pool::adaptive_avg_pool(x, *out_h, *out_w),

@@ -127,6 +127,9 @@ pub fn pool_backward(
     kind: PoolKind,
     g: &PoolGeometry,
 ) -> Result<Tensor> {
+    if kind == PoolKind::Max && cpu::handles(x) {
+        return cpu::pool::max_pool_backward(x, grad, g);
+    }
     let (_, _, h, w) = x.dims4()?;
     let fill = match kind {
         PoolKind::Max => f32::NEG_INFINITY,
