@@ -13,22 +13,12 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
+from bench_common import median_time
 
 BINARY = "target/release/examples/bench_conv"
-
-
-def median_time(runs, f):
-    f()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main():

@@ -4,22 +4,11 @@ thread count (2 by default, the development machine's cores), medians of several
     python scripts/bench_forward_torch.py [RUNS] [THREADS]
 """
 
-import statistics
 import sys
-import time
 
 import torch
 import torchvision
-
-
-def median_time(runs, f):
-    f()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+from bench_common import median_time
 
 
 def main():

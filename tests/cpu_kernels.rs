@@ -68,6 +68,10 @@ fn odd_shapes() {
         (4, 16, 32, 3, 3, 3, 1, 1, 1, 1, true),
         (1, 1, 1, 1, 1, 1, 1, 0, 1, 1, false),
         (1, 300, 70, 150, 3, 3, 1, 1, 1, 1, true),
+        // Wide 3x3 stride-1 layers take the Winograd kernel: odd sizes, paddings 0..2.
+        (1, 256, 256, 29, 31, 3, 1, 1, 1, 1, true),
+        (2, 256, 272, 20, 21, 3, 1, 0, 1, 1, false),
+        (1, 260, 256, 28, 28, 3, 1, 2, 1, 1, true),
     ];
     for (i, &(n, ci, co, h, w, k, s, p, d, g, bias)) in cases.iter().enumerate() {
         let c = Conv2d {

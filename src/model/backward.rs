@@ -96,6 +96,9 @@ impl Graph {
                 let mask = value(id)?.gt(0f64)?.to_dtype(g.dtype())?;
                 vec![(g * mask)?]
             }
+            Op::BatchNorm { scale, .. } if cpu::handles(g) && g.rank() == 4 => {
+                vec![cpu::batch_norm::channel_affine(g, scale, None)?]
+            }
             Op::BatchNorm { scale, .. } => vec![g.broadcast_mul(scale)?],
             Op::Conv2d(conv) => {
                 let s = input_shape(0);

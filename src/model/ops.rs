@@ -209,6 +209,9 @@ impl Op {
         match self {
             Op::Input | Op::Dropout => Ok(x.clone()),
             Op::Conv2d(c) => c.forward(x),
+            Op::BatchNorm { scale, shift } if cpu::handles(x) && x.rank() == 4 => {
+                cpu::batch_norm::channel_affine(x, scale, Some(shift))
+            }
             Op::BatchNorm { scale, shift } => x.broadcast_mul(scale)?.broadcast_add(shift),
             Op::Relu if cpu::handles(x) => cpu::relu::relu(x),
             Op::Relu => x.relu(),

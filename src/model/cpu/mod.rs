@@ -1,7 +1,8 @@
 //! The engine's own CPU kernels, for the ops where candle's CPU path is slow: convolution
-//! (Winograd for 3x3 stride 1, im2col into `gemm` for the rest), max pooling and ReLU, forward
-//! and backward. Other devices use candle's ops.
+//! (Winograd for 3x3 stride 1, im2col into `gemm` for the rest), max pooling, ReLU and batch norm,
+//! forward and backward. Other devices use candle's ops.
 
+pub mod batch_norm;
 pub mod conv;
 pub mod pool;
 pub mod relu;
