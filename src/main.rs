@@ -20,7 +20,8 @@ fn main() -> ExitCode {
     match convscope::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            let message = convscope::model::device::with_memory_hint(one_line(&e));
+            eprintln!("error: {message}");
             ExitCode::FAILURE
         }
     }

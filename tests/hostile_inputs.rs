@@ -74,6 +74,22 @@ fn pickle_calling_a_function(marker: &Path) -> Vec<u8> {
     buf.into_inner()
 }
 
+/// The reduced VGG16 fixture with finite weights so large that the activations overflow.
+fn overflowing_checkpoint(dir: &Path) -> PathBuf {
+    let dev = candle_core::Device::Cpu;
+    let mut tensors =
+        candle_core::safetensors::load(fixture("vgg16_small.safetensors"), &dev).unwrap();
+    for name in ["features.0.weight", "features.2.weight"] {
+        let t = (&tensors[name] * 1e25).unwrap();
+        tensors.insert(name.into(), t);
+    }
+    let path = dir.join("overflow.safetensors");
+    convscope::model::StateDict::from_tensors(tensors)
+        .save(&path)
+        .unwrap();
+    path
+}
+
 /// The reduced VGG16 fixture with one weight set to NaN and one to infinity.
 fn non_finite_checkpoint(dir: &Path) -> PathBuf {
     let dev = candle_core::Device::Cpu;
@@ -130,6 +146,7 @@ fn hostile_checkpoints_and_images_through_every_subcommand() {
         write(d, "pickle_call.pth", &pickle_calling_a_function(&marker)),
         non_finite_checkpoint(d),
     ];
+    let overflow = overflowing_checkpoint(d);
     let sample =
         image::RgbImage::from_fn(80, 64, |x, y| image::Rgb([x as u8 * 3, y as u8 * 4, 90]));
     let gray16 = image::ImageBuffer::<image::Luma<u16>, _>::from_fn(70, 50, |x, y| {
@@ -190,6 +207,13 @@ fn hostile_checkpoints_and_images_through_every_subcommand() {
         .collect()
     };
     let mut outcomes = Vec::new();
+    // Weights that overflow: every view of the overflowing layers, and the prediction, fail
+    // with a message; `info` reads only the structure.
+    for args in commands(&s(&overflow), &s(&good_image)).into_iter().skip(1) {
+        let args: Vec<&str> = args.iter().map(|a| a.as_str()).collect();
+        assert!(!run(&args), "{args:?} showed an overflowed output");
+        outcomes.push((args.join(" "), false));
+    }
     for model in &models {
         for args in commands(&s(model), &s(&good_image)) {
             let args: Vec<&str> = args.iter().map(|a| a.as_str()).collect();

@@ -43,3 +43,28 @@ pub fn describe(device: &Device) -> String {
         candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
     }
 }
+
+/// `message`, with a hint added when it reports the GPU out of memory (candle passes CUDA's
+/// `CUDA_ERROR_OUT_OF_MEMORY` through as an error, never a crash).
+pub fn with_memory_hint(message: String) -> String {
+    if message.contains("OUT_OF_MEMORY") || message.to_ascii_lowercase().contains("out of memory") {
+        format!(
+            "{message} (the GPU is out of memory: try a smaller image or input size, fewer filter \
+             channels at once with --budget, or --device cpu)"
+        )
+    } else {
+        message
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_memory_hint;
+
+    #[test]
+    fn out_of_memory_gets_a_hint() {
+        let oom = "DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")".to_string();
+        assert!(with_memory_hint(oom).contains("--device cpu"));
+        assert_eq!(with_memory_hint("no such layer".into()), "no such layer");
+    }
+}

@@ -54,9 +54,13 @@ impl Model {
         let out = acts
             .get(self.graph.output())
             .ok_or_else(|| anyhow::anyhow!("the forward pass kept no output"))?;
-        Ok(Prediction::from_logits(
-            out.get(0)?.flatten_all()?.to_vec1()?,
-        ))
+        let logits: Vec<f32> = out.get(0)?.flatten_all()?.to_vec1()?;
+        if logits.iter().any(|v| !v.is_finite()) {
+            anyhow::bail!(
+                "the model's output holds NaN or infinite values (an overflow in the network)"
+            );
+        }
+        Ok(Prediction::from_logits(logits))
     }
 
     pub fn predict(&self, image: &RgbImage, fit: Fit) -> Result<Prediction> {

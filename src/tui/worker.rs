@@ -16,6 +16,7 @@ use super::cache::Bounded;
 use super::view::{Mode, ViewContent, ViewKey, ACTIVATION_PAGE, FILTER_PAGE};
 use crate::config::Config;
 use crate::input::load_image;
+use crate::model::device::with_memory_hint;
 use crate::model::{Activations, Keep, Model, Prediction};
 use crate::viz::activations::{GridStyle, LayerOutput, Stats};
 use crate::viz::cam::CamSession;
@@ -135,7 +136,7 @@ impl<'m> Worker<'m> {
                     }
                     let reply = Reply::View {
                         key,
-                        result: result.map_err(|e| format!("{e:#}")),
+                        result: result.map_err(|e| with_memory_hint(format!("{e:#}"))),
                         elapsed: started.elapsed(),
                     };
                     if self.replies.send(reply).is_err() {

@@ -86,16 +86,24 @@ impl LayerOutput {
     /// Takes the first image of a batched node output.
     pub fn from_tensor(t: &Tensor) -> Result<LayerOutput> {
         let t = t.get(0)?.to_dtype(candle_core::DType::F32)?;
-        match *t.dims() {
-            [c, h, w] => Ok(LayerOutput::Maps {
+        let out = match *t.dims() {
+            [c, h, w] => LayerOutput::Maps {
                 channels: c,
                 height: h,
                 width: w,
                 data: t.flatten_all()?.to_vec1()?,
-            }),
-            [_] => Ok(LayerOutput::Vector(t.to_vec1()?)),
+            },
+            [_] => LayerOutput::Vector(t.to_vec1()?),
             ref d => bail!("cannot show an output of shape {d:?}"),
+        };
+        let values = match &out {
+            LayerOutput::Maps { data, .. } => data,
+            LayerOutput::Vector(v) => v,
+        };
+        if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+            bail!("the layer's output holds {bad} values (an overflow in the network)");
         }
+        Ok(out)
     }
 
     pub fn channel(&self, c: usize) -> &[f32] {

@@ -217,6 +217,12 @@ fn channel_rng(seed: u64, channel: usize) -> rand::rngs::StdRng {
 
 /// The chunk's patterns from its shown images (`(B, 3, H, W)` in `0..=1`) and objectives.
 fn patterns(chunk: &Chunk, shown: &Tensor, first: &[f32], last: &[f32]) -> Result<Vec<Pattern>> {
+    if first.iter().chain(last).any(|v| !v.is_finite()) {
+        anyhow::bail!(
+            "the layer's output holds NaN or infinite values (an overflow in the network); \
+             there is no pattern to show"
+        );
+    }
     Ok(to_images(shown)?
         .into_iter()
         .zip(chunk.channels)
