@@ -161,7 +161,7 @@ fn run(s: &Shape, input: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut
         s.patch_len() * tile
     };
     let ptr = SharedOut::new(out);
-    if tiles.len() >= threads && std::env::var("CT_SEQ").is_err() {
+    if tiles.len() >= threads {
         tiles.par_iter().for_each_init(
             || vec![0f32; columns],
             |buf, t| unsafe { run_tile(s, input, weight, bias, ptr, buf, *t, Parallelism::None) },
