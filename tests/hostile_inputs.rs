@@ -62,16 +62,41 @@ fn pickle_calling_a_function(marker: &Path) -> Vec<u8> {
     pkl.extend_from_slice(&(cmd.len() as u32).to_le_bytes());
     pkl.extend_from_slice(cmd.as_bytes());
     pkl.extend_from_slice(b"\x85R.");
+    pth_around(&pkl)
+}
+
+/// A PyTorch zip archive around a pickle.
+fn pth_around(pkl: &[u8]) -> Vec<u8> {
     let mut buf = std::io::Cursor::new(Vec::new());
     let mut zip = zip::ZipWriter::new(&mut buf);
     let opts =
         zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     zip.start_file("archive/data.pkl", opts).unwrap();
-    zip.write_all(&pkl).unwrap();
+    zip.write_all(pkl).unwrap();
     zip.start_file("archive/version", opts).unwrap();
     zip.write_all(b"3\n").unwrap();
     zip.finish().unwrap();
     buf.into_inner()
+}
+
+fn vgg_without_convolutions(dir: &Path) -> PathBuf {
+    let dev = candle_core::Device::Cpu;
+    let tensors = [
+        (
+            "features.0.weight",
+            candle_core::Tensor::zeros(3, candle_core::DType::F32, &dev),
+        ),
+        (
+            "classifier.6.weight",
+            candle_core::Tensor::zeros((2, 3), candle_core::DType::F32, &dev),
+        ),
+    ]
+    .map(|(n, t)| (n.to_string(), t.unwrap()));
+    let path = dir.join("no_convs.safetensors");
+    convscope::model::StateDict::from_tensors(tensors.into_iter().collect())
+        .save(&path)
+        .unwrap();
+    path
 }
 
 /// The reduced VGG16 fixture with finite weights so large that the activations overflow.
@@ -145,6 +170,14 @@ fn hostile_checkpoints_and_images_through_every_subcommand() {
         write(d, "terabyte.safetensors", &terabyte_safetensors()),
         write(d, "pickle_call.pth", &pickle_calling_a_function(&marker)),
         non_finite_checkpoint(d),
+        // Found by fuzzing: a 9-byte LONG1 integer (candle's reader overflowed), and VGG-like
+        // names without a convolution weight (detection indexed an empty list).
+        write(
+            d,
+            "long_integer.pth",
+            &pth_around(b"\x80\x02\x8a\x09\x01\x02\x03\x04\x05\x06\x07\x08\x09."),
+        ),
+        vgg_without_convolutions(d),
     ];
     let overflow = overflowing_checkpoint(d);
     let sample =

@@ -188,16 +188,31 @@ pub(crate) fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("").trim()
 }
 
+/// Runs `f`, turning a panic into `None` without a message: candle's pickle reader can panic
+/// on malformed input (an integer opcode longer than 8 bytes, found by fuzzing).
+fn without_panics<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Option<T> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(f);
+    std::panic::set_hook(hook);
+    result.ok()
+}
+
 /// Loads a zip-format PyTorch checkpoint: the top-level dict, or the first nested state dict.
 fn load_pth(path: &Path) -> Result<Vec<(String, Tensor)>> {
     let read = |key: Option<&str>| {
-        candle_core::pickle::read_all_with_key(path, key).map_err(|e| {
+        let unreadable = |why: &str| {
             anyhow::anyhow!(
                 "{} is not a readable PyTorch checkpoint ({})",
                 path.display(),
-                first_line(&e.to_string())
+                first_line(why)
             )
-        })
+        };
+        match without_panics(|| candle_core::pickle::read_all_with_key(path, key)) {
+            Some(Ok(tensors)) => Ok(tensors),
+            Some(Err(e)) => Err(unreadable(&e.to_string())),
+            None => Err(unreadable("its pickle is malformed")),
+        }
     };
     let top = read(None)?;
     if !top.is_empty() {

@@ -41,6 +41,9 @@ fn detect_vgg(dict: &StateDict) -> Result<VggConfig> {
         })
         .collect();
     convs.sort_unstable();
+    if convs.is_empty() {
+        bail!("unrecognised VGG layout: no 4-d convolution weights under features.");
+    }
     let batch_norm = dict.contains(&format!("features.{}.running_var", convs[0].0 + 1));
     let step = if batch_norm { 3 } else { 2 };
     let mut features = Vec::new();
@@ -55,8 +58,13 @@ fn detect_vgg(dict: &StateDict) -> Result<VggConfig> {
         expected = idx + step;
     }
     features.push(VggItem::Pool);
-    let hidden = dict.shape("classifier.0.weight").map_or(4096, |s| s[0]);
-    let classes = dict.shape("classifier.6.weight").map_or(1000, |s| s[0]);
+    let first = |name: &str, default: usize| {
+        dict.shape(name)
+            .and_then(|s| s.first().copied())
+            .unwrap_or(default)
+    };
+    let hidden = first("classifier.0.weight", 4096);
+    let classes = first("classifier.6.weight", 1000);
     Ok(VggConfig {
         features,
         batch_norm,

@@ -50,20 +50,21 @@ impl ResNetConfig {
 
     /// The same layout with the widths and class count found in `dict`.
     pub fn with_widths_of(mut self, dict: &StateDict) -> ResNetConfig {
-        if let Some(s) = dict.shape("conv1.weight") {
-            self.stem = s[0];
+        let rows = |name: &str| dict.shape(name).and_then(|s| s.first().copied());
+        if let Some(n) = rows("conv1.weight") {
+            self.stem = n;
         }
         let last_conv = if self.bottleneck { "conv3" } else { "conv2" };
         for (s, w) in self.widths.iter_mut().enumerate() {
-            if let Some(shape) = dict.shape(&format!("layer{}.0.conv1.weight", s + 1)) {
-                w.0 = shape[0];
+            if let Some(n) = rows(&format!("layer{}.0.conv1.weight", s + 1)) {
+                w.0 = n;
             }
-            if let Some(shape) = dict.shape(&format!("layer{}.0.{last_conv}.weight", s + 1)) {
-                w.1 = shape[0];
+            if let Some(n) = rows(&format!("layer{}.0.{last_conv}.weight", s + 1)) {
+                w.1 = n;
             }
         }
-        if let Some(s) = dict.shape("fc.weight") {
-            self.classes = s[0];
+        if let Some(n) = rows("fc.weight") {
+            self.classes = n;
         }
         self
     }
