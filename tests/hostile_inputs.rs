@@ -84,7 +84,7 @@ fn vgg_without_convolutions(dir: &Path) -> PathBuf {
     let tensors = [
         (
             "features.0.weight",
-            candle_core::Tensor::zeros(3, candle_core::DType::F32, &dev),
+            candle_core::Tensor::zeros((), candle_core::DType::F32, &dev),
         ),
         (
             "classifier.6.weight",

@@ -37,7 +37,7 @@ fn detect_vgg(dict: &StateDict) -> Result<VggConfig> {
         })
         .filter_map(|i: usize| {
             let s = dict.shape(&format!("features.{i}.weight"))?;
-            (s.len() == 4).then_some((i, s[0]))
+            (s.len() == 4).then(|| (i, s[0]))
         })
         .collect();
     convs.sort_unstable();
