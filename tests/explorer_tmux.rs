@@ -22,19 +22,28 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// The explorer's process id: the child of the pane's shell.
-    fn explorer_pid(&self) -> u32 {
+    /// The explorer's process id: the child of the pane's shell (found in /proc).
+    fn explorer_pid(&self) -> i32 {
         let shell = self.run(&["display-message", "-p", "-t", "e2e", "#{pane_pid}"]);
-        let out = Command::new("pgrep")
-            .args(["-P", shell.trim()])
-            .output()
-            .expect("pgrep");
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .next()
-            .unwrap_or_else(|| panic!("no explorer under shell {shell}"))
-            .parse()
+        let shell: i32 = shell.trim().parse().unwrap();
+        std::fs::read_dir("/proc")
             .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .find(|pid| {
+                // Field 4 of /proc/PID/stat is the parent; the name before it is in parentheses.
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|s| {
+                        s.rsplit(')')
+                            .next()?
+                            .split_whitespace()
+                            .nth(1)?
+                            .parse()
+                            .ok()
+                    })
+                    == Some(shell)
+            })
+            .unwrap_or_else(|| panic!("no explorer under shell {shell}"))
     }
 
     fn pane(&self) -> String {
@@ -161,7 +170,7 @@ fn explore_the_demo_model_in_tmux() {
 }
 
 /// Resident memory of a process in MiB, from /proc.
-fn rss_mib(pid: u32) -> f64 {
+fn rss_mib(pid: i32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace()
@@ -210,11 +219,13 @@ fn sigterm_and_sighup_restore_the_terminal() {
         let t = start(&demo_args());
         t.wait_for("conv1: channels 0..16 of 16", 30);
         let pid = t.explorer_pid();
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        let number = if signal == "TERM" {
+            libc::SIGTERM
+        } else {
+            libc::SIGHUP
+        };
+        // SAFETY: sending a signal to a process this test started.
+        assert_eq!(unsafe { libc::kill(pid, number) }, 0);
         let pane = t.wait_for("EXIT=", 10);
         assert!(pane.contains("EXIT=0"), "SIG{signal}:\n{pane}");
         assert!(
