@@ -26,7 +26,7 @@ pub fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R
             let start = layout.start_offset();
             f(&v[start..start + layout.shape().elem_count()])
         }
-        _ => bail!("the CPU convolution needs an f32 tensor on the CPU"),
+        _ => bail!("the CPU kernels need an f32 tensor on the CPU"),
     }
 }
 
