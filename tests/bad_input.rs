@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use candle_core::{Device, Tensor};
-use common::fixture;
+use common::{edited_vgg, fixture};
 use convscope::model::StateDict;
 
 struct Failure {
@@ -69,18 +69,6 @@ fn sample_image(dir: &Path) -> PathBuf {
 
 const VGG: &str = "vgg16_small.safetensors";
 
-/// The VGG fixture's tensors with one changed by `edit`.
-fn edited_vgg(
-    dir: &Path,
-    edit: impl FnOnce(&mut std::collections::HashMap<String, Tensor>),
-) -> PathBuf {
-    let mut t = candle_core::safetensors::load(fixture(VGG), &Device::Cpu).unwrap();
-    edit(&mut t);
-    let p = dir.join("edited.safetensors");
-    StateDict::from_tensors(t).save(&p).unwrap();
-    p
-}
-
 #[test]
 fn missing_model_file() {
     fails(
@@ -134,7 +122,7 @@ fn checkpoint_of_no_known_architecture() {
 #[test]
 fn missing_weight_is_named() {
     let d = tmp();
-    let p = edited_vgg(d.path(), |t| {
+    let p = edited_vgg(d.path(), "edited.safetensors", |t| {
         t.remove("classifier.3.weight");
     });
     fails(&["info", s(&p)], "no weight 'classifier.3.weight'");
@@ -143,7 +131,7 @@ fn missing_weight_is_named() {
 #[test]
 fn misshaped_weight_is_named() {
     let d = tmp();
-    let p = edited_vgg(d.path(), |t| {
+    let p = edited_vgg(d.path(), "edited.safetensors", |t| {
         t.insert(
             "features.2.bias".into(),
             Tensor::zeros(7, candle_core::DType::F32, &Device::Cpu).unwrap(),

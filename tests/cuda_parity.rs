@@ -9,7 +9,7 @@ mod common;
 use std::sync::atomic::AtomicBool;
 
 use candle_core::{Device, Tensor};
-use common::{expected, fixture, relative_error};
+use common::{expected, fixture, max_pixel_diff, relative_error};
 use convscope::model::{Keep, Model};
 use convscope::viz::cam::{CamMethod, CamSession};
 use convscope::viz::filters::{optimise, FilterSettings, Recipe};
@@ -116,14 +116,7 @@ fn filter_patterns_match() {
         };
         for (p, q) in run(&cpu).iter().zip(run(&cuda)) {
             let rel = (p.end - q.end).abs() / p.end.abs().max(1e-6);
-            let pixels = p
-                .image
-                .as_raw()
-                .iter()
-                .zip(q.image.as_raw())
-                .map(|(x, y)| x.abs_diff(*y))
-                .max()
-                .unwrap();
+            let pixels = max_pixel_diff(&p.image, &q.image);
             println!(
                 "{recipe:?} channel {}: objective {:e} relative, pixels {pixels}",
                 p.channel, rel

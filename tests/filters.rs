@@ -6,7 +6,7 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::Device;
-use common::fixture;
+use common::{fixture, max_pixel_diff};
 use convscope::model::Model;
 use convscope::viz::filters::{optimise, Cancelled, FilterSettings, Objective, Recipe};
 
@@ -38,15 +38,6 @@ fn run(
         &AtomicBool::new(false),
     )
     .unwrap()
-}
-
-fn max_pixel_diff(a: &image::RgbImage, b: &image::RgbImage) -> u8 {
-    a.as_raw()
-        .iter()
-        .zip(b.as_raw())
-        .map(|(x, y)| x.abs_diff(*y))
-        .max()
-        .unwrap()
 }
 
 #[test]

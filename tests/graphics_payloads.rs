@@ -1,5 +1,8 @@
 //! The sixel and kitty payloads drawn for a small image decode back to that image.
 
+mod common;
+
+use common::max_pixel_diff;
 use image::{DynamicImage, Rgb, RgbImage};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Rect, Size};
@@ -155,22 +158,12 @@ fn decode_kitty(seq: &str) -> RgbImage {
     DynamicImage::ImageRgba8(rgba).to_rgb8()
 }
 
-fn max_difference(a: &RgbImage, b: &RgbImage) -> u8 {
-    assert_eq!(a.dimensions(), b.dimensions());
-    a.as_raw()
-        .iter()
-        .zip(b.as_raw())
-        .map(|(x, y)| x.abs_diff(*y))
-        .max()
-        .unwrap()
-}
-
 #[test]
 fn sixel_payload_decodes_to_the_image() {
     let decoded = decode_sixel(&payload(ProtocolType::Sixel));
     // Sixel colours are percentages: each channel within 255/100/2 of the original.
     assert!(
-        max_difference(&decoded, &test_image()) <= 2,
+        max_pixel_diff(&decoded, &test_image()) <= 2,
         "sixel pixels differ"
     );
 }

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::fixture;
+use common::{edited_vgg, fixture};
 
 /// The documented bound on any run's resident memory over this corpus (the fixtures are small
 /// models; the bound is about refusing to allocate what a header claims).
@@ -101,36 +101,24 @@ fn vgg_without_convolutions(dir: &Path) -> PathBuf {
 
 /// The reduced VGG16 fixture with finite weights so large that the activations overflow.
 fn overflowing_checkpoint(dir: &Path) -> PathBuf {
-    let dev = candle_core::Device::Cpu;
-    let mut tensors =
-        candle_core::safetensors::load(fixture("vgg16_small.safetensors"), &dev).unwrap();
-    for name in ["features.0.weight", "features.2.weight"] {
-        let t = (&tensors[name] * 1e25).unwrap();
-        tensors.insert(name.into(), t);
-    }
-    let path = dir.join("overflow.safetensors");
-    convscope::model::StateDict::from_tensors(tensors)
-        .save(&path)
-        .unwrap();
-    path
+    edited_vgg(dir, "overflow.safetensors", |tensors| {
+        for name in ["features.0.weight", "features.2.weight"] {
+            let t = (&tensors[name] * 1e25).unwrap();
+            tensors.insert(name.into(), t);
+        }
+    })
 }
 
 /// The reduced VGG16 fixture with one weight set to NaN and one to infinity.
 fn non_finite_checkpoint(dir: &Path) -> PathBuf {
-    let dev = candle_core::Device::Cpu;
-    let mut tensors =
-        candle_core::safetensors::load(fixture("vgg16_small.safetensors"), &dev).unwrap();
-    let t = &tensors["features.0.weight"];
-    let mut v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    v[3] = f32::NAN;
-    v[7] = f32::INFINITY;
-    let t = candle_core::Tensor::from_vec(v, t.dims(), &dev).unwrap();
-    tensors.insert("features.0.weight".into(), t);
-    let path = dir.join("nan_weights.safetensors");
-    convscope::model::StateDict::from_tensors(tensors)
-        .save(&path)
-        .unwrap();
-    path
+    edited_vgg(dir, "nan_weights.safetensors", |tensors| {
+        let t = &tensors["features.0.weight"];
+        let mut v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        v[3] = f32::NAN;
+        v[7] = f32::INFINITY;
+        let t = candle_core::Tensor::from_vec(v, t.dims(), t.device()).unwrap();
+        tensors.insert("features.0.weight".into(), t);
+    })
 }
 
 /// A PNG header claiming 20000x20000 pixels, with no pixel data.

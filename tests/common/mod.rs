@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use convscope::model::{Arch, CheckpointWeights, Graph, StateDict};
@@ -49,4 +49,29 @@ pub fn relative_error(a: &Tensor, b: &Tensor) -> f32 {
 pub fn assert_close(what: &str, a: &Tensor, b: &Tensor, tol: f32) {
     let e = relative_error(a, b);
     assert!(e <= tol, "{what}: relative error {e:e} > {tol:e}");
+}
+
+/// The reduced VGG16 fixture's tensors, changed by `edit`, saved as `dir/name`.
+pub fn edited_vgg(
+    dir: &Path,
+    name: &str,
+    edit: impl FnOnce(&mut HashMap<String, Tensor>),
+) -> PathBuf {
+    let mut tensors =
+        candle_core::safetensors::load(fixture("vgg16_small.safetensors"), &Device::Cpu).unwrap();
+    edit(&mut tensors);
+    let path = dir.join(name);
+    StateDict::from_tensors(tensors).save(&path).unwrap();
+    path
+}
+
+/// The largest difference of one channel of one pixel between two pictures of the same size.
+pub fn max_pixel_diff(a: &image::RgbImage, b: &image::RgbImage) -> u8 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    a.as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap()
 }
