@@ -4,9 +4,8 @@
 
 use candle_core::{bail, Result, Tensor};
 use gemm::Parallelism;
-use rayon::prelude::*;
 
-use super::{with_data, SharedOut};
+use super::{pieces_per_block, run_jobs, with_data, SharedOut};
 use crate::model::conv::Conv2d;
 
 /// Upper bound on one tile's column buffer, in floats (256 KiB): a tile's columns are written
@@ -104,10 +103,7 @@ impl Shape {
         let pixels = self.pixels();
         let blocks = self.batch * self.groups;
         let by_memory = (pixels * self.patch_len()).div_ceil(MAX_COLUMN_FLOATS);
-        let mut per_block = (2 * threads).div_ceil(blocks).max(by_memory);
-        if blocks * per_block < 4 * threads {
-            per_block = (blocks * per_block).next_multiple_of(threads) / blocks;
-        }
+        let per_block = pieces_per_block(blocks, by_memory, threads);
         pixels.div_ceil(per_block).max(MIN_TILE).min(pixels)
     }
 }
@@ -162,29 +158,14 @@ fn run(s: &Shape, input: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut
         s.patch_len() * tile
     };
     let ptr = SharedOut::new(out);
-    if tiles.len() >= threads {
-        tiles.par_iter().for_each_init(
-            || vec![0f32; columns],
-            |buf, t| unsafe { run_tile(s, input, weight, bias, ptr, buf, *t, Parallelism::None) },
-        );
-    } else {
-        // Too few tiles to share out: let `gemm` split each multiply across the threads.
-        let mut buf = vec![0f32; columns];
-        for t in &tiles {
-            unsafe {
-                run_tile(
-                    s,
-                    input,
-                    weight,
-                    bias,
-                    ptr,
-                    &mut buf,
-                    *t,
-                    Parallelism::Rayon(threads),
-                )
-            };
-        }
-    }
+    run_jobs(
+        tiles.len(),
+        || vec![0f32; columns],
+        |buf, i, parallelism| {
+            // SAFETY: tiles are disjoint rectangles of the output.
+            unsafe { run_tile(s, input, weight, bias, ptr, buf, tiles[i], parallelism) }
+        },
+    );
 }
 
 /// Computes one tile of the output.

@@ -9,6 +9,8 @@ pub mod relu;
 pub mod winograd;
 
 use candle_core::{bail, CpuStorage, DType, Device, Result, Storage, Tensor};
+use gemm::Parallelism;
+use rayon::prelude::*;
 
 use super::conv::Conv2d;
 
@@ -36,6 +38,39 @@ pub fn conv2d(x: &Tensor, conv: &Conv2d) -> Result<Tensor> {
         winograd::conv2d(x, conv)
     } else {
         conv::conv2d(x, conv)
+    }
+}
+
+/// How many pieces to cut each of `blocks` independent blocks (images, groups) into: at least
+/// `by_memory`, at least two per thread in all, and a whole number per thread while they are
+/// few, so that no thread is left with one piece more than the others.
+pub fn pieces_per_block(blocks: usize, by_memory: usize, threads: usize) -> usize {
+    let per_block = (2 * threads).div_ceil(blocks).max(by_memory);
+    if blocks * per_block < 4 * threads {
+        (blocks * per_block).next_multiple_of(threads) / blocks
+    } else {
+        per_block
+    }
+}
+
+/// Runs jobs `0..jobs`, each with a scratch value from `scratch` (one per worker). With a job
+/// for every thread they run in parallel, each multiply on one thread; with fewer, one after
+/// another, each multiply spread over the threads.
+pub fn run_jobs<S>(
+    jobs: usize,
+    scratch: impl Fn() -> S + Sync + Send,
+    run: impl Fn(&mut S, usize, Parallelism) + Sync + Send,
+) {
+    let threads = rayon::current_num_threads();
+    if jobs >= threads {
+        (0..jobs)
+            .into_par_iter()
+            .for_each_init(&scratch, |s, job| run(s, job, Parallelism::None));
+    } else {
+        let mut s = scratch();
+        for job in 0..jobs {
+            run(&mut s, job, Parallelism::Rayon(threads));
+        }
     }
 }
 

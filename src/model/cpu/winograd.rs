@@ -5,10 +5,8 @@
 
 use candle_core::{Result, Tensor};
 use gemm::Parallelism;
-use rayon::prelude::*;
 
-use super::with_data;
-use super::SharedOut;
+use super::{pieces_per_block, run_jobs, with_data, SharedOut};
 use crate::model::conv::Conv2d;
 
 /// Upper bound on one block's transformed input, in floats (16 MiB).
@@ -79,10 +77,7 @@ pub fn conv2d(x: &Tensor, conv: &Conv2d) -> Result<Tensor> {
     let threads = rayon::current_num_threads();
     let tiles = th * tw;
     let by_memory = (16 * cin * tiles).div_ceil(MAX_BLOCK_FLOATS);
-    let mut per_image = (2 * threads).div_ceil(batch).max(by_memory);
-    if batch * per_image < 4 * threads {
-        per_image = (batch * per_image).next_multiple_of(threads) / batch;
-    }
+    let per_image = pieces_per_block(batch, by_memory, threads);
     let block = tiles.div_ceil(per_image).max(MIN_BLOCK).min(tiles);
     let plan = Plan {
         cin,
@@ -118,16 +113,7 @@ pub fn conv2d(x: &Tensor, conv: &Conv2d) -> Result<Tensor> {
                 vec![0f32; 16 * cout * plan.block],
             )
         };
-        if jobs >= threads {
-            (0..jobs)
-                .into_par_iter()
-                .for_each_init(buffers, |bufs, job| run(bufs, job, Parallelism::None));
-        } else {
-            let mut bufs = buffers();
-            for job in 0..jobs {
-                run(&mut bufs, job, Parallelism::Rayon(threads));
-            }
-        }
+        run_jobs(jobs, buffers, run);
         Ok(())
     })?;
     Tensor::from_vec(out, (batch, cout, oh, ow), x.device())
