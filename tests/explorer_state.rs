@@ -8,7 +8,7 @@ use candle_core::Device;
 use common::fixture;
 use convscope::model::Model;
 use convscope::tui::app::{Action, App};
-use convscope::tui::graphics::{Graphics, ProtocolChoice};
+use convscope::tui::graphics::Graphics;
 use convscope::tui::view::{Mode, ViewContent, ViewState};
 use convscope::tui::{apply, ui, worker::Reply};
 use convscope::viz::cam::CamMethod;
@@ -37,7 +37,7 @@ fn keys(app: &mut App, s: &str) {
 
 fn screen(app: &App) -> String {
     let mut term = Terminal::new(TestBackend::new(110, 32)).unwrap();
-    let mut g = Graphics::new(ProtocolChoice::Halfblocks);
+    let mut g = Graphics::halfblocks();
     term.draw(|f| ui::draw(f, app, &mut g)).unwrap();
     let buf = term.backend().buffer().clone();
     (0..buf.area.height)
@@ -221,7 +221,7 @@ fn a_tiny_terminal_says_so() {
     let m = model();
     let a = app(&m);
     let mut term = Terminal::new(TestBackend::new(40, 10)).unwrap();
-    let mut g = Graphics::new(ProtocolChoice::Halfblocks);
+    let mut g = Graphics::halfblocks();
     term.draw(|f| ui::draw(f, &a, &mut g)).unwrap();
     let buf = term.backend().buffer().clone();
     let text: String = (0..buf.area.width)

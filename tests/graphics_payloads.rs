@@ -3,12 +3,13 @@
 mod common;
 
 use common::max_pixel_diff;
+use convscope::tui::graphics::encoder::{encode, Target};
 use image::{DynamicImage, Rgb, RgbImage};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Rect, Size};
 use ratatui::widgets::Widget;
-use ratatui_image::picker::{Picker, ProtocolType};
-use ratatui_image::{Image, Resize};
+use ratatui_image::picker::ProtocolType;
+use ratatui_image::Image;
 
 /// An image of eight flat colours in blocks, so palette quantisation loses nothing.
 fn test_image() -> RgbImage {
@@ -27,21 +28,48 @@ fn test_image() -> RgbImage {
     })
 }
 
-/// The escape sequence ratatui-image puts in the image's first cell.
-fn payload(protocol: ProtocolType) -> String {
-    let mut picker = Picker::halfblocks();
-    picker.set_protocol_type(protocol);
-    let p = picker
-        .new_protocol(
-            DynamicImage::ImageRgb8(test_image()),
-            Size::new(20, 10),
-            Resize::Fit(None),
-        )
-        .unwrap();
-    let area = Rect::new(0, 0, 20, 10);
+/// The escape sequence the explorer's encoder puts in the image's first cell: a 20x12 pane of
+/// 2x2-pixel cells, so the 40x24 image fills it without scaling.
+fn payload(protocol: ProtocolType, tmux: bool) -> String {
+    let target = Target {
+        protocol,
+        cell: (2, 2),
+        tmux,
+        kitty_id: 7,
+    };
+    let p = encode(&test_image(), Size::new(20, 12), &target).unwrap();
+    assert_eq!(p.size(), Size::new(20, 12));
+    let area = Rect::new(0, 0, 20, 12);
     let mut buf = Buffer::empty(area);
     Image::new(&p).render(area, &mut buf);
     buf[(0, 0)].symbol().to_string()
+}
+
+/// The sequence inside tmux's passthrough, checking that every ESC in it is doubled (a single one
+/// ends the passthrough early and tmux draws nothing).
+fn unwrap_tmux(seq: &str) -> String {
+    let mut out = String::new();
+    let mut rest = seq;
+    while let Some(start) = rest.find("\x1bPtmux;") {
+        out.push_str(&rest[..start]);
+        let body = &rest[start + 7..];
+        let mut chars = body.char_indices();
+        let end = loop {
+            match chars.next() {
+                Some((i, '\x1b')) => match chars.next() {
+                    Some((_, '\x1b')) => {}
+                    Some((_, '\\')) => break i,
+                    other => panic!("a single ESC inside the passthrough, then {other:?}"),
+                },
+                Some(_) => {}
+                None => panic!("the passthrough is not closed"),
+            }
+        };
+        out.push_str(&body[..end].replace("\x1b\x1b", "\x1b"));
+        rest = &body[end + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A minimal sixel decoder: colour registers in percent, six-pixel columns, `$`, `-`, `!n`.
@@ -160,7 +188,7 @@ fn decode_kitty(seq: &str) -> RgbImage {
 
 #[test]
 fn sixel_payload_decodes_to_the_image() {
-    let decoded = decode_sixel(&payload(ProtocolType::Sixel));
+    let decoded = decode_sixel(&payload(ProtocolType::Sixel, false));
     // Sixel colours are percentages: each channel within 255/100/2 of the original.
     assert!(
         max_pixel_diff(&decoded, &test_image()) <= 2,
@@ -170,6 +198,28 @@ fn sixel_payload_decodes_to_the_image() {
 
 #[test]
 fn kitty_payload_decodes_to_the_image() {
-    let decoded = decode_kitty(&payload(ProtocolType::Kitty));
+    let decoded = decode_kitty(&payload(ProtocolType::Kitty, false));
     assert_eq!(decoded, test_image());
+}
+
+#[test]
+fn inside_tmux_the_payloads_are_wrapped_with_every_escape_doubled() {
+    for protocol in [
+        ProtocolType::Sixel,
+        ProtocolType::Kitty,
+        ProtocolType::Iterm2,
+    ] {
+        let plain = payload(protocol, false);
+        let wrapped = payload(protocol, true);
+        assert!(wrapped.contains("\x1bPtmux;"), "{protocol:?} is wrapped");
+        let inner = unwrap_tmux(&wrapped);
+        match protocol {
+            ProtocolType::Sixel => assert!(
+                max_pixel_diff(&decode_sixel(&inner), &test_image()) <= 2,
+                "the sixel inside tmux's passthrough decodes to the image"
+            ),
+            ProtocolType::Kitty => assert_eq!(decode_kitty(&inner), test_image()),
+            ProtocolType::Iterm2 | ProtocolType::Halfblocks => assert_eq!(inner, plain),
+        }
+    }
 }

@@ -77,6 +77,8 @@ pub struct App {
     /// Counts up whenever the view's content changes (the graphics cache key).
     pub view_generation: u64,
     pub status: String,
+    /// A note about the terminal (why pictures are half blocks), shown until the first key.
+    pub notice: Option<String>,
     pub prompt: Option<Prompt>,
     pub help: bool,
     pub show_parameters: bool,
@@ -110,6 +112,7 @@ impl App {
             view: ViewState::Empty,
             view_generation: 0,
             status: String::new(),
+            notice: None,
             prompt: None,
             help: false,
             show_parameters: false,

@@ -1,16 +1,17 @@
 //! The explorer: a ratatui front end over the engine. State and keys live in [`app`], drawing in
-//! [`ui`], computation in [`worker`] (a background thread), terminal images in [`graphics`].
+//! [`ui`], computation in [`worker`] (a background thread), terminal images in [`graphics`], and
+//! leaving when the terminal goes away in [`hangup`].
 
 pub mod app;
 pub mod cache;
 pub mod graphics;
+pub mod hangup;
 pub mod ui;
 pub mod view;
 pub mod worker;
 
 use std::io::Stdout;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use crossterm::event::{self, Event, KeyEventKind};
 use crossterm::terminal::{
-    disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
+    disable_raw_mode, enable_raw_mode, Clear, ClearType, EnterAlternateScreen,
 };
 use crossterm::ExecutableCommand;
 use ratatui::backend::CrosstermBackend;
@@ -26,6 +27,7 @@ use ratatui::Terminal;
 
 use app::{Action, App};
 use graphics::{Graphics, ProtocolChoice};
+use hangup::Lifeline;
 use view::ViewState;
 use worker::{Job, Reply};
 
@@ -33,12 +35,16 @@ use crate::config::Config;
 use crate::model::{device::describe, Model};
 use crate::viz::render::save_png_new;
 
-/// Restores the terminal: raw mode off, main screen back, cursor shown.
+/// Restores the terminal: raw mode off, main screen back, cursor shown. Written straight to the
+/// file descriptor, past stdout's lock, so the hang-up watch can run it while the main thread is
+/// stuck in a write.
 fn restore() {
     let _ = disable_raw_mode();
-    let mut out = std::io::stdout();
-    let _ = out.execute(LeaveAlternateScreen);
-    let _ = out.execute(crossterm::cursor::Show);
+    let leave = b"\x1b[?1049l\x1b[?25h";
+    // SAFETY: writes a byte string to standard output; errors (a closed terminal) are ignored.
+    unsafe {
+        libc::write(libc::STDOUT_FILENO, leave.as_ptr().cast(), leave.len());
+    }
 }
 
 /// Runs the explorer until the user quits.
@@ -56,31 +62,33 @@ pub fn run(model: Model, image: PathBuf, config: Config, protocol: ProtocolChoic
         image.clone(),
         config.colormap,
     );
-    // SIGTERM, SIGHUP (the SSH connection dropped) and an outside SIGINT end the explorer
-    // through the same exit as `q`, so the terminal is restored.
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-        signal_hook::consts::SIGINT,
-    ] {
-        signal_hook::flag::register(signal, stop.clone())
-            .context("cannot install the signal handlers")?;
-    }
+    // SIGTERM, SIGHUP (the SSH connection dropped), an outside SIGINT and the terminal hanging
+    // up end the explorer through the same exit as `q`, or by force if that takes too long.
+    let lifeline = Lifeline::start(libc::STDIN_FILENO, restore)?;
     enable_raw_mode().context("cannot switch the terminal to raw mode")?;
-    std::io::stdout().execute(EnterAlternateScreen)?;
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         restore();
         previous(info);
     }));
     let result = (|| {
-        let mut graphics = Graphics::new(protocol);
-        let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
-        terminal.clear()?;
-        event_loop(&mut terminal, &mut app, &mut graphics, model, config, &stop)
+        let mut out = std::io::stdout();
+        out.execute(EnterAlternateScreen)?;
+        let mut graphics = Graphics::detect(protocol, &mut out, libc::STDIN_FILENO)?;
+        out.execute(Clear(ClearType::All))?;
+        app.notice = graphics.note().map(str::to_string);
+        let mut terminal = Terminal::new(CrosstermBackend::new(out))?;
+        event_loop(
+            &mut terminal,
+            &mut app,
+            &mut graphics,
+            model,
+            config,
+            &lifeline,
+        )
     })();
     restore();
+    lifeline.finish();
     result
 }
 
@@ -90,7 +98,7 @@ fn event_loop(
     graphics: &mut Graphics,
     model: Arc<Model>,
     config: Config,
-    stop: &AtomicBool,
+    lifeline: &Lifeline,
 ) -> Result<()> {
     let (job_tx, job_rx) = mpsc::channel();
     let (reply_tx, reply_rx) = mpsc::channel();
@@ -103,7 +111,7 @@ fn event_loop(
     })?;
     let mut requested = None;
     loop {
-        if stop.load(Ordering::Relaxed) {
+        if lifeline.stopping() {
             // Leave at once; the worker thread ends with the process.
             return Ok(());
         }
@@ -117,15 +125,33 @@ fn event_loop(
                 requested = Some(wanted);
             }
         }
+        graphics.poll();
         terminal.draw(|f| ui::draw(f, app, graphics))?;
-        // While a view is on its way, look for the worker's reply often; otherwise idle.
+        // While a view or its picture is on its way, look for it often; otherwise idle.
         let waiting = app.prediction.is_none()
             || app.view.key() != requested.as_ref()
-            || matches!(app.view, ViewState::Computing { .. });
-        if !event::poll(Duration::from_millis(if waiting { 4 } else { 50 }))? {
+            || matches!(app.view, ViewState::Computing { .. })
+            || graphics.busy();
+        let mut ready = event::poll(Duration::ZERO)?;
+        if !ready {
+            let timeout = Duration::from_millis(if waiting { 4 } else { 50 });
+            match hangup::wait_for_input(libc::STDIN_FILENO, timeout) {
+                hangup::Input::HungUp => return Ok(()),
+                hangup::Input::Ready => ready = event::poll(Duration::ZERO)?,
+                hangup::Input::Quiet => {}
+            }
+        }
+        if !ready {
             continue;
         }
-        match event::read()? {
+        let help_was_open = app.help;
+        let event = event::read()?;
+        if let Event::Key(key) = &event {
+            if key.kind != KeyEventKind::Release {
+                app.notice = None;
+            }
+        }
+        match event {
             Event::Key(key) if key.kind != KeyEventKind::Release => match app.on_key(key) {
                 Action::Quit => break,
                 Action::Cancel => job_tx.send(Job::Cancel)?,
@@ -139,6 +165,10 @@ fn event_loop(
             },
             Event::Resize(..) => terminal.autoresize()?,
             _ => {}
+        }
+        if help_was_open && !app.help {
+            // The help was drawn over the picture: write the picture again.
+            graphics.repaint();
         }
     }
     drop(job_tx);

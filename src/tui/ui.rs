@@ -18,6 +18,7 @@ pub const MIN_SIZE: (u16, u16) = (60, 16);
 
 pub const HELP: &[(&str, &str)] = &[
     ("j k / arrows", "move in the layer tree"),
+    ("g G", "first / last layer"),
     ("l h / arrows", "open / close a module"),
     ("Tab, 1-4", "Activations, CAM, Filters, Info"),
     (
@@ -184,30 +185,29 @@ fn draw_view(frame: &mut Frame, app: &App, area: Rect, graphics: &mut Graphics) 
                 frame.render_widget(gauge, Rect { height: 1, ..body });
             }
         }
-        ViewState::Ready { content, .. } => {
-            match content {
-                ViewContent::Picture { image, caption, .. } => {
-                    frame.render_widget(Paragraph::new(caption.as_str()), caption_area);
-                    if let Err(e) = graphics.draw(frame, body, image, app.view_generation) {
-                        frame.render_widget(
-                            Paragraph::new(format!("cannot draw the image: {e}")),
-                            body,
-                        );
-                    }
-                }
-                ViewContent::Text(t) => frame.render_widget(
-                    Paragraph::new(t.as_str()).wrap(Wrap { trim: false }),
+        ViewState::Ready { content, .. } => match content {
+            ViewContent::Picture { image, caption, .. } => {
+                // One caption: the picture's, or that the next one is on its way.
+                let caption = if current {
+                    caption.as_str()
+                } else {
+                    "computing ..."
+                };
+                frame.render_widget(Paragraph::new(caption), caption_area);
+                graphics.draw(frame, body, image, app.view_generation);
+            }
+            ViewContent::Text(t) => {
+                let text = if current { t.as_str() } else { "computing ..." };
+                frame.render_widget(
+                    Paragraph::new(text).wrap(Wrap { trim: false }),
                     Rect {
                         y: caption_area.y,
                         height: body.height + 1,
                         ..body
                     },
-                ),
+                )
             }
-            if !current {
-                frame.render_widget(Paragraph::new("computing ..."), caption_area);
-            }
-        }
+        },
         ViewState::Failed { message, .. } if current => {
             frame.render_widget(
                 Paragraph::new(format!("error: {message}"))
@@ -268,7 +268,9 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect, graphics: &Graphics) {
         Paragraph::new(first).style(Style::new().bg(Color::DarkGray)),
         line1,
     );
-    let second = if app.status.is_empty() {
+    let second = if let Some(notice) = &app.notice {
+        format!(" {notice}")
+    } else if app.status.is_empty() {
         " ? help  q quit  Tab mode  c class  m method  s save  o open  / search".to_string()
     } else {
         format!(" {}", app.status)

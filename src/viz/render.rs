@@ -58,17 +58,25 @@ pub fn save_png(img: &RgbImage, path: &Path, text: &[(&str, String)]) -> Result<
     write_png(img, path, text, true)
 }
 
-fn write_png(img: &RgbImage, path: &Path, text: &[(&str, String)], replace: bool) -> Result<()> {
+/// A temporary file in `path`'s folder, to be renamed to `path` once written. Created with mode
+/// 0666 less the umask, as any new file is (a temporary file's own 0600 would stay with it).
+fn temporary_beside(path: &Path, suffix: &str) -> Result<tempfile::NamedTempFile> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let fail = || format!("cannot write {}", path.display());
-    let mut tmp = tempfile::Builder::new()
+    tempfile::Builder::new()
         .prefix(".convscope-")
-        .suffix(".png.tmp")
+        .suffix(suffix)
+        .permissions(std::fs::Permissions::from_mode(0o666))
         .tempfile_in(&dir)
-        .with_context(fail)?;
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn write_png(img: &RgbImage, path: &Path, text: &[(&str, String)], replace: bool) -> Result<()> {
+    let fail = || format!("cannot write {}", path.display());
+    let mut tmp = temporary_beside(path, ".png.tmp")?;
     {
         let mut buf = std::io::BufWriter::new(tmp.as_file_mut());
         let mut encoder = png::Encoder::new(&mut buf, img.width(), img.height());
@@ -97,16 +105,8 @@ fn write_png(img: &RgbImage, path: &Path, text: &[(&str, String)], replace: bool
 
 /// Writes a tensor as a NumPy `.npy` file, through a temporary file like [`save_png`].
 pub fn save_npy(t: &candle_core::Tensor, path: &Path) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
     let fail = || format!("cannot write {}", path.display());
-    let tmp = tempfile::Builder::new()
-        .prefix(".convscope-")
-        .suffix(".npy.tmp")
-        .tempfile_in(&dir)
-        .with_context(fail)?;
+    let tmp = temporary_beside(path, ".npy.tmp")?;
     t.write_npy(tmp.path()).with_context(fail)?;
     tmp.persist(path).map_err(|e| e.error).with_context(fail)?;
     Ok(())
