@@ -210,3 +210,41 @@ fn show_prints_the_picture_in_the_terminal() {
         "no half-block picture on stdout:\n{text}"
     );
 }
+
+#[test]
+fn written_files_get_the_mode_of_any_new_file() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let d = tempfile::tempdir().unwrap();
+    let img = image(d.path());
+    let model = fixture("resnet50_small.safetensors");
+    for (umask, mode) in [(0o022, 0o644), (0o027, 0o640)] {
+        let out = d.path().join(format!("a{umask:o}.png"));
+        let npy = d.path().join(format!("a{umask:o}.npy"));
+        let status = unsafe {
+            Command::new(env!("CARGO_BIN_EXE_convscope"))
+                .args([
+                    "activations",
+                    model.to_str().unwrap(),
+                    &img,
+                    "--layer",
+                    "conv1",
+                ])
+                .arg("-o")
+                .arg(&out)
+                .arg("--npy")
+                .arg(&npy)
+                .pre_exec(move || {
+                    libc::umask(umask);
+                    Ok(())
+                })
+                .status()
+                .unwrap()
+        };
+        assert!(status.success());
+        for f in [&out, &npy] {
+            let got = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+            assert_eq!(got, mode, "{} under umask {umask:o}", f.display());
+        }
+    }
+}

@@ -149,7 +149,9 @@ fn the_screen_shows_tree_tabs_status_and_help() {
     keys(&mut a, "?");
     let s = screen(&a);
     assert!(
-        s.contains("keys (any key closes)") && s.contains("save the view as PNG"),
+        s.contains("keys (any key closes)")
+            && s.contains("save the view as PNG")
+            && s.contains("first / last layer"),
         "{s}"
     );
     keys(&mut a, "x");
@@ -228,4 +230,40 @@ fn a_tiny_terminal_says_so() {
         .map(|x| buf[(x, 0)].symbol().to_string())
         .collect();
     assert!(text.starts_with("terminal too small"), "{text}");
+}
+
+#[test]
+fn a_view_on_its_way_replaces_the_old_caption_whole() {
+    let m = model();
+    let mut a = app(&m);
+    let id = a.opening(PathBuf::from("img.png"));
+    apply(
+        &mut a,
+        Reply::Opened {
+            id,
+            result: Ok(convscope::model::Prediction::from_logits(vec![0.0; 10])),
+        },
+    );
+    let key = a.wanted_view();
+    apply(
+        &mut a,
+        Reply::View {
+            key,
+            result: Ok(ViewContent::Picture {
+                image: image::RgbImage::new(8, 8),
+                caption: "Grad-CAM for 'centipede' (logit 44.52) at layer4.2.relu3".into(),
+                what: "gradcam".into(),
+            }),
+            elapsed: Default::default(),
+        },
+    );
+    assert!(screen(&a).contains("Grad-CAM for 'centipede'"));
+    // Moving on: the picture stays until the next one comes, the caption says it is coming.
+    keys(&mut a, "j");
+    let s = screen(&a);
+    let line = s.lines().find(|l| l.contains("computing ...")).expect(&s);
+    assert!(
+        !line.contains("centipede") && !line.contains("logit"),
+        "{line}"
+    );
 }

@@ -94,20 +94,16 @@ fn wait_until(seconds: f64, what: &str, mut done: impl FnMut() -> bool) {
 
 /// A picture drawn in pixels, not cells: vertical runs of three pixels with three different
 /// colours. Half blocks never have them (a cell holds two colours, one above the other), nor
-/// does text; a sixel picture has thousands. Counted in the view pane (right 60% of the
-/// window, below its tabs and caption).
-fn pixel_picture_score(shot: &RgbImage) -> (usize, usize) {
-    let (cw, ch) = (6, 13);
-    let (x0, x1) = (56 * cw, 139 * cw);
-    let (y0, y1) = (7 * ch, 36 * ch);
+/// does text; a sixel picture has thousands. Counted in the view pane.
+fn pixel_picture_score(pane: &RgbImage) -> (usize, usize) {
     let mut triples = 0;
     let mut colours = std::collections::HashSet::new();
-    for x in x0..x1.min(shot.width()) {
-        for y in y0..(y1.min(shot.height()) - 2) {
+    for x in 0..pane.width() {
+        for y in 0..pane.height() - 2 {
             let (a, b, c) = (
-                shot.get_pixel(x, y),
-                shot.get_pixel(x, y + 1),
-                shot.get_pixel(x, y + 2),
+                pane.get_pixel(x, y),
+                pane.get_pixel(x, y + 1),
+                pane.get_pixel(x, y + 2),
             );
             colours.insert(a.0);
             if a != b && b != c && a != c {
@@ -118,11 +114,18 @@ fn pixel_picture_score(shot: &RgbImage) -> (usize, usize) {
     (triples, colours.len())
 }
 
+/// The view pane's pixels (right of column 56, rows 7 to 36 of the 6x13 font), below its tabs
+/// and caption.
+fn view_pane(shot: &RgbImage) -> RgbImage {
+    let (cw, ch) = (6, 13);
+    image::imageops::crop_imm(shot, 56 * cw, 7 * ch, 83 * cw, 29 * ch).to_image()
+}
+
 fn wait_for_picture(x: &Xvfb, keep_as: &str) {
     let start = Instant::now();
     loop {
         let shot = x.screenshot(keep_as);
-        let (triples, colours) = pixel_picture_score(&shot);
+        let (triples, colours) = pixel_picture_score(&view_pane(&shot));
         if triples > 2000 && colours > 32 {
             eprintln!("{keep_as}: {triples} three-colour runs, {colours} colours in the pane");
             return;
@@ -258,6 +261,32 @@ fn sixel_pictures_through_tmux_in_xterm() {
     ));
     wait_for_picture(&x, "xterm-tmux.png");
     let pid = explorer_pid(&marker);
+
+    // The help drawn over the picture and closed again leaves the picture as it was.
+    let before = view_pane(&x.screenshot("xterm-tmux.png"));
+    tmux(&socket, &conf, &["send-keys", "?"]);
+    let mut open = before.clone();
+    wait_until(10.0, "the help over the picture", || {
+        open = view_pane(&x.screenshot("xterm-tmux-help.png"));
+        open != before
+    });
+    tmux(&socket, &conf, &["send-keys", "x"]);
+    let mut after = open.clone();
+    let closed = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        after = view_pane(&x.screenshot("xterm-tmux-help-closed.png"));
+        after == before
+    });
+    let differing = before
+        .pixels()
+        .zip(after.pixels())
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(
+        closed,
+        "{differing} pixels of the view pane differ after the help closed; see \
+         xterm-tmux-help-closed.png"
+    );
 
     // Closing the window detaches tmux's client: the explorer stays in its session, idle.
     unsafe { libc::kill(xterm.id() as i32, libc::SIGTERM) };
