@@ -35,6 +35,19 @@ fn keys(app: &mut App, s: &str) {
     }
 }
 
+/// Opens img.png with the worker's reply carrying `logits`; returns the image's id.
+fn opened(app: &mut App, logits: Vec<f32>) -> u64 {
+    let id = app.opening(PathBuf::from("img.png"));
+    apply(
+        app,
+        Reply::Opened {
+            id,
+            result: Ok(convscope::model::Prediction::from_logits(logits)),
+        },
+    );
+    id
+}
+
 fn screen(app: &App) -> String {
     let mut term = Terminal::new(TestBackend::new(110, 32)).unwrap();
     let mut g = Graphics::halfblocks();
@@ -162,16 +175,7 @@ fn the_screen_shows_tree_tabs_status_and_help() {
 fn worker_replies_fill_the_predictions_and_the_view() {
     let m = model();
     let mut a = app(&m);
-    let id = a.opening(PathBuf::from("img.png"));
-    apply(
-        &mut a,
-        Reply::Opened {
-            id,
-            result: Ok(convscope::model::Prediction::from_logits(vec![
-                0.0, 3.0, 1.0, 0., 0., 0., 0., 0., 0., 0.,
-            ])),
-        },
-    );
+    let id = opened(&mut a, vec![0.0, 3.0, 1.0, 0., 0., 0., 0., 0., 0., 0.]);
     let key = a.wanted_view();
     apply(
         &mut a,
@@ -236,14 +240,7 @@ fn a_tiny_terminal_says_so() {
 fn a_view_on_its_way_replaces_the_old_caption_whole() {
     let m = model();
     let mut a = app(&m);
-    let id = a.opening(PathBuf::from("img.png"));
-    apply(
-        &mut a,
-        Reply::Opened {
-            id,
-            result: Ok(convscope::model::Prediction::from_logits(vec![0.0; 10])),
-        },
-    );
+    opened(&mut a, vec![0.0; 10]);
     let key = a.wanted_view();
     apply(
         &mut a,

@@ -174,12 +174,21 @@ fn cpu_seconds(pid: i32) -> f64 {
     ticks / 100.0
 }
 
-/// Time from `start` until `pid` is gone (waits 10 s at most).
-fn time_to_exit(pid: i32, start: Instant) -> Duration {
+/// Does `what` (which takes the explorer's terminal away) and checks that process `pid` ends
+/// within a second of it.
+fn ends_within_a_second(pid: i32, what: &str, act: impl FnOnce()) {
+    let start = Instant::now();
+    act();
     while running(pid) && start.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(5));
     }
-    start.elapsed()
+    let took = start.elapsed();
+    eprintln!("{what}: the explorer ended after {} ms", took.as_millis());
+    assert!(
+        took < Duration::from_secs(1),
+        "the explorer still ran {} ms after: {what}",
+        took.as_millis()
+    );
 }
 
 /// The demo model with a unique marker in its command line, writing nothing outside `dir`.
@@ -232,19 +241,10 @@ fn sixel_pictures_in_xterm_and_the_explorer_leaves_when_the_window_closes() {
     let pid = explorer_pid(&marker);
 
     // Closing the window hangs up the terminal under the explorer.
-    let start = Instant::now();
-    unsafe { libc::kill(xterm.id() as i32, libc::SIGTERM) };
-    let took = time_to_exit(pid, start);
+    ends_within_a_second(pid, "xterm closed", || unsafe {
+        libc::kill(xterm.id() as i32, libc::SIGTERM);
+    });
     let _ = xterm.wait();
-    eprintln!(
-        "xterm closed: the explorer ended after {} ms",
-        took.as_millis()
-    );
-    assert!(
-        took < Duration::from_secs(1),
-        "the explorer still ran {} ms after its xterm closed",
-        took.as_millis()
-    );
 }
 
 #[test]
@@ -304,18 +304,9 @@ fn sixel_pictures_through_tmux_in_xterm() {
     );
 
     // Killing the session ends it.
-    let start = Instant::now();
-    tmux(&socket, &conf, &["kill-server"]);
-    let took = time_to_exit(pid, start);
-    eprintln!(
-        "tmux session killed: the explorer ended after {} ms",
-        took.as_millis()
-    );
-    assert!(
-        took < Duration::from_secs(1),
-        "the explorer still ran {} ms after its tmux session was killed",
-        took.as_millis()
-    );
+    ends_within_a_second(pid, "tmux session killed", || {
+        tmux(&socket, &conf, &["kill-server"]);
+    });
 }
 
 #[test]
@@ -355,11 +346,9 @@ fn a_detached_tmux_session_gets_a_first_frame_and_a_note() {
         );
         assert!(pane.contains("halfblocks"), "{pane}");
         let pid = explorer_pid(&marker);
-        let start = Instant::now();
-        tmux(&socket, &conf, &["kill-session"]);
-        let took = time_to_exit(pid, start);
-        eprintln!("killed: the explorer ended after {} ms", took.as_millis());
-        assert!(took < Duration::from_secs(1), "{} ms", took.as_millis());
+        ends_within_a_second(pid, "detached tmux session killed", || {
+            tmux(&socket, &conf, &["kill-session"]);
+        });
         tmux(&socket, &conf, &["kill-server"]);
     }
 }
