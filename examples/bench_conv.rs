@@ -34,8 +34,7 @@ fn cases(dev: &Device) -> Result<Vec<Case>> {
             let same = |c: &Case| {
                 c.input == input
                     && c.conv.weight.dims() == conv.weight.dims()
-                    && c.conv.stride == conv.stride
-                    && c.conv.padding == conv.padding
+                    && c.conv.window == conv.window
             };
             if !out.iter().any(same) {
                 out.push(Case {
@@ -67,21 +66,23 @@ fn main() -> Result<()> {
     for batch in [1, 8] {
         for case in cases(&dev)? {
             let c = &case.conv;
+            // torchvision's convolutions are square: one stride, padding and dilation.
+            let u = c.window.uniform().expect("a uniform window");
             let mut shape = case.input.clone();
             shape[0] = batch;
             let x = Tensor::randn(0f32, 1.0, shape.clone(), &dev)?;
-            let out = c.forward(&x)?;
+            let out = c.apply(&x)?;
             let (co, cg, kh, kw) = c.weight.dims4()?;
             let flops = 2.0 * (out.elem_count() * cg * kh * kw) as f64;
             let ours = time_runs(runs, || {
-                c.forward(&x)?;
+                c.apply(&x)?;
                 Ok(())
             })?;
             let candle = time_runs(runs, || {
-                x.conv2d(&c.weight, c.padding, c.stride, c.dilation, c.groups)?;
+                x.conv2d(&c.weight, u.padding, u.stride, u.dilation, c.groups)?;
                 Ok(())
             })?;
-            let kernel = format!("{kh}x{kw}/{} {}->{co}", c.stride, cg * c.groups);
+            let kernel = format!("{kh}x{kw}/{} {}->{co}", u.stride, cg * c.groups);
             if json {
                 println!(
                     "{{\"model\":\"{}\",\"layer\":\"{}\",\"batch\":{batch},\"input\":{:?},\
@@ -91,8 +92,8 @@ fn main() -> Result<()> {
                     case.layer,
                     shape,
                     c.weight.dims(),
-                    c.stride,
-                    c.padding
+                    u.stride,
+                    u.padding
                 );
             } else {
                 println!(

@@ -8,9 +8,9 @@
 
 A key's latency is the time from its `tmux send-keys` to the first capture of the pane that shows
 the highlight on its row or beyond (the pane is tall enough for the whole tree, which is polled
-as fast as tmux answers, a few ms, so it includes tmux's own delay). Each run holds `j` from the
-first convolution down to the last visible row, then `k` back up after a pause; medians and maxima
-are over all keys of all runs.
+as fast as tmux answers, a few ms, so it includes tmux's own delay). The top-level modules are
+opened first (VGG's features, ResNet's stages); each run holds `j` from the first row down to the
+last, then `k` back up after a pause; medians and maxima are over all keys of all runs.
 """
 
 import argparse
@@ -19,20 +19,22 @@ import subprocess
 import time
 
 SOCK = "convscope-measure"
+CONF = "/tmp/convscope-measure.tmux.conf"
 HEIGHT = 150
 
 
 def tmux(*args):
-    return subprocess.run(["tmux", "-L", SOCK, *args], capture_output=True, text=True).stdout
+    # Passthrough on, as for anyone who wants pictures inside tmux.
+    return subprocess.run(["tmux", "-L", SOCK, "-f", CONF, *args], capture_output=True,
+                          text=True).stdout
 
 
 def pane():
     return tmux("capture-pane", "-p", "-t", "m")
 
 
-def highlighted(p):
-    """Index of the highlighted tree row (the tree's rows start below its border) and the count of
-    rows shown."""
+def tree_rows(p):
+    """The tree's rows as shown (they start below its border), highlight symbol included."""
     lines = p.splitlines()
     tree = []
     for l in lines[4:]:
@@ -42,6 +44,12 @@ def highlighted(p):
         if left.strip() == "":
             break
         tree.append(left)
+    return tree
+
+
+def highlighted(p):
+    """Index of the highlighted tree row and the count of rows shown."""
+    tree = tree_rows(p)
     index = next((i for i, r in enumerate(tree) if r.startswith(">")), None)
     return index, len(tree)
 
@@ -54,6 +62,29 @@ def wait(pred, timeout=120.0):
             return time.perf_counter(), p
         time.sleep(0.002)
     raise SystemExit(f"timed out; pane:\n{pane()}")
+
+
+def unfold_top_level():
+    """Opens every top-level module (VGG's features, ResNet's layer1-4) and goes back to the first
+    row, so that holding j walks through the network's layers."""
+    tmux("send-keys", "-t", "m", "g")
+    time.sleep(0.3)
+    last = None
+    while True:
+        p = pane()
+        index, rows = highlighted(p)
+        tree = tree_rows(p)
+        if tree[index][2:4] == "▸ ":
+            tmux("send-keys", "-t", "m", "l")
+            time.sleep(0.3)
+            continue
+        if index == rows - 1 or index == last:
+            break
+        last = index
+        tmux("send-keys", "-t", "m", "j")
+        time.sleep(0.1)
+    tmux("send-keys", "-t", "m", "g")
+    time.sleep(0.5)
 
 
 def hold(key, count, rate, start_index):
@@ -89,12 +120,15 @@ def main():
     ap.add_argument("--bin", default="target/release/convscope")
     ap.add_argument("--runs", type=int, default=3)
     a = ap.parse_args()
+    with open(CONF, "w") as f:
+        f.write("set -g allow-passthrough on\n")
     tmux("kill-server")
     t0 = time.perf_counter()
     tmux("new-session", "-d", "-s", "m", "-x", "160", "-y", str(HEIGHT),
          f"{a.bin} {a.model} {a.image} --protocol {a.protocol}")
     first = wait(lambda p: "1 Activations" in p)[0] - t0
     wait(lambda p: "opened" in p)
+    unfold_top_level()
     if a.view == "cam":
         tmux("send-keys", "-t", "m", "2")
     time.sleep(1.0)

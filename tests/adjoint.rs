@@ -1,13 +1,13 @@
 //! Linear ops' hand-written gradients are their exact adjoints: <f(x), g> == <x, f^T(g)>.
 //! Covers shapes the PyTorch fixtures do not: dilation, depthwise groups, strides that leave a
-//! remainder, non-square inputs, average pooling with ceil_mode.
+//! remainder, non-square inputs, average pooling with ceil_mode, and per-axis geometry (1x7
+//! kernels, padding one wider on one side, different strides along height and width).
+
+mod common;
 
 use candle_core::{Device, Tensor};
-use convscope::model::conv_input_grad;
-use convscope::model::ops::{Conv2d, Op, PoolKind};
-use convscope::model::pool::{
-    adaptive_avg_pool, adaptive_avg_pool_backward, pool_backward, pool_forward, PoolGeometry,
-};
+use convscope::model::ops::geometry::{Axis, Window};
+use convscope::model::ops::{AdaptiveAvgPool, Backward, Conv2d, Op, Pool, PoolKind};
 
 fn dot(a: &Tensor, b: &Tensor) -> f64 {
     (a * b)
@@ -34,6 +34,21 @@ fn assert_adjoint(what: &str, lhs: f64, rhs: f64) {
     assert!(rel < 1e-4, "{what}: <f(x),g> = {lhs}, <x,f'(g)> = {rhs}");
 }
 
+/// Checks `<op(x), g> == <x, vjp(g)>` for a random `x` of `shape`.
+fn check_adjoint(what: &str, op: &Op, shape: &[usize], seed: u64) {
+    let x = randn(shape, seed);
+    let y = op.forward(&[&x]).unwrap();
+    let gy = randn(y.dims(), seed + 1000);
+    let at = Backward {
+        inputs: vec![Some(&x)],
+        output: Some(&y),
+        input_shapes: vec![x.dims().to_vec()],
+    };
+    let gx = op.vjp(&at, &gy).unwrap().remove(0);
+    assert_eq!(gx.dims(), x.dims(), "{what}");
+    assert_adjoint(what, dot(&y, &gy), dot(&x, &gx));
+}
+
 #[test]
 fn convolution_input_gradient_is_the_adjoint() {
     // (batch, in, out, h, w, kernel, stride, padding, dilation, groups)
@@ -48,20 +63,28 @@ fn convolution_input_gradient_is_the_adjoint() {
         (1, 2, 3, 8, 8, 3, 1, 0, 1, 1),
     ];
     for (i, &(n, ci, co, h, w, k, s, p, d, g)) in cases.iter().enumerate() {
+        let weight = randn(&[co, ci / g, k, k], i as u64 + 1);
+        let conv = Conv2d::square(weight, None, s, p, d, g).unwrap();
+        check_adjoint(
+            &format!("conv case {i}"),
+            &Op::Conv2d(conv),
+            &[n, ci, h, w],
+            100 + i as u64,
+        );
+    }
+}
+
+#[test]
+fn per_axis_convolution_gradient_is_the_adjoint() {
+    for (i, (kh, kw, window)) in common::per_axis_windows().into_iter().enumerate() {
         let conv = Conv2d {
-            weight: randn(&[co, ci / g, k, k], i as u64 + 1),
+            weight: randn(&[5, 3, kh, kw], 40 + i as u64),
             bias: None,
-            stride: s,
-            padding: p,
-            dilation: d,
-            groups: g,
+            window,
+            groups: 1,
         };
-        let x = randn(&[n, ci, h, w], 100 + i as u64);
-        let y = Op::Conv2d(conv.clone()).forward(&[&x]).unwrap();
-        let gy = randn(y.dims(), 200 + i as u64);
-        let gx = conv_input_grad(&gy, &conv, (h, w)).unwrap();
-        assert_eq!(gx.dims(), x.dims(), "case {i}");
-        assert_adjoint(&format!("conv case {i}"), dot(&y, &gy), dot(&x, &gx));
+        let what = format!("per-axis conv case {i}");
+        check_adjoint(&what, &Op::Conv2d(conv), &[2, 3, 12, 10], 60 + i as u64);
     }
 }
 
@@ -76,18 +99,24 @@ fn average_pooling_gradient_is_the_adjoint() {
     .iter()
     .enumerate()
     {
-        let g = PoolGeometry {
-            kernel: k,
-            stride: s,
-            padding: p,
-            ceil_mode: ceil,
-        };
-        let x = randn(&[2, 3, h, w], i as u64);
-        let y = pool_forward(&x, PoolKind::Avg, &g).unwrap();
-        let gy = randn(y.dims(), 50 + i as u64);
-        let gx = pool_backward(&x, &y, &gy, PoolKind::Avg, &g).unwrap();
-        assert_adjoint(&format!("avg pool case {i}"), dot(&y, &gy), dot(&x, &gx));
+        let pool = Pool::square(PoolKind::Avg, k, s, p, ceil);
+        check_adjoint(
+            &format!("avg pool case {i}"),
+            &Op::Pool(pool),
+            &[2, 3, h, w],
+            i as u64,
+        );
     }
+    // A non-square window with different strides.
+    let pool = Pool {
+        kind: PoolKind::Avg,
+        window: Window {
+            h: Axis::new(3, 2, 1),
+            w: Axis::new(2, 1, 0),
+        },
+        ceil_mode: false,
+    };
+    check_adjoint("non-square avg pool", &Op::Pool(pool), &[1, 2, 9, 7], 77);
 }
 
 #[test]
@@ -96,28 +125,27 @@ fn adaptive_pooling_gradient_is_the_adjoint() {
         .iter()
         .enumerate()
     {
-        let x = randn(&[1, 2, h, w], i as u64);
-        let y = adaptive_avg_pool(&x, oh, ow).unwrap();
-        assert_eq!(y.dims(), [1, 2, oh, ow]);
-        let gy = randn(y.dims(), 9 + i as u64);
-        let gx = adaptive_avg_pool_backward(&gy, (h, w)).unwrap();
-        assert_adjoint(&format!("adaptive case {i}"), dot(&y, &gy), dot(&x, &gx));
+        let op = Op::AdaptiveAvgPool(AdaptiveAvgPool {
+            out_h: oh,
+            out_w: ow,
+        });
+        assert_eq!(op.output_shape(&[&[1, 2, h, w]]), Ok(vec![1, 2, oh, ow]));
+        check_adjoint(&format!("adaptive case {i}"), &op, &[1, 2, h, w], i as u64);
     }
 }
 
 #[test]
 fn ceil_mode_output_sizes_follow_pytorch() {
     // torch.nn.MaxPool2d(3, 2, ceil_mode=True) on 10 gives 5; on 9 gives 4; with padding 1 on 8: 5.
-    let g = |k, s, p, c| PoolGeometry {
-        kernel: k,
-        stride: s,
-        padding: p,
-        ceil_mode: c,
+    let out = |k, s, p, c, size| {
+        Pool::square(PoolKind::Max, k, s, p, c)
+            .output((size, size))
+            .map(|(h, _)| h)
     };
-    assert_eq!(g(3, 2, 0, true).output_size(10), Ok(5));
-    assert_eq!(g(3, 2, 0, true).output_size(9), Ok(4));
-    assert_eq!(g(3, 2, 1, true).output_size(8), Ok(5));
-    assert_eq!(g(3, 2, 1, false).output_size(8), Ok(4));
-    assert_eq!(g(2, 2, 0, true).output_size(7), Ok(4));
-    assert!(g(3, 2, 2, false).output_size(8).is_err());
+    assert_eq!(out(3, 2, 0, true, 10), Ok(5));
+    assert_eq!(out(3, 2, 0, true, 9), Ok(4));
+    assert_eq!(out(3, 2, 1, true, 8), Ok(5));
+    assert_eq!(out(3, 2, 1, false, 8), Ok(4));
+    assert_eq!(out(2, 2, 0, true, 7), Ok(4));
+    assert!(out(3, 2, 2, false, 8).is_err());
 }

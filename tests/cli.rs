@@ -56,7 +56,7 @@ fn info_lists_nodes_with_shapes_and_parameters() {
         "{text}"
     );
     assert!(
-        text.contains("layer4") && text.contains("kernel 3, stride 2, padding 1"),
+        text.contains("layer4") && text.contains("kernel 3x3, stride 2, padding 1"),
         "{text}"
     );
 }

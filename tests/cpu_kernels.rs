@@ -1,20 +1,22 @@
 //! The engine's CPU kernels against references: the convolution equals candle's `conv2d` (plus
 //! bias) on every convolution of VGG16 and ResNet50, and on odd shapes (1x1, 7x7 stride 2,
 //! non-square, batch > 1, dilation, grouped and depthwise, padding wider than the kernel,
-//! non-contiguous inputs); max pooling equals a plain loop, with padding, ceil_mode and NaN.
+//! non-contiguous inputs), and a direct loop where the geometry differs between the axes; max
+//! pooling equals a plain loop, with padding, ceil_mode, non-square windows and NaN.
 
 mod common;
 
 use candle_core::{Device, Tensor};
 use common::assert_close;
-use convscope::model::ops::{Conv2d, Op, PoolKind};
-use convscope::model::pool::{pool_forward, PoolGeometry};
+use convscope::model::ops::geometry::{Axis, Window};
+use convscope::model::ops::{Conv2d, Op, Operation, Pool, PoolKind, Relu};
 use convscope::model::Model;
 
-/// candle's own convolution, the reference.
+/// candle's own convolution, the reference, for windows it can express.
 fn reference(x: &Tensor, c: &Conv2d) -> Tensor {
+    let u = c.window.uniform().expect("a uniform window");
     let y = x
-        .conv2d(&c.weight, c.padding, c.stride, c.dilation, c.groups)
+        .conv2d(&c.weight, u.padding, u.stride, u.dilation, c.groups)
         .unwrap();
     match &c.bias {
         Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1)).unwrap()).unwrap(),
@@ -23,8 +25,52 @@ fn reference(x: &Tensor, c: &Conv2d) -> Tensor {
 }
 
 fn check(what: &str, x: &Tensor, c: &Conv2d) {
-    let ours = c.forward(x).unwrap();
+    let ours = c.forward(&[x]).unwrap();
     assert_close(what, &ours, &reference(x, c), 1e-4);
+}
+
+fn square(
+    weight: Tensor,
+    bias: Option<Tensor>,
+    (stride, padding, dilation, groups): (usize, usize, usize, usize),
+) -> Conv2d {
+    Conv2d::square(weight, bias, stride, padding, dilation, groups).unwrap()
+}
+
+/// The convolution by its definition, one output at a time (one group).
+fn direct(x: &Tensor, c: &Conv2d) -> Tensor {
+    let (n, ci, h, w) = x.dims4().unwrap();
+    let (co, _, kh, kw) = c.weight.dims4().unwrap();
+    let (oh, ow) = c.window.output((h, w)).unwrap();
+    let (ah, aw) = (c.window.h, c.window.w);
+    let xv = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let wv = c.weight.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let mut out = vec![0f32; n * co * oh * ow];
+    for b in 0..n {
+        for o in 0..co {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = 0f32;
+                    for i in 0..ci {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let y = (oy * ah.stride + ky * ah.dilation) as isize
+                                    - ah.before as isize;
+                                let xx = (ox * aw.stride + kx * aw.dilation) as isize
+                                    - aw.before as isize;
+                                if y >= 0 && xx >= 0 && (y as usize) < h && (xx as usize) < w {
+                                    acc += xv[((b * ci + i) * h + y as usize) * w + xx as usize]
+                                        * wv[((o * ci + i) * kh + ky) * kw + kx];
+                                }
+                            }
+                        }
+                    }
+                    out[((b * co + o) * oh + oy) * ow + ox] = acc;
+                }
+            }
+        }
+    }
+    Tensor::from_vec(out, (n, co, oh, ow), x.device()).unwrap()
 }
 
 #[test]
@@ -37,7 +83,7 @@ fn every_convolution_of_vgg16_and_resnet50() {
         for node in graph.nodes() {
             let Op::Conv2d(c) = &node.op else { continue };
             let input = &graph.node(node.inputs[0]).shape;
-            let key = (input.clone(), c.weight.dims().to_vec(), c.stride, c.padding);
+            let key = (input.clone(), c.weight.dims().to_vec(), c.window);
             if seen.contains(&key) {
                 continue;
             }
@@ -68,20 +114,18 @@ fn odd_shapes() {
         (4, 16, 32, 3, 3, 3, 1, 1, 1, 1, true),
         (1, 1, 1, 1, 1, 1, 1, 0, 1, 1, false),
         (1, 300, 70, 150, 3, 3, 1, 1, 1, 1, true),
-        // Wide 3x3 stride-1 layers take the Winograd kernel: odd sizes, paddings 0..2.
+        // Wide 3x3 stride-1 layers take the Winograd kernel: odd sizes, paddings 0..2, batch 2
+        // (filter patterns on VGG16), each with enough tiles for it.
         (1, 256, 256, 29, 31, 3, 1, 1, 1, 1, true),
-        (2, 256, 272, 20, 21, 3, 1, 0, 1, 1, false),
+        (2, 256, 272, 24, 25, 3, 1, 0, 1, 1, false),
         (1, 260, 256, 28, 28, 3, 1, 2, 1, 1, true),
     ];
     for (i, &(n, ci, co, h, w, k, s, p, d, g, bias)) in cases.iter().enumerate() {
-        let c = Conv2d {
-            weight: Tensor::randn(0f32, 1.0, (co, ci / g, k, k), &dev).unwrap(),
-            bias: bias.then(|| Tensor::randn(0f32, 1.0, co, &dev).unwrap()),
-            stride: s,
-            padding: p,
-            dilation: d,
-            groups: g,
-        };
+        let c = square(
+            Tensor::randn(0f32, 1.0, (co, ci / g, k, k), &dev).unwrap(),
+            bias.then(|| Tensor::randn(0f32, 1.0, co, &dev).unwrap()),
+            (s, p, d, g),
+        );
         let x = Tensor::randn(0f32, 1.0, (n, ci, h, w), &dev).unwrap();
         check(&format!("case {i}"), &x, &c);
     }
@@ -90,14 +134,11 @@ fn odd_shapes() {
 #[test]
 fn non_contiguous_input_and_rectangular_kernel() {
     let dev = Device::Cpu;
-    let c = Conv2d {
-        weight: Tensor::randn(0f32, 1.0, (5, 4, 3, 5), &dev).unwrap(),
-        bias: Some(Tensor::randn(0f32, 1.0, 5, &dev).unwrap()),
-        stride: 1,
-        padding: 2,
-        dilation: 1,
-        groups: 1,
-    };
+    let c = square(
+        Tensor::randn(0f32, 1.0, (5, 4, 3, 5), &dev).unwrap(),
+        Some(Tensor::randn(0f32, 1.0, 5, &dev).unwrap()),
+        (1, 2, 1, 1),
+    );
     // A transposed and narrowed view, not laid out contiguously.
     let x = Tensor::randn(0f32, 1.0, (2, 4, 19, 23), &dev)
         .unwrap()
@@ -109,38 +150,49 @@ fn non_contiguous_input_and_rectangular_kernel() {
 }
 
 #[test]
+fn per_axis_geometry_equals_the_definition() {
+    let dev = Device::Cpu;
+    for (i, (kh, kw, window)) in common::per_axis_windows().into_iter().enumerate() {
+        let c = Conv2d {
+            weight: Tensor::randn(0f32, 1.0, (4, 3, kh, kw), &dev).unwrap(),
+            bias: None,
+            window,
+            groups: 1,
+        };
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 13, 10), &dev).unwrap();
+        let ours = c.forward(&[&x]).unwrap();
+        assert_close(&format!("per-axis case {i}"), &ours, &direct(&x, &c), 1e-4);
+    }
+}
+
+#[test]
 fn mismatched_channels_are_an_error() {
     let dev = Device::Cpu;
-    let c = Conv2d {
-        weight: Tensor::zeros((4, 3, 3, 3), candle_core::DType::F32, &dev).unwrap(),
-        bias: None,
-        stride: 1,
-        padding: 1,
-        dilation: 1,
-        groups: 1,
-    };
+    let weight = Tensor::zeros((4, 3, 3, 3), candle_core::DType::F32, &dev).unwrap();
+    let c = square(weight.clone(), None, (1, 1, 1, 1));
     let x = Tensor::zeros((1, 5, 8, 8), candle_core::DType::F32, &dev).unwrap();
-    assert!(c.forward(&x).is_err());
+    assert!(c.forward(&[&x]).is_err());
     let tiny = Tensor::zeros((1, 3, 1, 1), candle_core::DType::F32, &dev).unwrap();
-    let c0 = Conv2d { padding: 0, ..c };
-    assert!(c0.forward(&tiny).is_err());
+    let c0 = square(weight, None, (1, 0, 1, 1));
+    assert!(c0.forward(&[&tiny]).is_err());
 }
 
 /// Max pooling by definition: each window clipped to the input, NaN propagating.
-fn max_pool_reference(x: &Tensor, g: &PoolGeometry) -> Tensor {
+fn max_pool_reference(x: &Tensor, p: &Pool) -> Tensor {
     let (n, c, h, w) = x.dims4().unwrap();
-    let (oh, ow) = (g.output_size(h).unwrap(), g.output_size(w).unwrap());
+    let (oh, ow) = p.output((h, w)).unwrap();
+    let (ah, aw) = (p.window.h, p.window.w);
     let v = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let mut out = Vec::new();
     for plane in v.chunks(h * w).take(n * c) {
         for oy in 0..oh {
             for ox in 0..ow {
                 let mut m = f32::NEG_INFINITY;
-                for ky in 0..g.kernel {
-                    for kx in 0..g.kernel {
+                for ky in 0..ah.kernel {
+                    for kx in 0..aw.kernel {
                         let (y, x) = (
-                            (oy * g.stride + ky) as isize - g.padding as isize,
-                            (ox * g.stride + kx) as isize - g.padding as isize,
+                            (oy * ah.stride + ky) as isize - ah.before as isize,
+                            (ox * aw.stride + kx) as isize - aw.before as isize,
                         );
                         if y >= 0 && x >= 0 && (y as usize) < h && (x as usize) < w {
                             let v = plane[y as usize * w + x as usize];
@@ -169,27 +221,35 @@ fn max_pooling_with_padding_ceil_mode_and_nan() {
         (3, 3, 0, true, 10, 11),
         (3, 1, 1, false, 5, 6),
     ];
-    for (k, s, p, ceil_mode, h, w) in cases {
-        let g = PoolGeometry {
-            kernel: k,
-            stride: s,
-            padding: p,
-            ceil_mode,
-        };
+    let mut pools: Vec<Pool> = cases
+        .iter()
+        .map(|&(k, s, p, ceil, _, _)| Pool::square(PoolKind::Max, k, s, p, ceil))
+        .collect();
+    // A non-square window with different strides and padding.
+    pools.push(Pool {
+        kind: PoolKind::Max,
+        window: Window {
+            h: Axis::new(3, 2, 1),
+            w: Axis::new(2, 1, 0),
+        },
+        ceil_mode: false,
+    });
+    let sizes = cases.iter().map(|c| (c.4, c.5)).chain([(9, 7)]);
+    for (pool, (h, w)) in pools.iter().zip(sizes) {
         let x = Tensor::randn(0f32, 1.0, (2, 3, h, w), &dev).unwrap();
-        let ours = pool_forward(&x, PoolKind::Max, &g).unwrap();
-        assert_close(&format!("{g:?}"), &ours, &max_pool_reference(&x, &g), 0.0);
+        let ours = pool.forward(&[&x]).unwrap();
+        assert_close(
+            &format!("{pool:?}"),
+            &ours,
+            &max_pool_reference(&x, pool),
+            0.0,
+        );
     }
     let mut v = vec![1f32; 16];
     v[5] = f32::NAN;
     let x = Tensor::from_vec(v, (1, 1, 4, 4), &dev).unwrap();
-    let g = PoolGeometry {
-        kernel: 2,
-        stride: 2,
-        padding: 0,
-        ceil_mode: false,
-    };
-    let y = pool_forward(&x, PoolKind::Max, &g)
+    let y = Pool::square(PoolKind::Max, 2, 2, 0, false)
+        .forward(&[&x])
         .unwrap()
         .flatten_all()
         .unwrap()
@@ -206,7 +266,7 @@ fn relu_forward_and_its_gradient() {
         .collect();
     v[17] = f32::NAN;
     let x = Tensor::from_vec(v, (3, 4, 250, 100), &dev).unwrap();
-    let y = Op::Relu.forward(&[&x]).unwrap();
+    let y = Relu.forward(&[&x]).unwrap();
     let reference = x.relu().unwrap();
     let (a, b): (Vec<f32>, Vec<f32>) = (
         y.flatten_all().unwrap().to_vec1().unwrap(),
@@ -220,7 +280,7 @@ fn relu_forward_and_its_gradient() {
         .all(|(i, (p, q))| i == 17 || p == q));
     // Through a graph: the gradient of sum(relu(x) * g) is g where x > 0.
     let mut graph = convscope::model::Graph::new(4, 250, 100);
-    let relu = graph.add("relu", Op::Relu, &[graph.input()]).unwrap();
+    let relu = graph.add("relu", Op::Relu(Relu), &[graph.input()]).unwrap();
     let g = Tensor::randn(0f32, 1.0, (3, 4, 250, 100), &dev).unwrap();
     let x = x.relu().unwrap().affine(1.0, -100.0).unwrap();
     let acts = graph.forward(&x, &convscope::model::Keep::All).unwrap();

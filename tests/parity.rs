@@ -5,8 +5,7 @@ mod common;
 
 use candle_core::{Device, Tensor};
 use common::{assert_close, expected, fixture, fixture_graph};
-use convscope::model::ops::PoolKind;
-use convscope::model::pool::{pool_backward, pool_forward, PoolGeometry};
+use convscope::model::ops::{Backward, Operation, Pool, PoolKind};
 use convscope::model::{Arch, CheckpointWeights, Graph, Keep, StateDict};
 
 const TOL: f32 = 1e-4;
@@ -125,16 +124,16 @@ fn the_stem_gradient_matches_torch_through_the_padded_overlapping_pool() {
 #[test]
 fn max_pool_ties_send_the_gradient_to_the_first_maximum() {
     let exp = expected("resnet50_small_stem.safetensors");
-    let g = PoolGeometry {
-        kernel: 3,
-        stride: 2,
-        padding: 1,
-        ceil_mode: false,
-    };
+    let pool = Pool::square(PoolKind::Max, 3, 2, 1, false);
     let x = &exp["ties_input"];
-    let y = pool_forward(x, PoolKind::Max, &g).unwrap();
+    let y = pool.forward(&[x]).unwrap();
     assert_close("tied pool output", &y, &exp["ties_output"], 0.0);
-    let grad = pool_backward(x, &y, &exp["ties_cotangent"], PoolKind::Max, &g).unwrap();
+    let at = Backward {
+        inputs: vec![Some(x)],
+        output: Some(&y),
+        input_shapes: vec![x.dims().to_vec()],
+    };
+    let grad = pool.vjp(&at, &exp["ties_cotangent"]).unwrap().remove(0);
     assert_close("tied pool gradient", &grad, &exp["ties_grad"], 1e-6);
 }
 

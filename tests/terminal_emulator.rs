@@ -209,25 +209,51 @@ fn explorer_command(dir: &Path) -> (String, String) {
     )
 }
 
-fn tmux_conf(dir: &Path, passthrough: &str) -> PathBuf {
-    let conf = dir.join("tmux.conf");
-    std::fs::write(
-        &conf,
-        format!("set -g allow-passthrough {passthrough}\nset -g status off\n"),
-    )
-    .unwrap();
-    conf
+/// A tmux server of its own (socket `name`, `allow-passthrough` as given), killed when dropped.
+struct Tmux {
+    socket: String,
+    conf: PathBuf,
 }
 
-fn tmux(socket: &str, conf: &Path, args: &[&str]) -> String {
-    let out = Command::new("tmux")
-        .args(["-L", socket, "-f"])
-        .arg(conf)
-        .args(args)
-        .env_remove("TMUX")
-        .output()
-        .expect("tmux is installed (see .ci/run)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+impl Tmux {
+    fn new(dir: &Path, name: &str, passthrough: &str) -> Tmux {
+        let conf = dir.join(format!("{name}.tmux.conf"));
+        std::fs::write(
+            &conf,
+            format!("set -g allow-passthrough {passthrough}\nset -g status off\n"),
+        )
+        .unwrap();
+        Tmux {
+            socket: format!("convscope-{name}-{}", std::process::id()),
+            conf,
+        }
+    }
+
+    /// The command line that starts this server's first session running `command`.
+    fn new_session_command(&self, command: &str) -> String {
+        format!(
+            "tmux -L {} -f {} new-session '{command}'",
+            self.socket,
+            self.conf.display()
+        )
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "-f"])
+            .arg(&self.conf)
+            .args(args)
+            .env_remove("TMUX")
+            .output()
+            .expect("tmux is installed (see .ci/run)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.run(&["kill-server"]);
+    }
 }
 
 #[test]
@@ -253,24 +279,20 @@ fn sixel_pictures_through_tmux_in_xterm() {
     let x = Xvfb::start();
     let dir = tempfile::tempdir().unwrap();
     let (cmd, marker) = explorer_command(dir.path());
-    let conf = tmux_conf(dir.path(), "on");
-    let socket = format!("convscope-xterm-{}", std::process::id());
-    let mut xterm = x.xterm(&format!(
-        "exec tmux -L {socket} -f {} new-session '{cmd}'",
-        conf.display()
-    ));
+    let tmux = Tmux::new(dir.path(), "xterm", "on");
+    let mut xterm = x.xterm(&format!("exec {}", tmux.new_session_command(&cmd)));
     wait_for_picture(&x, "xterm-tmux.png");
     let pid = explorer_pid(&marker);
 
     // The help drawn over the picture and closed again leaves the picture as it was.
     let before = view_pane(&x.screenshot("xterm-tmux.png"));
-    tmux(&socket, &conf, &["send-keys", "?"]);
+    tmux.run(&["send-keys", "?"]);
     let mut open = before.clone();
     wait_until(10.0, "the help over the picture", || {
         open = view_pane(&x.screenshot("xterm-tmux-help.png"));
         open != before
     });
-    tmux(&socket, &conf, &["send-keys", "x"]);
+    tmux.run(&["send-keys", "x"]);
     let mut after = open.clone();
     let closed = (0..50).any(|_| {
         std::thread::sleep(Duration::from_millis(100));
@@ -305,7 +327,7 @@ fn sixel_pictures_through_tmux_in_xterm() {
 
     // Killing the session ends it.
     ends_within_a_second(pid, "tmux session killed", || {
-        tmux(&socket, &conf, &["kill-server"]);
+        tmux.run(&["kill-server"]);
     });
 }
 
@@ -317,22 +339,17 @@ fn a_detached_tmux_session_gets_a_first_frame_and_a_note() {
         ("on", "did not answer the graphics query"),
         ("off", "allow-passthrough is off"),
     ] {
-        let conf = tmux_conf(dir.path(), passthrough);
-        let socket = format!("convscope-detached-{}-{passthrough}", std::process::id());
+        let tmux = Tmux::new(dir.path(), &format!("detached-{passthrough}"), passthrough);
         let start = Instant::now();
-        tmux(
-            &socket,
-            &conf,
-            &["new-session", "-d", "-x", "140", "-y", "40", &cmd],
-        );
+        tmux.run(&["new-session", "-d", "-x", "140", "-y", "40", &cmd]);
         let mut pane = String::new();
         wait_until(30.0, "the first frame", || {
-            pane = tmux(&socket, &conf, &["capture-pane", "-p"]);
+            pane = tmux.run(&["capture-pane", "-p"]);
             pane.contains("1 Activations")
         });
         let first = start.elapsed();
         wait_until(10.0, "the note", || {
-            pane = tmux(&socket, &conf, &["capture-pane", "-p"]);
+            pane = tmux.run(&["capture-pane", "-p"]);
             pane.contains(note)
         });
         eprintln!(
@@ -347,8 +364,7 @@ fn a_detached_tmux_session_gets_a_first_frame_and_a_note() {
         assert!(pane.contains("halfblocks"), "{pane}");
         let pid = explorer_pid(&marker);
         ends_within_a_second(pid, "detached tmux session killed", || {
-            tmux(&socket, &conf, &["kill-session"]);
+            tmux.run(&["kill-session"]);
         });
-        tmux(&socket, &conf, &["kill-server"]);
     }
 }

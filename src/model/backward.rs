@@ -1,14 +1,11 @@
-//! The engine's reverse pass: vector-Jacobian products per op, for gradients w.r.t. node outputs
-//! only. Weights are constants here, so no kernel gradient is ever computed; a convolution's
-//! input gradient is itself a convolution and runs on the forward path.
+//! The engine's reverse pass: each op's vector-Jacobian product (in its own file under
+//! [`super::ops`]) chained from an output back to a node, for gradients w.r.t. node outputs only.
+//! Weights are constants here, so no kernel gradient is ever computed.
 
 use candle_core::{Result, Tensor};
 
-use super::conv::conv_input_grad;
-use super::cpu;
 use super::graph::{Activations, Graph, NodeId};
-use super::ops::Op;
-use super::pool;
+use super::ops::Backward;
 
 impl Graph {
     /// Gradient of `sum(output(output_id) * grad_output)` w.r.t. the output of node `wrt`.
@@ -69,61 +66,24 @@ impl Graph {
     /// Gradients w.r.t. each input of node `id`, given the gradient of its output.
     fn vjp(&self, acts: &Activations, id: NodeId, g: &Tensor) -> Result<Vec<Tensor>> {
         let node = self.node(id);
-        let value = |i: NodeId| {
-            acts.get(i).ok_or_else(|| {
-                candle_core::Error::msg(format!(
-                    "the output of {} was not kept by the forward pass",
-                    self.node(i).name
-                ))
-            })
-        };
         let batch = g.dim(0)?;
-        // The kept input's real shape (inputs of any size), else the build-time shape.
-        let input_shape = |k: usize| match acts.get(node.inputs[k]) {
-            Some(t) => t.dims().to_vec(),
-            None => {
-                let mut s = self.node(node.inputs[k]).shape.clone();
-                s[0] = batch;
-                s
-            }
+        let at = Backward {
+            inputs: node.inputs.iter().map(|&i| acts.get(i)).collect(),
+            output: acts.get(id),
+            // The kept input's real shape (inputs of any size), else the build-time shape.
+            input_shapes: node
+                .inputs
+                .iter()
+                .map(|&i| match acts.get(i) {
+                    Some(t) => t.dims().to_vec(),
+                    None => {
+                        let mut s = self.node(i).shape.clone();
+                        s[0] = batch;
+                        s
+                    }
+                })
+                .collect(),
         };
-        Ok(match &node.op {
-            Op::Input => vec![],
-            Op::Dropout => vec![g.clone()],
-            Op::Add => vec![g.clone(); node.inputs.len()],
-            Op::Relu if cpu::handles(g) => vec![cpu::relu::relu_backward(value(id)?, g)?],
-            Op::Relu => {
-                let mask = value(id)?.gt(0f64)?.to_dtype(g.dtype())?;
-                vec![(g * mask)?]
-            }
-            Op::BatchNorm { scale, .. } if cpu::handles(g) && g.rank() == 4 => {
-                vec![cpu::batch_norm::channel_affine(g, scale, None)?]
-            }
-            Op::BatchNorm { scale, .. } => vec![g.broadcast_mul(scale)?],
-            Op::Conv2d(conv) => {
-                let s = input_shape(0);
-                vec![conv_input_grad(g, conv, (s[2], s[3]))?]
-            }
-            Op::Pool { kind, geometry } => {
-                let x = value(node.inputs[0])?;
-                vec![pool::pool_backward(x, value(id)?, g, *kind, geometry)?]
-            }
-            Op::AdaptiveAvgPool { .. } => {
-                let s = input_shape(0);
-                vec![pool::adaptive_avg_pool_backward(g, (s[2], s[3]))?]
-            }
-            Op::Flatten => vec![g.reshape(input_shape(0))?],
-            Op::Linear { weight, .. } => vec![g.matmul(weight)?],
-            Op::Concat => {
-                let mut out = Vec::with_capacity(node.inputs.len());
-                let mut start = 0;
-                for k in 0..node.inputs.len() {
-                    let c = input_shape(k)[1];
-                    out.push(g.narrow(1, start, c)?);
-                    start += c;
-                }
-                out
-            }
-        })
+        node.op.vjp(&at, g)
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use candle_core::{Result, Tensor};
 
-use super::ops::Op;
+use super::ops::{Input, Op};
 
 /// Index of a node in [`Graph::nodes`]; inputs always have smaller ids than their users.
 pub type NodeId = usize;
@@ -79,7 +79,7 @@ impl Graph {
     pub fn new(channels: usize, height: usize, width: usize) -> Self {
         let input = Node {
             name: "input".into(),
-            op: Op::Input,
+            op: Op::Input(Input),
             inputs: vec![],
             shape: vec![1, channels, height, width],
         };

@@ -3,13 +3,11 @@
 pub mod arch;
 mod backward;
 pub mod card;
-pub mod conv;
 mod cpu;
 pub mod device;
 pub mod graph;
 pub mod load;
 pub mod ops;
-pub mod pool;
 pub mod prediction;
 mod strided;
 pub mod tree;
@@ -22,7 +20,6 @@ use candle_core::Device;
 
 pub use arch::Arch;
 pub use card::{ModelCard, Normalisation};
-pub use conv::conv_input_grad;
 pub use graph::{Activations, Graph, Keep, NodeId, UnknownLayer};
 pub use load::StateDict;
 pub use prediction::Prediction;

@@ -39,42 +39,40 @@ pub fn pad_or_crop(x: &Tensor, dim: usize, left: isize, right: isize) -> Result<
     x.narrow(dim, cl, len)
 }
 
-/// The view `x[n, c, oy + s*i, ox + s*j]` for `i < out_h`, `j < out_w` of an NCHW tensor.
+/// The view `x[n, c, oy + sh*i, ox + sw*j]` for `i < out_h`, `j < out_w` of an NCHW tensor.
 ///
-/// `x` must be large enough: `oy + s*out_h <= H` and `ox + s*out_w <= W`.
+/// `x` must be large enough: `oy + sh*out_h <= H` and `ox + sw*out_w <= W`.
 pub fn strided_view(
     x: &Tensor,
     (oy, ox): (usize, usize),
-    stride: usize,
+    (sh, sw): (usize, usize),
     (out_h, out_w): (usize, usize),
 ) -> Result<Tensor> {
     let (n, c, _, _) = x.dims4()?;
-    let v = x
-        .narrow(2, oy, out_h * stride)?
-        .narrow(3, ox, out_w * stride)?;
-    if stride == 1 {
+    let v = x.narrow(2, oy, out_h * sh)?.narrow(3, ox, out_w * sw)?;
+    if (sh, sw) == (1, 1) {
         return v.contiguous();
     }
     v.contiguous()?
-        .reshape((n, c, out_h, stride, out_w, stride))?
+        .reshape((n, c, out_h, sh, out_w, sw))?
         .narrow(3, 0, 1)?
         .narrow(5, 0, 1)?
         .reshape((n, c, out_h, out_w))
 }
 
-/// Inserts `stride - 1` zeros between neighbouring elements of the last two dimensions:
-/// `(H, W) -> ((H-1)*s + 1, (W-1)*s + 1)`.
-pub fn zero_dilate(g: &Tensor, stride: usize) -> Result<Tensor> {
-    if stride == 1 {
+/// Inserts `sh - 1` zeros between neighbouring rows and `sw - 1` between neighbouring columns:
+/// `(H, W) -> ((H-1)*sh + 1, (W-1)*sw + 1)`.
+pub fn zero_dilate(g: &Tensor, (sh, sw): (usize, usize)) -> Result<Tensor> {
+    if (sh, sw) == (1, 1) {
         return Ok(g.clone());
     }
     let (n, c, h, w) = g.dims4()?;
     g.reshape((n, c, h, 1, w, 1))?
-        .pad_with_zeros(3, 0, stride - 1)?
-        .pad_with_zeros(5, 0, stride - 1)?
-        .reshape((n, c, h * stride, w * stride))?
-        .narrow(2, 0, (h - 1) * stride + 1)?
-        .narrow(3, 0, (w - 1) * stride + 1)
+        .pad_with_zeros(3, 0, sh - 1)?
+        .pad_with_zeros(5, 0, sw - 1)?
+        .reshape((n, c, h * sh, w * sw))?
+        .narrow(2, 0, (h - 1) * sh + 1)?
+        .narrow(3, 0, (w - 1) * sw + 1)
 }
 
 /// Adjoint of [`strided_view`]: places `g` back at the viewed positions of a zero tensor of
@@ -82,12 +80,12 @@ pub fn zero_dilate(g: &Tensor, stride: usize) -> Result<Tensor> {
 pub fn strided_view_adjoint(
     g: &Tensor,
     (oy, ox): (usize, usize),
-    stride: usize,
+    (sh, sw): (usize, usize),
     (h, w): (usize, usize),
 ) -> Result<Tensor> {
     let (_, _, gh, gw) = g.dims4()?;
-    let d = zero_dilate(g, stride)?;
-    let (dh, dw) = ((gh - 1) * stride + 1, (gw - 1) * stride + 1);
+    let d = zero_dilate(g, (sh, sw))?;
+    let (dh, dw) = ((gh - 1) * sh + 1, (gw - 1) * sw + 1);
     d.pad_with_zeros(2, oy, h - oy - dh)?
         .pad_with_zeros(3, ox, w - ox - dw)
 }

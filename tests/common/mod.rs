@@ -75,3 +75,26 @@ pub fn max_pixel_diff(a: &image::RgbImage, b: &image::RgbImage) -> u8 {
         .max()
         .unwrap()
 }
+
+/// Convolution windows whose geometry differs between the axes, with their kernel sizes
+/// `(kh, kw)`: Inception's 1x7 and 7x1 with "same" padding, TensorFlow's "same" for an even input
+/// and stride 2 (one more after than before), different strides and dilations per axis, and
+/// padding on one side only.
+pub fn per_axis_windows() -> Vec<(usize, usize, convscope::model::ops::Window)> {
+    use convscope::model::ops::{Axis, Window};
+    let axis = |kernel, stride, dilation, before, after| Axis {
+        kernel,
+        stride,
+        dilation,
+        before,
+        after,
+    };
+    let window = |h, w| Window { h, w };
+    vec![
+        (1, 7, window(axis(1, 1, 1, 0, 0), axis(7, 1, 1, 3, 3))),
+        (7, 1, window(axis(7, 1, 1, 3, 3), axis(1, 1, 1, 0, 0))),
+        (3, 3, window(axis(3, 2, 1, 0, 1), axis(3, 2, 1, 0, 1))),
+        (3, 3, window(axis(3, 2, 1, 1, 1), axis(3, 1, 2, 2, 2))),
+        (1, 1, window(axis(1, 1, 1, 0, 1), axis(1, 1, 1, 1, 0))),
+    ]
+}

@@ -5,8 +5,8 @@ use anyhow::{anyhow, Result};
 use candle_core::Tensor;
 
 use crate::model::graph::{Graph, NodeId};
-use crate::model::ops::{Conv2d, Op, PoolKind};
-use crate::model::pool::PoolGeometry;
+use crate::model::ops::geometry::Window;
+use crate::model::ops::{BatchNorm, Conv2d, Linear, Op, Pool, Relu};
 use crate::model::weights::Weights;
 
 /// Graph under construction plus its parameter source.
@@ -15,34 +15,30 @@ pub struct Builder<'a> {
     weights: &'a mut dyn Weights,
 }
 
-/// Geometry of a convolution layer.
+/// A convolution layer: output channels, per-axis geometry (kernel included), groups, bias.
 #[derive(Debug, Clone, Copy)]
 pub struct ConvSpec {
     pub out_channels: usize,
-    pub kernel: usize,
-    pub stride: usize,
-    pub padding: usize,
-    pub dilation: usize,
+    pub window: Window,
     pub groups: usize,
     pub bias: bool,
 }
 
 impl ConvSpec {
-    /// A `k`x`k` convolution with stride 1, dilation 1, one group.
+    /// A `k`x`k` convolution with stride 1, `padding` on every side, dilation 1, one group.
     pub fn new(out_channels: usize, kernel: usize, padding: usize, bias: bool) -> Self {
         ConvSpec {
             out_channels,
-            kernel,
-            stride: 1,
-            padding,
-            dilation: 1,
+            window: Window::square(kernel, 1, padding, 1),
             groups: 1,
             bias,
         }
     }
 
+    /// The same stride along both axes.
     pub fn stride(mut self, stride: usize) -> Self {
-        self.stride = stride;
+        self.window.h.stride = stride;
+        self.window.w.stride = stride;
         self
     }
 }
@@ -96,12 +92,8 @@ impl<'a> Builder<'a> {
                 spec.groups
             );
         }
-        let shape = [
-            spec.out_channels,
-            cin / spec.groups,
-            spec.kernel,
-            spec.kernel,
-        ];
+        let (h, w) = (spec.window.h, spec.window.w);
+        let shape = [spec.out_channels, cin / spec.groups, h.kernel, w.kernel];
         let weight = self.param(name, "weight", &shape)?;
         let bias = if spec.bias {
             Some(self.param(name, "bias", &[spec.out_channels])?)
@@ -111,9 +103,7 @@ impl<'a> Builder<'a> {
         let op = Op::Conv2d(Conv2d {
             weight,
             bias,
-            stride: spec.stride,
-            padding: spec.padding,
-            dilation: spec.dilation,
+            window: spec.window,
             groups: spec.groups,
         });
         self.op(name, op, &[input])
@@ -128,25 +118,19 @@ impl<'a> Builder<'a> {
         let var = self.param(name, "running_var", &[c])?;
         let scale = (gamma / (var + eps)?.sqrt()?)?;
         let shift = (beta - (&mean * &scale)?)?;
-        let op = Op::BatchNorm {
+        let op = Op::BatchNorm(BatchNorm {
             scale: scale.reshape((1, c, 1, 1))?,
             shift: shift.reshape((1, c, 1, 1))?,
-        };
+        });
         self.op(name, op, &[input])
     }
 
     pub fn relu(&mut self, name: &str, input: NodeId) -> Result<NodeId> {
-        self.op(name, Op::Relu, &[input])
+        self.op(name, Op::Relu(Relu), &[input])
     }
 
-    pub fn pool(
-        &mut self,
-        name: &str,
-        input: NodeId,
-        kind: PoolKind,
-        geometry: PoolGeometry,
-    ) -> Result<NodeId> {
-        self.op(name, Op::Pool { kind, geometry }, &[input])
+    pub fn pool(&mut self, name: &str, input: NodeId, pool: Pool) -> Result<NodeId> {
+        self.op(name, Op::Pool(pool), &[input])
     }
 
     pub fn linear(&mut self, name: &str, input: NodeId, out: usize, bias: bool) -> Result<NodeId> {
@@ -157,6 +141,6 @@ impl<'a> Builder<'a> {
         } else {
             None
         };
-        self.op(name, Op::Linear { weight, bias }, &[input])
+        self.op(name, Op::Linear(Linear { weight, bias }), &[input])
     }
 }

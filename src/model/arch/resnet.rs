@@ -11,8 +11,7 @@ use anyhow::Result;
 use super::builder::{Builder, ConvSpec};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
-use crate::model::ops::{Op, PoolKind};
-use crate::model::pool::PoolGeometry;
+use crate::model::ops::{AdaptiveAvgPool, Add, Flatten, Op, Pool, PoolKind};
 
 #[derive(Debug, Clone)]
 pub struct ResNetConfig {
@@ -130,7 +129,7 @@ fn block(
     } else {
         x
     };
-    let sum = b.op(&p("add"), Op::Add, &[y, identity])?;
+    let sum = b.op(&p("add"), Op::Add(Add), &[y, identity])?;
     let last_relu = if cfg.bottleneck { "relu3" } else { "relu2" };
     b.relu(&p(last_relu), sum)
 }
@@ -140,21 +139,16 @@ pub fn build(cfg: &ResNetConfig, b: &mut Builder) -> Result<()> {
     x = b.conv("conv1", x, ConvSpec::new(cfg.stem, 7, 3, false).stride(2))?;
     x = b.batch_norm("bn1", x, 1e-5)?;
     x = b.relu("relu", x)?;
-    let stem_pool = PoolGeometry {
-        kernel: 3,
-        stride: 2,
-        padding: 1,
-        ceil_mode: false,
-    };
-    x = b.pool("maxpool", x, PoolKind::Max, stem_pool)?;
+    x = b.pool("maxpool", x, Pool::square(PoolKind::Max, 3, 2, 1, false))?;
     for (s, (&count, &widths)) in cfg.blocks.iter().zip(&cfg.widths).enumerate() {
         for i in 0..count {
             let stride = if s > 0 && i == 0 { 2 } else { 1 };
             x = block(b, cfg, &format!("layer{}.{i}", s + 1), x, widths, stride)?;
         }
     }
-    x = b.op("avgpool", Op::AdaptiveAvgPool { out_h: 1, out_w: 1 }, &[x])?;
-    x = b.op("flatten", Op::Flatten, &[x])?;
+    let gap = AdaptiveAvgPool { out_h: 1, out_w: 1 };
+    x = b.op("avgpool", Op::AdaptiveAvgPool(gap), &[x])?;
+    x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
     b.linear("fc", x, cfg.classes, true)?;
     Ok(())
 }

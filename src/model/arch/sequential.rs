@@ -5,8 +5,8 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
 use super::builder::{Builder, ConvSpec};
-use crate::model::ops::{Op, PoolKind};
-use crate::model::pool::PoolGeometry;
+use crate::model::ops::geometry::Window;
+use crate::model::ops::{AdaptiveAvgPool, Dropout, Flatten, Op, Pool, PoolKind};
 
 /// One layer of a sequential model: a unique name and an op with its settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,10 +115,7 @@ pub fn build(layers: &[LayerSpec], b: &mut Builder) -> Result<()> {
                 };
                 let spec = ConvSpec {
                     out_channels: out,
-                    kernel: k,
-                    stride: *stride,
-                    padding: *padding,
-                    dilation: *dilation,
+                    window: Window::square(k, *stride, *padding, *dilation),
                     groups: *groups,
                     bias: *bias,
                 };
@@ -143,25 +140,23 @@ pub fn build(layers: &[LayerSpec], b: &mut Builder) -> Result<()> {
                 } else {
                     PoolKind::Avg
                 };
-                let g = PoolGeometry {
-                    kernel: *kernel,
-                    stride: stride.unwrap_or(*kernel),
-                    padding: *padding,
-                    ceil_mode: *ceil_mode,
-                };
-                b.pool(name, x, kind, g)?
+                let stride = stride.unwrap_or(*kernel);
+                b.pool(
+                    name,
+                    x,
+                    Pool::square(kind, *kernel, stride, *padding, *ceil_mode),
+                )?
             }
             LayerOp::AdaptiveAvgPool {
                 output_size: [h, w],
-            } => b.op(
-                name,
-                Op::AdaptiveAvgPool {
+            } => {
+                let pool = AdaptiveAvgPool {
                     out_h: *h,
                     out_w: *w,
-                },
-                &[x],
-            )?,
-            LayerOp::Flatten => b.op(name, Op::Flatten, &[x])?,
+                };
+                b.op(name, Op::AdaptiveAvgPool(pool), &[x])?
+            }
+            LayerOp::Flatten => b.op(name, Op::Flatten(Flatten), &[x])?,
             LayerOp::Linear { out_features, bias } => {
                 let out = match out_features {
                     Some(o) => *o,
@@ -169,7 +164,7 @@ pub fn build(layers: &[LayerSpec], b: &mut Builder) -> Result<()> {
                 };
                 b.linear(name, x, out, *bias)?
             }
-            LayerOp::Dropout => b.op(name, Op::Dropout, &[x])?,
+            LayerOp::Dropout => b.op(name, Op::Dropout(Dropout), &[x])?,
         };
     }
     Ok(())

@@ -5,8 +5,7 @@ use anyhow::Result;
 
 use super::builder::{Builder, ConvSpec};
 use crate::model::load::StateDict;
-use crate::model::ops::{Op, PoolKind};
-use crate::model::pool::PoolGeometry;
+use crate::model::ops::{AdaptiveAvgPool, Dropout, Flatten, Op, Pool, PoolKind};
 
 /// One entry of a VGG feature configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,24 +151,20 @@ pub fn build(cfg: &VggConfig, b: &mut Builder) -> Result<()> {
                 x = b.relu(&format!("features.{next}"), x)?;
             }
             VggItem::Pool => {
-                let g = PoolGeometry {
-                    kernel: 2,
-                    stride: 2,
-                    padding: 0,
-                    ceil_mode: false,
-                };
-                x = b.pool(&format!("features.{idx}"), x, PoolKind::Max, g)?;
+                let pool = Pool::square(PoolKind::Max, 2, 2, 0, false);
+                x = b.pool(&format!("features.{idx}"), x, pool)?;
             }
         }
     }
-    x = b.op("avgpool", Op::AdaptiveAvgPool { out_h: 7, out_w: 7 }, &[x])?;
-    x = b.op("flatten", Op::Flatten, &[x])?;
+    let pool = AdaptiveAvgPool { out_h: 7, out_w: 7 };
+    x = b.op("avgpool", Op::AdaptiveAvgPool(pool), &[x])?;
+    x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
     x = b.linear("classifier.0", x, cfg.hidden, true)?;
     x = b.relu("classifier.1", x)?;
-    x = b.op("classifier.2", Op::Dropout, &[x])?;
+    x = b.op("classifier.2", Op::Dropout(Dropout), &[x])?;
     x = b.linear("classifier.3", x, cfg.hidden, true)?;
     x = b.relu("classifier.4", x)?;
-    x = b.op("classifier.5", Op::Dropout, &[x])?;
+    x = b.op("classifier.5", Op::Dropout(Dropout), &[x])?;
     b.linear("classifier.6", x, cfg.classes, true)?;
     Ok(())
 }

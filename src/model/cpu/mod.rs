@@ -12,7 +12,7 @@ use candle_core::{bail, CpuStorage, DType, Device, Result, Storage, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::conv::Conv2d;
+use super::ops::geometry::Window;
 
 /// Whether `x` is an `f32` tensor on the CPU, the kernels' one case.
 pub fn handles(x: &Tensor) -> bool {
@@ -32,12 +32,35 @@ pub fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R
     }
 }
 
-/// `conv` of `x` (see [`handles`]) by the fastest kernel that computes it.
-pub fn conv2d(x: &Tensor, conv: &Conv2d) -> Result<Tensor> {
-    if winograd::applies(x, conv) {
-        winograd::conv2d(x, conv)
+/// A convolution as the kernels take it: plain tensors and per-axis geometry.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvArgs<'a> {
+    /// `(out_channels, in_channels / groups, kh, kw)`.
+    pub weight: &'a Tensor,
+    pub bias: Option<&'a Tensor>,
+    pub window: &'a Window,
+    pub groups: usize,
+}
+
+/// The convolution of `x` (see [`handles`]) by the fastest kernel that computes it, bias
+/// included.
+pub fn conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    window: &Window,
+    groups: usize,
+) -> Result<Tensor> {
+    let args = ConvArgs {
+        weight,
+        bias,
+        window,
+        groups,
+    };
+    if winograd::applies(x, &args) {
+        winograd::conv2d(x, &args)
     } else {
-        conv::conv2d(x, conv)
+        conv::conv2d(x, &args)
     }
 }
 

@@ -8,14 +8,12 @@ use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
 use super::with_data;
-use crate::model::pool::PoolGeometry;
+use crate::model::ops::geometry::{Axis, Window};
 
-/// The rows (or columns) of window `o`, clipped to the input: padding never wins.
-fn window(g: &PoolGeometry, o: usize, size: usize) -> Range<usize> {
-    let start = (o * g.stride).saturating_sub(g.padding);
-    let end = (o * g.stride + g.kernel)
-        .saturating_sub(g.padding)
-        .min(size);
+/// The rows (or columns) of window `o` along axis `a`, clipped to the input: padding never wins.
+fn window(a: &Axis, o: usize, size: usize) -> Range<usize> {
+    let start = (o * a.stride).saturating_sub(a.before);
+    let end = (o * a.stride + a.kernel).saturating_sub(a.before).min(size);
     start..end
 }
 
@@ -34,7 +32,7 @@ fn argmax(plane: &[f32], w: usize, rows: Range<usize>, cols: Range<usize>) -> (u
 }
 
 /// Max pooling of `x` (NCHW, f32, on the CPU) to an `(oh, ow)` output.
-pub fn max_pool(x: &Tensor, g: &PoolGeometry, (oh, ow): (usize, usize)) -> Result<Tensor> {
+pub fn max_pool(x: &Tensor, g: &Window, (oh, ow): (usize, usize)) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
     let mut out = vec![0f32; n * c * oh * ow];
     with_data(x, |input| {
@@ -43,7 +41,7 @@ pub fn max_pool(x: &Tensor, g: &PoolGeometry, (oh, ow): (usize, usize)) -> Resul
             .for_each(|(dst, plane)| {
                 for oy in 0..oh {
                     for ox in 0..ow {
-                        let (_, v) = argmax(plane, w, window(g, oy, h), window(g, ox, w));
+                        let (_, v) = argmax(plane, w, window(&g.h, oy, h), window(&g.w, ox, w));
                         dst[oy * ow + ox] = v;
                     }
                 }
@@ -54,7 +52,7 @@ pub fn max_pool(x: &Tensor, g: &PoolGeometry, (oh, ow): (usize, usize)) -> Resul
 }
 
 /// Gradient of max pooling w.r.t. its input `x`, given the output gradient `grad`.
-pub fn max_pool_backward(x: &Tensor, grad: &Tensor, g: &PoolGeometry) -> Result<Tensor> {
+pub fn max_pool_backward(x: &Tensor, grad: &Tensor, g: &Window) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
     let (_, _, oh, ow) = grad.dims4()?;
     let mut dx = vec![0f32; n * c * h * w];
@@ -66,7 +64,7 @@ pub fn max_pool_backward(x: &Tensor, grad: &Tensor, g: &PoolGeometry) -> Result<
                 .for_each(|((dst, plane), gp)| {
                     for oy in 0..oh {
                         for ox in 0..ow {
-                            let (i, _) = argmax(plane, w, window(g, oy, h), window(g, ox, w));
+                            let (i, _) = argmax(plane, w, window(&g.h, oy, h), window(&g.w, ox, w));
                             if i != usize::MAX {
                                 dst[i] += gp[oy * ow + ox];
                             }

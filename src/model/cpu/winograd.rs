@@ -6,8 +6,8 @@
 use candle_core::{Result, Tensor};
 use gemm::Parallelism;
 
+use super::ConvArgs;
 use super::{pieces_per_block, run_jobs, with_data, SharedOut};
-use crate::model::conv::Conv2d;
 
 /// Upper bound on one block's transformed input, in floats (16 MiB).
 const MAX_BLOCK_FLOATS: usize = 1 << 22;
@@ -18,15 +18,18 @@ const MIN_BLOCK: usize = 32;
 /// no groups, and wide and large enough for the transforms to pay (measured with
 /// `scripts/bench_conv_torch.py`: with 256 channels or more and about 200 tiles or more it beats
 /// im2col; below that, the transforms cost more than the multiplies they save).
-pub fn applies(x: &Tensor, conv: &Conv2d) -> bool {
+pub fn applies(x: &Tensor, conv: &ConvArgs) -> bool {
     let (d, s) = (conv.weight.dims(), x.dims());
-    let tiles = |size: usize| (size + 2 * conv.padding).saturating_sub(2).div_ceil(2);
+    let Some(u) = conv.window.uniform() else {
+        return false;
+    };
+    let tiles = |size: usize| (size + 2 * u.padding).saturating_sub(2).div_ceil(2);
     d.len() == 4
         && s.len() == 4
         && d[2] == 3
         && d[3] == 3
-        && conv.stride == 1
-        && conv.dilation == 1
+        && u.stride == 1
+        && u.dilation == 1
         && conv.groups == 1
         && d[0] >= 256
         && d[1] >= 256
@@ -61,10 +64,13 @@ impl Plan {
 }
 
 /// `conv` (see [`applies`]) of `x` (NCHW, f32, on the CPU), bias included.
-pub fn conv2d(x: &Tensor, conv: &Conv2d) -> Result<Tensor> {
+pub fn conv2d(x: &Tensor, conv: &ConvArgs) -> Result<Tensor> {
     let (batch, cin, h, w) = x.dims4()?;
     let cout = conv.weight.dims()[0];
-    let pad = conv.padding;
+    let Some(uniform) = conv.window.uniform() else {
+        return super::conv::conv2d(x, conv);
+    };
+    let pad = uniform.padding;
     let (oh, ow) = (
         (h + 2 * pad).saturating_sub(2),
         (w + 2 * pad).saturating_sub(2),
@@ -91,11 +97,11 @@ pub fn conv2d(x: &Tensor, conv: &Conv2d) -> Result<Tensor> {
         tw,
         block,
     };
-    let u = with_data(&conv.weight, |g| Ok(transform_kernels(g, cout, cin)))?;
+    let u = with_data(conv.weight, |g| Ok(transform_kernels(g, cout, cin)))?;
     let mut out = vec![0f32; batch * cout * oh * ow];
     let shared = SharedOut::new(&mut out);
     with_data(x, |input| {
-        let bias = conv.bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
+        let bias = conv.bias.map(|b| b.to_vec1::<f32>()).transpose()?;
         let jobs = batch * plan.blocks_per_image();
         let run = |bufs: &mut (Vec<f32>, Vec<f32>), job: usize, par: Parallelism| {
             let (n, b) = (job / plan.blocks_per_image(), job % plan.blocks_per_image());

@@ -102,25 +102,7 @@ pub fn decide(
         ProtocolChoice::Kitty => Some(ProtocolType::Kitty),
         ProtocolChoice::Iterm2 => Some(ProtocolType::Iterm2),
     };
-    if let Some(protocol) = forced {
-        let note = match (mux, cell) {
-            (Multiplexer::Tmux(Passthrough::Off), _) => Some(
-                "tmux allow-passthrough is off: pictures need `set -g allow-passthrough on`".into(),
-            ),
-            (Multiplexer::Screen, _) => Some("GNU screen cuts graphics sequences".into()),
-            (_, None) => Some(format!(
-                "the terminal did not report its cell size: assuming {}x{} px",
-                DEFAULT_CELL.0, DEFAULT_CELL.1
-            )),
-            (_, Some(_)) => None,
-        };
-        return Decision {
-            protocol,
-            cell: cell.unwrap_or(DEFAULT_CELL),
-            tmux: mux.is_tmux(),
-            note,
-        };
-    }
+    // What keeps pictures from the terminal whatever was asked for.
     match mux {
         Multiplexer::Screen => {
             return halfblocks(Some(
@@ -135,6 +117,20 @@ pub fn decide(
             ))
         }
         Multiplexer::Tmux(Passthrough::On | Passthrough::Unknown) | Multiplexer::None => {}
+    }
+    if let Some(protocol) = forced {
+        let note = cell.is_none().then(|| {
+            format!(
+                "the terminal did not report its cell size: assuming {}x{} px",
+                DEFAULT_CELL.0, DEFAULT_CELL.1
+            )
+        });
+        return Decision {
+            protocol,
+            cell: cell.unwrap_or(DEFAULT_CELL),
+            tmux: mux.is_tmux(),
+            note,
+        };
     }
     let Some(answers) = answers else {
         return halfblocks(Some(silent_note(mux, timeout_ms)));

@@ -13,7 +13,7 @@ use candle_core::{Tensor, D};
 pub use methods::CamMethod;
 pub use smooth::smoothed;
 
-use crate::model::ops::Op;
+use crate::model::ops::{AdaptiveAvgPool, Linear, Op};
 use crate::model::{Activations, Keep, Model, NodeId};
 use crate::viz::resize::{min_max, resize_bilinear};
 
@@ -59,13 +59,11 @@ pub fn default_layer(model: &Model) -> Option<NodeId> {
     let flatten = g
         .nodes()
         .iter()
-        .position(|n| matches!(n.op, Op::Flatten))
+        .position(|n| matches!(n.op, Op::Flatten(_)))
         .unwrap_or(g.nodes().len());
     (1..flatten).rev().find(|&id| {
         let n = g.node(id);
-        n.shape.len() == 4
-            && n.shape[2] * n.shape[3] > 1
-            && !matches!(n.op, Op::AdaptiveAvgPool { .. })
+        n.shape.len() == 4 && n.shape[2] * n.shape[3] > 1 && !matches!(n.op, Op::AdaptiveAvgPool(_))
     })
 }
 
@@ -234,29 +232,27 @@ impl<'m> CamSession<'m> {
         let g = &self.model.graph;
         let out = g.node(g.output());
         let skip = |mut id: NodeId| {
-            while matches!(g.node(id).op, Op::Dropout | Op::Flatten) {
+            while matches!(g.node(id).op, Op::Dropout(_) | Op::Flatten(_)) {
                 id = g.node(id).inputs[0];
             }
             id
         };
-        let gap = match &out.op {
-            Op::Linear { .. } => skip(out.inputs[0]),
-            _ => bail!("classic CAM needs a model that ends in a linear layer"),
+        let Op::Linear(Linear { weight, .. }) = &out.op else {
+            bail!("classic CAM needs a model that ends in a linear layer");
         };
-        let gap_node = g.node(gap);
-        let pooled = match gap_node.op {
-            Op::AdaptiveAvgPool { out_h: 1, out_w: 1 } => gap_node.inputs[0],
-            _ => bail!("classic CAM needs global average pooling before the last linear layer; use gradcam"),
+        let gap_node = g.node(skip(out.inputs[0]));
+        let Op::AdaptiveAvgPool(AdaptiveAvgPool { out_h: 1, out_w: 1 }) = gap_node.op else {
+            bail!(
+                "classic CAM needs global average pooling before the last linear layer; use gradcam"
+            );
         };
+        let pooled = gap_node.inputs[0];
         if pooled != self.layer {
             bail!(
                 "classic CAM works at the layer that feeds global average pooling: {}",
                 g.node(pooled).name
             );
         }
-        let Op::Linear { weight, .. } = &out.op else {
-            unreachable!("checked above")
-        };
         Ok(weight.get(class)?.to_vec1()?)
     }
 

@@ -1,0 +1,34 @@
+//! The image fed to the network.
+
+use candle_core::{Result, Tensor};
+
+use super::{first, Backward, Operation};
+
+#[derive(Debug, Clone)]
+pub struct Input;
+
+impl Operation for Input {
+    fn kind(&self) -> &'static str {
+        "input"
+    }
+
+    fn attributes(&self) -> String {
+        String::new()
+    }
+
+    fn parameter_count(&self) -> usize {
+        0
+    }
+
+    fn output_shape(&self, inputs: &[&[usize]]) -> std::result::Result<Vec<usize>, String> {
+        Ok(first("input", inputs)?.to_vec())
+    }
+
+    fn forward(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+        Ok(inputs[0].clone())
+    }
+
+    fn vjp(&self, _: &Backward, _: &Tensor) -> Result<Vec<Tensor>> {
+        Ok(vec![])
+    }
+}
