@@ -4,34 +4,30 @@ mod common;
 
 use candle_core::Device;
 use convscope::model::arch::vgg::VggItem;
-use convscope::model::arch::ARCH_NAMES;
+use convscope::model::arch::{arch_names, ResNetConfig, VggConfig, FAMILIES};
 use convscope::model::tree::layer_tree;
-use convscope::model::{Arch, CheckpointWeights, RandomWeights};
+use convscope::model::{Arch, CheckpointWeights, RandomWeights, Weights};
 
 /// A named architecture at a sixteenth of its width, so tests stay small.
 fn narrow(name: &str) -> Arch {
-    match Arch::standard(name, 10).unwrap() {
-        Arch::Vgg(mut c) => {
-            for item in &mut c.features {
-                if let VggItem::Conv(ch) = item {
-                    *ch /= 16;
-                }
+    if let Some(mut c) = VggConfig::standard(name, 10) {
+        for item in &mut c.features {
+            if let VggItem::Conv(ch) = item {
+                *ch /= 16;
             }
-            c.hidden = 32;
-            Arch::Vgg(c)
         }
-        Arch::ResNet(mut c) => {
-            c.stem /= 16;
-            c.widths = c.widths.map(|(a, b)| (a / 16, b / 16));
-            Arch::ResNet(c)
-        }
-        other => other,
+        c.hidden = 32;
+        return Arch::new(c);
     }
+    let mut c = ResNetConfig::standard(name, 10).unwrap_or_else(|| panic!("no narrow {name}"));
+    c.stem /= 16;
+    c.widths = c.widths.map(|(a, b)| (a / 16, b / 16));
+    Arch::new(c)
 }
 
 #[test]
 fn every_named_architecture_is_detected_from_its_checkpoint() {
-    for name in ARCH_NAMES {
+    for name in arch_names() {
         let mut random = RandomWeights::new(1, Device::Cpu);
         let built = narrow(name).build((3, 64, 64), &mut random).unwrap();
         let dict = random.into_state_dict();
@@ -123,4 +119,26 @@ fn modules_stand_for_their_last_node_and_the_tree_nests_them() {
     assert_eq!(sum, g.parameter_count());
     // Shapes for the fixture's 64x80 input: layer4 is 2x3 after three stride-2 stages.
     assert_eq!(g.node(g.find("layer4").unwrap()).shape, [1, 128, 2, 3]);
+}
+
+#[test]
+fn the_readme_lists_every_family_and_unknown_checkpoints_name_them() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for family in &FAMILIES {
+        assert!(
+            readme.contains(family.title),
+            "README lacks {}",
+            family.title
+        );
+        for name in family.names {
+            assert!(readme.contains(name), "README lacks {name}");
+        }
+    }
+    let mut random = RandomWeights::new(3, Device::Cpu);
+    random.take("head.weight", &[2, 2]).unwrap();
+    let err = Arch::for_checkpoint(None, &random.into_state_dict()).unwrap_err();
+    for family in &FAMILIES {
+        assert!(format!("{err}").contains(family.title), "{err}");
+    }
 }

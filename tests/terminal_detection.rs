@@ -2,7 +2,7 @@
 //! terminal and multiplexer, tmux's passthrough, and the picture's fit in the pane.
 
 use convscope::tui::graphics::choice::{decide, kitty_placeholders, Hints, ProtocolChoice};
-use convscope::tui::graphics::encoder::fit;
+use convscope::tui::graphics::encoder::{fit, MAX_PIXELS};
 use convscope::tui::graphics::multiplexer::{
     parse_passthrough, tmux_passthrough, Multiplexer, Passthrough,
 };
@@ -130,20 +130,33 @@ fn tmux_passthrough_doubles_every_escape() {
 fn pictures_fill_the_pane_with_their_aspect() {
     // Exactly the pane.
     assert_eq!(
-        fit(40, 24, Size::new(20, 12), (2, 2)),
+        fit(40, 24, Size::new(20, 12), (2, 2), false),
         ((40, 24), Size::new(20, 12))
     );
     // A square map in a wide pane of 10x20 cells: height-bound, 400 px high, 40 cells wide.
     assert_eq!(
-        fit(8, 8, Size::new(100, 20), (10, 20)),
+        fit(8, 8, Size::new(100, 20), (10, 20), false),
         ((400, 400), Size::new(40, 20))
     );
     // Half blocks: one pixel wide, two high per cell.
     assert_eq!(
-        fit(96, 96, Size::new(80, 30), (1, 2)),
+        fit(96, 96, Size::new(80, 30), (1, 2), false),
         ((60, 60), Size::new(60, 30))
     );
     // Never outside the pane, never empty.
-    let ((w, h), cells) = fit(5000, 3, Size::new(7, 3), (9, 17));
+    let ((w, h), cells) = fit(5000, 3, Size::new(7, 3), (9, 17), false);
     assert!(w <= 63 && h >= 1 && cells.width <= 7 && cells.height == 1);
+    // A pane of 4.7 megapixels (16x32-pixel cells): the picture keeps to the pixel budget; a
+    // sixel covers fewer cells, a kitty picture is stretched over the full size.
+    let ((w, h), cells) = fit(1792, 1792, Size::new(97, 145), (16, 32), false);
+    assert!(
+        w * h <= MAX_PIXELS && w >= 1000 && w.abs_diff(h) <= 1,
+        "{w}x{h}"
+    );
+    assert_eq!(
+        cells,
+        Size::new(w.div_ceil(16) as u16, h.div_ceil(32) as u16)
+    );
+    let (_, cells) = fit(1792, 1792, Size::new(97, 145), (16, 32), true);
+    assert_eq!(cells, Size::new(97, 49));
 }

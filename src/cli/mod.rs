@@ -31,9 +31,9 @@ pub struct Cli {
     /// cpu, cuda or cuda:N.
     #[arg(long, global = true)]
     pub device: Option<String>,
-    /// Architecture of a bare checkpoint (vgg11..vgg19_bn, resnet18..resnet152), instead of
-    /// detecting it.
-    #[arg(long, global = true)]
+    /// Architecture of a bare checkpoint, instead of detecting it (the list comes from the
+    /// families table).
+    #[arg(long, global = true, help = arch_help())]
     pub arch: Option<String>,
     #[command(subcommand)]
     pub command: Command,
@@ -64,6 +64,14 @@ pub struct ExploreArgs {
     /// Terminal graphics protocol (default: from config.toml, else ask the terminal).
     #[arg(long, value_enum)]
     pub protocol: Option<ProtocolChoice>,
+}
+
+/// `--arch`'s help: every name the families accept.
+fn arch_help() -> String {
+    format!(
+        "Architecture of a bare checkpoint, instead of detecting it: {}",
+        crate::model::arch::arch_names().join(", ")
+    )
 }
 
 /// Global options that take a value (to find the first positional argument).

@@ -84,7 +84,7 @@ impl Model {
             arch_override.unwrap_or(&card.architecture),
             card.layers.is_empty(),
         ) {
-            ("sequential", false) => Arch::Sequential(card.layers.clone()),
+            ("sequential", false) => Arch::sequential(card.layers.clone()),
             ("sequential", true) => bail!("model.toml says 'sequential' but lists no [[layers]]"),
             (name, _) => Arch::for_checkpoint(Some(name), &dict)?,
         };

@@ -194,7 +194,7 @@ fn draw_view(frame: &mut Frame, app: &App, area: Rect, graphics: &mut Graphics) 
                     "computing ..."
                 };
                 frame.render_widget(Paragraph::new(caption), caption_area);
-                graphics.draw(frame, body, image, app.view_generation);
+                graphics.draw(frame, body, image, app.view_generation, current);
             }
             ViewContent::Text(t) => {
                 let text = if current { t.as_str() } else { "computing ..." };

@@ -1,8 +1,10 @@
-//! Architecture builders: each turns a configuration plus a [`Weights`] source into a [`Graph`]
-//! whose node names are the PyTorch module paths of the matching state dict.
+//! Architecture families. Each family is one file (its configuration, detection from a
+//! checkpoint's keys and shapes, widths read from it, and the build that names nodes by the
+//! PyTorch module paths of its state dicts) plus one line in [`FAMILIES`]; `--arch`, detection
+//! errors and the README's list come from that table. A model.toml's plain chain of layers
+//! ([`sequential`]) is built the same way but never detected.
 
 mod builder;
-mod detect;
 pub mod resnet;
 pub mod sequential;
 pub mod vgg;
@@ -18,80 +20,116 @@ use super::graph::Graph;
 use super::load::StateDict;
 use super::weights::Weights;
 
-/// A network layout, with every width it needs.
-#[derive(Debug, Clone)]
-pub enum Arch {
-    Vgg(VggConfig),
-    ResNet(ResNetConfig),
-    /// A plain chain of layers from a model.toml.
-    Sequential(Vec<LayerSpec>),
+/// A network layout with every width it needs: what a family's file builds.
+pub trait Layout: std::fmt::Debug {
+    /// A short name: `resnet50`, `vgg16_bn`, `sequential (9 layers)`.
+    fn name(&self) -> String;
+    /// Adds the layers to `b`.
+    fn build(&self, b: &mut Builder) -> Result<()>;
 }
 
-/// Names accepted by `--arch` and model.toml's `architecture`.
-pub const ARCH_NAMES: [&str; 13] = [
-    "vgg11",
-    "vgg11_bn",
-    "vgg13",
-    "vgg13_bn",
-    "vgg16",
-    "vgg16_bn",
-    "vgg19",
-    "vgg19_bn",
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-];
+/// One architecture family, as its file provides it.
+pub struct Family {
+    /// In messages: "torchvision VGG".
+    pub title: &'static str,
+    /// The variants `--arch` and model.toml's `architecture` accept.
+    pub names: &'static [&'static str],
+    /// The family's layout for a checkpoint: `None` when its keys are not this family's, an
+    /// error when they are but the layout cannot be read.
+    pub detect: fn(&StateDict) -> Option<Result<Arch>>,
+    /// A named variant with `classes` outputs, or with the widths and classes of a checkpoint
+    /// (`None`: not one of `names`).
+    pub standard: fn(&str, usize, Option<&StateDict>) -> Option<Arch>,
+}
+
+/// Every family convscope opens from a state dict, in the order detection tries them.
+pub const FAMILIES: [Family; 2] = [vgg::FAMILY, resnet::FAMILY];
+
+/// Every name `--arch` accepts.
+pub fn arch_names() -> Vec<&'static str> {
+    FAMILIES
+        .iter()
+        .flat_map(|f| f.names.iter().copied())
+        .collect()
+}
+
+/// The families' titles, for messages: "torchvision VGG, torchvision ResNet".
+pub fn family_titles() -> String {
+    FAMILIES
+        .iter()
+        .map(|f| f.title)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A network layout, with every width it needs.
+#[derive(Debug)]
+pub struct Arch(Box<dyn Layout>);
 
 impl Arch {
-    /// torchvision's layout for a named architecture with `classes` outputs.
+    pub fn new(layout: impl Layout + 'static) -> Arch {
+        Arch(Box::new(layout))
+    }
+
+    /// A plain chain of layers from a model.toml.
+    pub fn sequential(layers: Vec<LayerSpec>) -> Arch {
+        Arch::new(sequential::Sequential(layers))
+    }
+
+    /// The standard layout of a named architecture with `classes` outputs.
     pub fn standard(name: &str, classes: usize) -> Result<Arch> {
-        if let Some(cfg) = VggConfig::standard(name, classes) {
-            return Ok(Arch::Vgg(cfg));
+        match FAMILIES
+            .iter()
+            .find_map(|f| (f.standard)(name, classes, None))
+        {
+            Some(arch) => Ok(arch),
+            None => bail!(
+                "unknown architecture '{name}'; known: {}",
+                arch_names().join(", ")
+            ),
         }
-        if let Some(cfg) = ResNetConfig::standard(name, classes) {
-            return Ok(Arch::ResNet(cfg));
-        }
-        bail!(
-            "unknown architecture '{name}'; known: {}",
-            ARCH_NAMES.join(", ")
-        )
     }
 
     /// The layout of a checkpoint: detected from its keys and shapes, or the named one with the
     /// checkpoint's widths.
     pub fn for_checkpoint(name: Option<&str>, dict: &StateDict) -> Result<Arch> {
         match name {
-            None | Some("auto") => detect::detect(dict),
+            None | Some("auto") => detect(dict),
             Some(name) => {
-                let arch = Arch::standard(name, 1000)?;
-                Ok(match arch {
-                    Arch::Vgg(cfg) => Arch::Vgg(cfg.with_widths_of(dict)),
-                    Arch::ResNet(cfg) => Arch::ResNet(cfg.with_widths_of(dict)),
-                    other => other,
-                })
+                match FAMILIES
+                    .iter()
+                    .find_map(|f| (f.standard)(name, 1000, Some(dict)))
+                {
+                    Some(arch) => Ok(arch),
+                    None => Arch::standard(name, 1000),
+                }
             }
         }
     }
 
-    /// A short name: `resnet50`, `vgg16_bn`, `sequential (9 layers)`.
     pub fn name(&self) -> String {
-        match self {
-            Arch::Vgg(c) => c.name(),
-            Arch::ResNet(c) => c.name(),
-            Arch::Sequential(layers) => format!("sequential ({} layers)", layers.len()),
-        }
+        self.0.name()
     }
 
     /// Builds the graph for an input of `(channels, height, width)`.
     pub fn build(&self, input: (usize, usize, usize), weights: &mut dyn Weights) -> Result<Graph> {
         let mut b = Builder::new(input, weights);
-        match self {
-            Arch::Vgg(c) => vgg::build(c, &mut b)?,
-            Arch::ResNet(c) => resnet::build(c, &mut b)?,
-            Arch::Sequential(layers) => sequential::build(layers, &mut b)?,
-        }
+        self.0.build(&mut b)?;
         Ok(b.finish())
     }
+}
+
+/// The first family that recognises the checkpoint.
+fn detect(dict: &StateDict) -> Result<Arch> {
+    if let Some(found) = FAMILIES.iter().find_map(|f| (f.detect)(dict)) {
+        return found;
+    }
+    let mut names: Vec<&str> = dict.names().collect();
+    names.sort_unstable();
+    let sample: Vec<&str> = names.into_iter().take(4).collect();
+    bail!(
+        "the checkpoint matches no known architecture ({}); its keys start {}; pass --arch NAME or use a model folder with a model.toml",
+        family_titles(),
+        sample.join(", ")
+    )
 }

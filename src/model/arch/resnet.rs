@@ -6,9 +6,10 @@
 //! `relu1`, `relu2` (and `relu3` in a bottleneck) after the residual `add`. The block's name
 //! (`layer4.2`) stands for its output.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 use super::builder::{Builder, ConvSpec};
+use super::{Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{AdaptiveAvgPool, Add, Flatten, Op, Pool, PoolKind};
@@ -31,6 +32,24 @@ const DEPTHS: [(u32, [usize; 4], bool); 5] = [
     (101, [3, 4, 23, 3], true),
     (152, [3, 8, 36, 3], true),
 ];
+
+pub const FAMILY: Family = Family {
+    title: "torchvision ResNet",
+    names: &["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"],
+    detect: |dict| {
+        (dict.contains("conv1.weight")
+            && dict.contains("layer1.0.conv1.weight")
+            && dict.contains("fc.weight"))
+        .then(|| detect(dict).map(Arch::new))
+    },
+    standard: |name, classes, dict| {
+        let cfg = ResNetConfig::standard(name, classes)?;
+        Some(Arch::new(match dict {
+            Some(d) => cfg.with_widths_of(d),
+            None => cfg,
+        }))
+    },
+};
 
 impl ResNetConfig {
     pub fn standard(name: &str, classes: usize) -> Option<ResNetConfig> {
@@ -67,8 +86,10 @@ impl ResNetConfig {
         }
         self
     }
+}
 
-    pub fn name(&self) -> String {
+impl Layout for ResNetConfig {
+    fn name(&self) -> String {
         DEPTHS
             .iter()
             .find(|(_, b, bn)| *b == self.blocks && *bn == self.bottleneck)
@@ -81,6 +102,10 @@ impl ResNetConfig {
                 };
                 format!("resnet-like ({kind} blocks {:?})", self.blocks)
             })
+    }
+
+    fn build(&self, b: &mut Builder) -> Result<()> {
+        build(self, b)
     }
 }
 
@@ -134,7 +159,7 @@ fn block(
     b.relu(&p(last_relu), sum)
 }
 
-pub fn build(cfg: &ResNetConfig, b: &mut Builder) -> Result<()> {
+fn build(cfg: &ResNetConfig, b: &mut Builder) -> Result<()> {
     let mut x = b.last();
     x = b.conv("conv1", x, ConvSpec::new(cfg.stem, 7, 3, false).stride(2))?;
     x = b.batch_norm("bn1", x, 1e-5)?;
@@ -151,4 +176,22 @@ pub fn build(cfg: &ResNetConfig, b: &mut Builder) -> Result<()> {
     x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
     b.linear("fc", x, cfg.classes, true)?;
     Ok(())
+}
+
+/// The layout of a ResNet checkpoint: blocks counted per stage, widths from the weights.
+fn detect(dict: &StateDict) -> Result<ResNetConfig> {
+    let mut blocks = [0usize; 4];
+    for (s, count) in blocks.iter_mut().enumerate() {
+        while dict.contains(&format!("layer{}.{}.conv1.weight", s + 1, *count)) {
+            *count += 1;
+        }
+        if *count == 0 {
+            bail!("unrecognised ResNet layout: no blocks in layer{}", s + 1);
+        }
+    }
+    let bottleneck = dict.contains("layer1.0.conv3.weight");
+    let mut cfg = ResNetConfig::standard(if bottleneck { "resnet50" } else { "resnet18" }, 1000)
+        .expect("standard ResNet names are known");
+    cfg.blocks = blocks;
+    Ok(cfg.with_widths_of(dict))
 }

@@ -5,6 +5,7 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
 use super::builder::{Builder, ConvSpec};
+use super::Layout;
 use crate::model::ops::geometry::Window;
 use crate::model::ops::{AdaptiveAvgPool, Dropout, Flatten, Op, Pool, PoolKind};
 
@@ -82,7 +83,21 @@ pub enum LayerOp {
     Dropout,
 }
 
-pub fn build(layers: &[LayerSpec], b: &mut Builder) -> Result<()> {
+/// A model.toml's chain of layers as a layout.
+#[derive(Debug, Clone)]
+pub struct Sequential(pub Vec<LayerSpec>);
+
+impl Layout for Sequential {
+    fn name(&self) -> String {
+        format!("sequential ({} layers)", self.0.len())
+    }
+
+    fn build(&self, b: &mut Builder) -> Result<()> {
+        build(&self.0, b)
+    }
+}
+
+fn build(layers: &[LayerSpec], b: &mut Builder) -> Result<()> {
     if layers.is_empty() {
         bail!("the model has no layers");
     }

@@ -1,9 +1,10 @@
 //! torchvision's VGG: `features.N` (conv, [bn], relu, ..., maxpool), `avgpool` to 7x7,
 //! `classifier.0..6` (linear, relu, dropout, linear, relu, dropout, linear).
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 use super::builder::{Builder, ConvSpec};
+use super::{Arch, Family, Layout};
 use crate::model::load::StateDict;
 use crate::model::ops::{AdaptiveAvgPool, Dropout, Flatten, Op, Pool, PoolKind};
 
@@ -48,6 +49,24 @@ const CONFIGS: [(u32, &[usize]); 4] = [
         ],
     ),
 ];
+
+pub const FAMILY: Family = Family {
+    title: "torchvision VGG",
+    names: &[
+        "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
+    ],
+    detect: |dict| {
+        (dict.contains("features.0.weight") && dict.contains("classifier.6.weight"))
+            .then(|| detect(dict).map(Arch::new))
+    },
+    standard: |name, classes, dict| {
+        let cfg = VggConfig::standard(name, classes)?;
+        Some(Arch::new(match dict {
+            Some(d) => cfg.with_widths_of(d),
+            None => cfg,
+        }))
+    },
+};
 
 impl VggConfig {
     /// `vgg11` .. `vgg19_bn` as in torchvision.
@@ -110,8 +129,10 @@ impl VggConfig {
         }
         self
     }
+}
 
-    pub fn name(&self) -> String {
+impl Layout for VggConfig {
+    fn name(&self) -> String {
         let convs = self
             .features
             .iter()
@@ -135,9 +156,13 @@ impl VggConfig {
             base
         }
     }
+
+    fn build(&self, b: &mut Builder) -> Result<()> {
+        build(self, b)
+    }
 }
 
-pub fn build(cfg: &VggConfig, b: &mut Builder) -> Result<()> {
+fn build(cfg: &VggConfig, b: &mut Builder) -> Result<()> {
     let mut x = b.last();
     for (item, idx) in cfg.features.iter().zip(cfg.feature_indices()) {
         match item {
@@ -167,4 +192,52 @@ pub fn build(cfg: &VggConfig, b: &mut Builder) -> Result<()> {
     x = b.op("classifier.5", Op::Dropout(Dropout), &[x])?;
     b.linear("classifier.6", x, cfg.classes, true)?;
     Ok(())
+}
+
+/// The layout of a VGG checkpoint: convolutions and pools from the indices under `features.`.
+fn detect(dict: &StateDict) -> Result<VggConfig> {
+    let mut convs: Vec<(usize, usize)> = dict
+        .names()
+        .filter_map(|n| {
+            n.strip_prefix("features.")?
+                .strip_suffix(".weight")?
+                .parse()
+                .ok()
+        })
+        .filter_map(|i: usize| {
+            let s = dict.shape(&format!("features.{i}.weight"))?;
+            (s.len() == 4).then(|| (i, s[0]))
+        })
+        .collect();
+    convs.sort_unstable();
+    if convs.is_empty() {
+        bail!("unrecognised VGG layout: no 4-d convolution weights under features.");
+    }
+    let batch_norm = dict.contains(&format!("features.{}.running_var", convs[0].0 + 1));
+    let step = if batch_norm { 3 } else { 2 };
+    let mut features = Vec::new();
+    let mut expected = 0;
+    for &(idx, out) in &convs {
+        match idx.checked_sub(expected) {
+            Some(0) => {}
+            Some(1) => features.push(VggItem::Pool),
+            _ => bail!("unrecognised VGG layout: unexpected convolution at features.{idx}"),
+        }
+        features.push(VggItem::Conv(out));
+        expected = idx + step;
+    }
+    features.push(VggItem::Pool);
+    let first = |name: &str, default: usize| {
+        dict.shape(name)
+            .and_then(|s| s.first().copied())
+            .unwrap_or(default)
+    };
+    let hidden = first("classifier.0.weight", 4096);
+    let classes = first("classifier.6.weight", 1000);
+    Ok(VggConfig {
+        features,
+        batch_norm,
+        hidden,
+        classes,
+    })
 }

@@ -37,31 +37,62 @@ impl Target {
     }
 }
 
-/// The largest size with the picture's aspect that fits `area` cells: its pixel size and the
-/// cells it covers.
-pub fn fit(width: u32, height: u32, area: Size, per_cell: (u32, u32)) -> ((u32, u32), Size) {
+/// Most pixels an encoded picture has. A pane on a large screen can be several megapixels, and
+/// sending that for every picture (a sixel is about a byte a pixel, kitty's RGBA more than four)
+/// holds up the screen for tens of milliseconds locally and far longer over SSH; kitty and iTerm2
+/// scale a smaller picture up to the pane themselves.
+pub const MAX_PIXELS: u32 = 1 << 20;
+
+/// The largest size with the picture's aspect that fits `area` cells of `per_cell` pixels: the
+/// pixels to encode (at most [`MAX_PIXELS`]) and the cells they cover. `scaled_by_terminal`:
+/// the terminal stretches the picture over its cells (kitty, iTerm2), so a picture shrunk to
+/// the pixel budget still covers the cells of the full size; a sixel covers its own pixels.
+pub fn fit(
+    width: u32,
+    height: u32,
+    area: Size,
+    per_cell: (u32, u32),
+    scaled_by_terminal: bool,
+) -> ((u32, u32), Size) {
     let (aw, ah) = (
         area.width as u32 * per_cell.0,
         area.height as u32 * per_cell.1,
     );
     let scale = (aw as f64 / width.max(1) as f64).min(ah as f64 / height.max(1) as f64);
-    let w = ((width as f64 * scale).floor() as u32).clamp(1, aw.max(1));
-    let h = ((height as f64 * scale).floor() as u32).clamp(1, ah.max(1));
-    let cells = Size::new(
-        w.div_ceil(per_cell.0).min(area.width as u32) as u16,
-        h.div_ceil(per_cell.1).min(area.height as u32) as u16,
-    );
-    ((w, h), cells)
+    let sized = |scale: f64| {
+        (
+            ((width as f64 * scale).floor() as u32).clamp(1, aw.max(1)),
+            ((height as f64 * scale).floor() as u32).clamp(1, ah.max(1)),
+        )
+    };
+    let cells = |(w, h): (u32, u32)| {
+        Size::new(
+            w.div_ceil(per_cell.0).min(area.width as u32) as u16,
+            h.div_ceil(per_cell.1).min(area.height as u32) as u16,
+        )
+    };
+    let full = sized(scale);
+    let budget = (MAX_PIXELS as f64 / (full.0 as f64 * full.1 as f64)).sqrt();
+    if budget >= 1.0 {
+        return (full, cells(full));
+    }
+    let small = sized(scale * budget);
+    (small, cells(if scaled_by_terminal { full } else { small }))
 }
 
 /// Encodes `image` to fill as much of `area` as its aspect allows: nearest neighbour up (map
 /// pixels stay sharp), a triangle filter down.
 pub fn encode(image: &RgbImage, area: Size, target: &Target) -> Result<Protocol> {
+    let scaled_by_terminal = match target.protocol {
+        ProtocolType::Kitty | ProtocolType::Iterm2 => true,
+        ProtocolType::Halfblocks | ProtocolType::Sixel => false,
+    };
     let ((w, h), cells) = fit(
         image.width(),
         image.height(),
         area,
         target.pixels_per_cell(),
+        scaled_by_terminal,
     );
     let filter = if w >= image.width() {
         image::imageops::FilterType::Nearest

@@ -31,8 +31,10 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_millis(500);
 pub struct Graphics {
     decision: Decision,
     encoder: Encoder,
-    /// The newest encoded picture and the slot it was made for.
-    shown: Option<(Slot, Result<Protocol, String>)>,
+    /// The newest finished encoding, not yet on screen.
+    ready: Option<(Slot, Result<Protocol, String>)>,
+    /// The picture on screen and the slot it was made for.
+    displayed: Option<(Slot, Protocol)>,
     /// Leave the picture out of the next frame, so the one after writes it again whole
     /// (a sixel under a closed popup is otherwise never redrawn).
     blank_next: bool,
@@ -68,7 +70,8 @@ impl Graphics {
         Graphics {
             decision,
             encoder: Encoder::spawn(target),
-            shown: None,
+            ready: None,
+            displayed: None,
             blank_next: false,
         }
     }
@@ -95,7 +98,7 @@ impl Graphics {
     /// Takes the newest finished encoding, if one came back.
     pub fn poll(&mut self) {
         if let Some(e) = self.encoder.take() {
-            self.shown = Some((e.slot, e.result));
+            self.ready = Some((e.slot, e.result));
         }
     }
 
@@ -110,8 +113,17 @@ impl Graphics {
     }
 
     /// Draws picture `generation` into `area`: the encoding for it if done, else asks for it and
-    /// leaves the area empty meanwhile.
-    pub fn draw(&mut self, frame: &mut Frame, area: Rect, image: &RgbImage, generation: u64) {
+    /// keeps the previous picture meanwhile. A picture that is no longer `wanted` (the user has
+    /// moved on and its successor is being computed) is not encoded or sent: holding a key sends
+    /// nothing until the view settles.
+    pub fn draw(
+        &mut self,
+        frame: &mut Frame,
+        area: Rect,
+        image: &RgbImage,
+        generation: u64,
+        wanted: bool,
+    ) {
         let slot = Slot {
             generation,
             area: area.as_size(),
@@ -121,21 +133,29 @@ impl Graphics {
             frame.render_widget(Clear, area);
             return;
         }
-        match &self.shown {
-            Some((s, Ok(protocol))) if *s == slot => render(frame, area, protocol),
-            Some((s, Err(e))) if *s == slot => frame.render_widget(
-                ratatui::widgets::Paragraph::new(format!("cannot draw the image: {e}")),
-                area,
-            ),
-            Some((s, shown)) => {
-                // The previous picture stays in place (same pane size) while the new one is
-                // encoded: no blank frame between two pictures.
-                if let (true, Ok(protocol)) = (s.area == slot.area, shown) {
-                    render(frame, area, protocol);
+        if wanted && matches!(&self.ready, Some((s, _)) if *s == slot) {
+            match self.ready.take() {
+                Some((s, Ok(protocol))) => self.displayed = Some((s, protocol)),
+                Some((_, Err(e))) => {
+                    frame.render_widget(
+                        ratatui::widgets::Paragraph::new(format!("cannot draw the image: {e}")),
+                        area,
+                    );
+                    self.ready = Some((slot, Err(e)));
+                    return;
                 }
-                self.encoder.request(slot, image);
+                None => {}
             }
-            None => self.encoder.request(slot, image),
+        }
+        // The picture on screen stays (same pane size) until the wanted one is encoded: no blank
+        // frame between two pictures.
+        match &self.displayed {
+            Some((s, protocol)) if s.area == slot.area => render(frame, area, protocol),
+            Some(_) | None => {}
+        }
+        let up_to_date = matches!(&self.displayed, Some((s, _)) if *s == slot);
+        if wanted && !up_to_date {
+            self.encoder.request(slot, image);
         }
     }
 }
