@@ -1,13 +1,17 @@
 //! Linear ops' hand-written gradients are their exact adjoints: <f(x), g> == <x, f^T(g)>.
 //! Covers shapes the PyTorch fixtures do not: dilation, depthwise groups, strides that leave a
 //! remainder, non-square inputs, average pooling with ceil_mode, and per-axis geometry (1x7
-//! kernels, padding one wider on one side, different strides along height and width).
+//! kernels, padding one wider on one side, different strides along height and width), and the
+//! channel ops of the newer families: layer scale, channel shuffle, and the squeeze-and-excitation
+//! gate (bilinear: the adjoint holds in each input with the other fixed).
 
 mod common;
 
 use candle_core::{Device, Tensor};
 use convscope::model::ops::geometry::{Axis, Window};
-use convscope::model::ops::{AdaptiveAvgPool, Backward, Conv2d, Op, Pool, PoolKind};
+use convscope::model::ops::{
+    AdaptiveAvgPool, Backward, ChannelScale, ChannelShuffle, Conv2d, Gate, Op, Pool, PoolKind,
+};
 
 fn dot(a: &Tensor, b: &Tensor) -> f64 {
     (a * b)
@@ -148,4 +152,47 @@ fn ceil_mode_output_sizes_follow_pytorch() {
     assert_eq!(out(3, 2, 1, false, 8), Ok(4));
     assert_eq!(out(2, 2, 0, true, 7), Ok(4));
     assert!(out(3, 2, 2, false, 8).is_err());
+}
+
+#[test]
+fn channel_scale_and_shuffle_gradients_are_the_adjoints() {
+    let scale = ChannelScale {
+        scale: randn(&[1, 6, 1, 1], 5),
+    };
+    check_adjoint("layer scale", &Op::ChannelScale(scale), &[2, 6, 5, 7], 11);
+    for groups in [1, 2, 3, 6] {
+        let shuffle = Op::ChannelShuffle(ChannelShuffle { groups });
+        check_adjoint(
+            &format!("shuffle {groups}"),
+            &shuffle,
+            &[2, 6, 4, 3],
+            20 + groups as u64,
+        );
+    }
+    // Shuffling by 2 then by C/2 is the identity.
+    let x = randn(&[1, 6, 2, 2], 3);
+    let once = ChannelShuffle { groups: 2 };
+    let back = ChannelShuffle { groups: 3 };
+    let y = Op::ChannelShuffle(back)
+        .forward(&[&Op::ChannelShuffle(once).forward(&[&x]).unwrap()])
+        .unwrap();
+    assert_eq!(dot(&(&y - &x).unwrap(), &(&y - &x).unwrap()), 0.0);
+}
+
+#[test]
+fn the_gate_gradient_is_the_adjoint_in_each_input() {
+    let x = randn(&[2, 4, 5, 3], 31);
+    let s = randn(&[2, 4, 1, 1], 32);
+    let y = Op::Gate(Gate).forward(&[&x, &s]).unwrap();
+    let gy = randn(y.dims(), 33);
+    let at = Backward {
+        inputs: vec![Some(&x), Some(&s)],
+        output: Some(&y),
+        input_shapes: vec![x.dims().to_vec(), s.dims().to_vec()],
+    };
+    let grads = Op::Gate(Gate).vjp(&at, &gy).unwrap();
+    assert_eq!(grads[1].dims(), s.dims());
+    // y is linear in x (s fixed) and in s (x fixed): <y, g> = <x, dx> = <s, ds>.
+    assert_adjoint("gate w.r.t. the input", dot(&y, &gy), dot(&x, &grads[0]));
+    assert_adjoint("gate w.r.t. the weight", dot(&y, &gy), dot(&s, &grads[1]));
 }

@@ -8,30 +8,40 @@
 //! Every op works on NCHW `f32` tensors (or `(N, features)` after flatten). Weights live inside
 //! the op.
 
+pub mod activation;
 mod adaptive_avg_pool;
 mod add;
 mod batch_norm;
+mod channel_scale;
+mod channel_shuffle;
 mod concat;
 pub mod conv2d;
 mod dropout;
 mod flatten;
+mod gate;
 pub mod geometry;
 mod input;
+mod layer_norm;
 mod linear;
 pub mod pool;
 mod relu;
 
 use candle_core::{Result, Tensor};
 
+pub use activation::{Activation, Function};
 pub use adaptive_avg_pool::AdaptiveAvgPool;
 pub use add::Add;
 pub use batch_norm::BatchNorm;
+pub use channel_scale::ChannelScale;
+pub use channel_shuffle::ChannelShuffle;
 pub use concat::Concat;
 pub use conv2d::Conv2d;
 pub use dropout::Dropout;
 pub use flatten::Flatten;
+pub use gate::Gate;
 pub use geometry::{Axis, Window};
 pub use input::Input;
+pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use pool::{Pool, PoolKind};
 pub use relu::Relu;
@@ -98,6 +108,11 @@ pub enum Op {
     Dropout(Dropout),
     Add(Add),
     Concat(Concat),
+    Activation(Activation),
+    LayerNorm(LayerNorm),
+    ChannelScale(ChannelScale),
+    Gate(Gate),
+    ChannelShuffle(ChannelShuffle),
 }
 
 impl std::ops::Deref for Op {
@@ -116,6 +131,11 @@ impl std::ops::Deref for Op {
             Op::Dropout(o) => o,
             Op::Add(o) => o,
             Op::Concat(o) => o,
+            Op::Activation(o) => o,
+            Op::LayerNorm(o) => o,
+            Op::ChannelScale(o) => o,
+            Op::Gate(o) => o,
+            Op::ChannelShuffle(o) => o,
         }
     }
 }
