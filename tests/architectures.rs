@@ -3,13 +3,36 @@
 mod common;
 
 use candle_core::Device;
+use convscope::model::arch::alexnet::AlexNetConfig;
+use convscope::model::arch::squeezenet::{SqueezeItem, SqueezeNetConfig, Version};
 use convscope::model::arch::vgg::VggItem;
 use convscope::model::arch::{arch_names, ResNetConfig, VggConfig, FAMILIES};
 use convscope::model::tree::layer_tree;
 use convscope::model::{Arch, CheckpointWeights, RandomWeights, Weights};
 
-/// A named architecture at a sixteenth of its width, so tests stay small.
+/// A named architecture at a sixteenth of its width (SqueezeNet an eighth), so tests stay small.
 fn narrow(name: &str) -> Arch {
+    if name == "alexnet" {
+        let mut c = AlexNetConfig::standard(10);
+        c.convs = c.convs.map(|w| w / 16);
+        c.hidden = 32;
+        return Arch::new(c);
+    }
+    for (n, version) in [
+        ("squeezenet1_0", Version::V1_0),
+        ("squeezenet1_1", Version::V1_1),
+    ] {
+        if name == n {
+            let mut c = SqueezeNetConfig::standard(version, 10);
+            c.stem /= 8;
+            for item in &mut c.features {
+                if let SqueezeItem::Fire(s, e) = item {
+                    (*s, *e) = (*s / 8, *e / 8);
+                }
+            }
+            return Arch::new(c);
+        }
+    }
     if let Some(mut c) = VggConfig::standard(name, 10) {
         for item in &mut c.features {
             if let VggItem::Conv(ch) = item {
@@ -71,6 +94,9 @@ fn torchvision_parameter_counts() {
         ("resnet18", 11_689_512),
         ("resnet50", 25_557_032),
         ("vgg16", 138_357_544),
+        ("alexnet", 61_100_840),
+        ("squeezenet1_0", 1_248_424),
+        ("squeezenet1_1", 1_235_496),
     ] {
         let arch = Arch::standard(name, 1000).unwrap();
         let g = arch
@@ -140,5 +166,23 @@ fn the_readme_lists_every_family_and_unknown_checkpoints_name_them() {
     let err = Arch::for_checkpoint(None, &random.into_state_dict()).unwrap_err();
     for family in &FAMILIES {
         assert!(format!("{err}").contains(family.title), "{err}");
+    }
+}
+
+#[test]
+fn default_cam_layers_are_the_ones_pytorch_grad_cam_suggests() {
+    // features[-1] for VGG, AlexNet and SqueezeNet (there not the class-score map after it),
+    // layer4[-1] for ResNet.
+    for (file, layer) in [
+        ("vgg16_small", "features.30"),
+        ("resnet50_small", "layer4.2.relu3"),
+        ("alexnet_small", "features.12"),
+        ("squeezenet1_0_small", "features.12.cat"),
+        ("squeezenet1_1_small", "features.12.cat"),
+    ] {
+        let path = common::fixture(&format!("{file}.safetensors"));
+        let model = convscope::model::Model::open(&path, None, &Device::Cpu).unwrap();
+        let id = convscope::viz::cam::default_layer(&model).unwrap();
+        assert_eq!(model.graph.node(id).name, layer, "{file}");
     }
 }

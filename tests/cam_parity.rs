@@ -1,5 +1,6 @@
-//! Class activation maps against pytorch-grad-cam 1.5.x (fixtures from
-//! scripts/make_cam_fixtures.py) on the reduced VGG16 and ResNet50.
+//! Class activation maps against pytorch-grad-cam 1.5.x: every method on the reduced VGG16 and
+//! ResNet50 (fixtures from scripts/make_cam_fixtures.py), Grad-CAM at `features[-1]` on the
+//! reduced AlexNet and SqueezeNets (scripts/make_family_fixtures.py).
 
 mod common;
 
@@ -28,11 +29,12 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-fn check(name: &str) {
+/// Compares every map of `name` in the fixture file `maps`; `count` of them must be there.
+fn check(name: &str, maps: &str, count: usize) {
     let d = tempfile::tempdir().unwrap();
     let model = fixture_model(d.path(), &format!("{name}.safetensors"));
     let input = &expected(&format!("{name}_expected.safetensors"))["input"];
-    let exp = expected("cam_expected.safetensors");
+    let exp = expected(maps);
     let mut compared = 0;
     let mut sessions = std::collections::HashMap::new();
     let mut keys: Vec<&String> = exp
@@ -62,15 +64,27 @@ fn check(name: &str) {
         assert!(diff <= 1e-3, "{key}: max difference {diff}");
         compared += 1;
     }
-    assert_eq!(compared, 2 * 6 * 2, "{name}: compared {compared} maps");
+    assert_eq!(compared, count, "{name}: compared {compared} maps");
 }
 
 #[test]
 fn vgg16_maps_match_pytorch_grad_cam() {
-    check("vgg16_small");
+    // Two layers, six methods, two classes.
+    check("vgg16_small", "cam_expected.safetensors", 2 * 6 * 2);
 }
 
 #[test]
 fn resnet50_maps_match_pytorch_grad_cam() {
-    check("resnet50_small");
+    check("resnet50_small", "cam_expected.safetensors", 2 * 6 * 2);
+}
+
+#[test]
+fn alexnet_and_squeezenet_grad_cam_match_pytorch_grad_cam() {
+    for name in [
+        "alexnet_small",
+        "squeezenet1_0_small",
+        "squeezenet1_1_small",
+    ] {
+        check(name, "family_cam_expected.safetensors", 2);
+    }
 }

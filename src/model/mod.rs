@@ -34,6 +34,9 @@ pub struct Model {
     pub name: String,
     /// Architecture name, e.g. `resnet50`.
     pub arch: String,
+    /// The layer its family recommends for class activation maps (pytorch-grad-cam's
+    /// suggestion), when it has one.
+    pub cam_layer: Option<String>,
     pub graph: Graph,
     pub normalisation: Normalisation,
     /// One name per output class.
@@ -111,6 +114,7 @@ impl Model {
         Ok(Model {
             name: card.name.clone().unwrap_or(name),
             arch: arch.name(),
+            cam_layer: arch.cam_layer().map(str::to_string),
             graph,
             normalisation: card.normalisation(),
             labels,
@@ -132,6 +136,7 @@ impl Model {
         Ok(Model {
             name: arch_name.to_string(),
             arch: arch.name(),
+            cam_layer: arch.cam_layer().map(str::to_string),
             graph,
             normalisation,
             labels: IMAGENET_LABELS.lines().map(str::to_string).collect(),

@@ -4,9 +4,11 @@
 //! errors and the README's list come from that table. A model.toml's plain chain of layers
 //! ([`sequential`]) is built the same way but never detected.
 
+pub mod alexnet;
 mod builder;
 pub mod resnet;
 pub mod sequential;
+pub mod squeezenet;
 pub mod vgg;
 
 use anyhow::{bail, Result};
@@ -26,6 +28,9 @@ pub trait Layout: std::fmt::Debug {
     fn name(&self) -> String;
     /// Adds the layers to `b`.
     fn build(&self, b: &mut Builder) -> Result<()>;
+    /// The layer class activation maps are best taken at, where the family has one (the module
+    /// pytorch-grad-cam's README suggests: `features[-1]`, `layer4[-1]`, ...).
+    fn cam_layer(&self) -> Option<&'static str>;
 }
 
 /// One architecture family, as its file provides it.
@@ -43,7 +48,24 @@ pub struct Family {
 }
 
 /// Every family convscope opens from a state dict, in the order detection tries them.
-pub const FAMILIES: [Family; 2] = [vgg::FAMILY, resnet::FAMILY];
+pub const FAMILIES: [Family; 4] = [
+    alexnet::FAMILY,
+    vgg::FAMILY,
+    resnet::FAMILY,
+    squeezenet::FAMILY,
+];
+
+/// `layout` as an [`Arch`], with the widths of `dict` where one is given.
+fn sized<L: Layout + 'static>(
+    layout: L,
+    dict: Option<&StateDict>,
+    widths_of: fn(L, &StateDict) -> L,
+) -> Arch {
+    Arch::new(match dict {
+        Some(d) => widths_of(layout, d),
+        None => layout,
+    })
+}
 
 /// Every name `--arch` accepts.
 pub fn arch_names() -> Vec<&'static str> {
@@ -109,6 +131,10 @@ impl Arch {
 
     pub fn name(&self) -> String {
         self.0.name()
+    }
+
+    pub fn cam_layer(&self) -> Option<&'static str> {
+        self.0.cam_layer()
     }
 
     /// Builds the graph for an input of `(channels, height, width)`.

@@ -9,7 +9,7 @@
 use anyhow::{bail, Result};
 
 use super::builder::{Builder, ConvSpec};
-use super::{Arch, Family, Layout};
+use super::{sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{AdaptiveAvgPool, Add, Flatten, Op, Pool, PoolKind};
@@ -44,10 +44,7 @@ pub const FAMILY: Family = Family {
     },
     standard: |name, classes, dict| {
         let cfg = ResNetConfig::standard(name, classes)?;
-        Some(Arch::new(match dict {
-            Some(d) => cfg.with_widths_of(d),
-            None => cfg,
-        }))
+        Some(sized(cfg, dict, ResNetConfig::with_widths_of))
     },
 };
 
@@ -106,6 +103,11 @@ impl Layout for ResNetConfig {
 
     fn build(&self, b: &mut Builder) -> Result<()> {
         build(self, b)
+    }
+
+    /// `layer4[-1]`, the last block.
+    fn cam_layer(&self) -> Option<&'static str> {
+        Some("layer4")
     }
 }
 

@@ -95,6 +95,11 @@ impl Layout for Sequential {
     fn build(&self, b: &mut Builder) -> Result<()> {
         build(&self.0, b)
     }
+
+    /// None: the general rule (the last spatial layer before flattening) decides.
+    fn cam_layer(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 fn build(layers: &[LayerSpec], b: &mut Builder) -> Result<()> {

@@ -4,7 +4,7 @@
 use anyhow::{bail, Result};
 
 use super::builder::{Builder, ConvSpec};
-use super::{Arch, Family, Layout};
+use super::{sized, Arch, Family, Layout};
 use crate::model::load::StateDict;
 use crate::model::ops::{AdaptiveAvgPool, Dropout, Flatten, Op, Pool, PoolKind};
 
@@ -56,15 +56,13 @@ pub const FAMILY: Family = Family {
         "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
     ],
     detect: |dict| {
-        (dict.contains("features.0.weight") && dict.contains("classifier.6.weight"))
+        let stem = dict.shape("features.0.weight")?;
+        (stem.len() == 4 && stem[2..] == [3, 3] && dict.contains("classifier.6.weight"))
             .then(|| detect(dict).map(Arch::new))
     },
     standard: |name, classes, dict| {
         let cfg = VggConfig::standard(name, classes)?;
-        Some(Arch::new(match dict {
-            Some(d) => cfg.with_widths_of(d),
-            None => cfg,
-        }))
+        Some(sized(cfg, dict, VggConfig::with_widths_of))
     },
 };
 
@@ -159,6 +157,11 @@ impl Layout for VggConfig {
 
     fn build(&self, b: &mut Builder) -> Result<()> {
         build(self, b)
+    }
+
+    /// `features[-1]`, the last max pool.
+    fn cam_layer(&self) -> Option<&'static str> {
+        Some("features")
     }
 }
 

@@ -52,10 +52,13 @@ impl CamMap {
 /// Memory the masked forward passes of Score-CAM may use at once.
 pub const SCORE_CAM_BUDGET_BYTES: usize = 1 << 30;
 
-/// The last layer a CAM is usually taken at: the last node before flattening with a spatial
-/// output larger than 1x1 (adaptive pooling excluded).
+/// The layer a CAM is taken at by default: the one the model's family recommends, else the last
+/// node before flattening with a spatial output larger than 1x1 (adaptive pooling excluded).
 pub fn default_layer(model: &Model) -> Option<NodeId> {
     let g = &model.graph;
+    if let Some(id) = model.cam_layer.as_deref().and_then(|l| g.find(l).ok()) {
+        return Some(id);
+    }
     let flatten = g
         .nodes()
         .iter()

@@ -1,0 +1,100 @@
+"""Makes the PyTorch parity fixtures of the architecture families beyond VGG and ResNet in
+tests/fixtures/ (needs torch, torchvision, safetensors), with the helpers of make_fixtures.py.
+
+Each model is torchvision's own class with narrowed modules at the same paths, so the state dict
+names are torchvision's; random weights from a fixed seed. For each: the checkpoint
+(safetensors) and the expected logits, two intermediate outputs by module path, and the
+gradients of the top logit w.r.t. a layer and the input; then pytorch-grad-cam's Grad-CAM maps
+(pip install grad-cam) for the top two classes, at `features[-1]` (AlexNet: features.11, since
+its last pool is 1x1 at the fixture's 64x80 input), in family_cam_expected.safetensors under
+`{model}/{layer}/gradcam/{class}`.
+
+    python scripts/make_family_fixtures.py
+"""
+
+import os
+
+import torch
+import torch.nn as nn
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from safetensors.torch import load_file, save_file
+from torchvision.models.alexnet import AlexNet
+from torchvision.models.squeezenet import Fire, SqueezeNet
+
+from make_fixtures import CLASSES, OUT, fixture
+
+
+def small_alexnet():
+    model = AlexNet(num_classes=CLASSES)
+    w = [8, 16, 16, 16, 16]
+    model.features = nn.Sequential(
+        nn.Conv2d(3, w[0], kernel_size=11, stride=4, padding=2), nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(w[0], w[1], kernel_size=5, padding=2), nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(w[1], w[2], kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(w[2], w[3], kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(w[3], w[4], kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+    )
+    hidden = 16
+    model.classifier = nn.Sequential(
+        nn.Dropout(), nn.Linear(w[4] * 6 * 6, hidden), nn.ReLU(inplace=True),
+        nn.Dropout(), nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
+        nn.Linear(hidden, CLASSES),
+    )
+    return model
+
+
+def small_squeezenet(version, gen):
+    model = SqueezeNet(version, num_classes=CLASSES)
+    pool = lambda: nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
+    if version == "1_0":
+        stem = nn.Conv2d(3, 12, kernel_size=7, stride=2)
+        fires = [Fire(12, 4, 8, 8), Fire(16, 4, 8, 8), Fire(16, 4, 16, 16), pool(),
+                 Fire(32, 4, 16, 16), Fire(32, 6, 24, 24), Fire(48, 6, 24, 24), Fire(48, 8, 32, 32),
+                 pool(), Fire(64, 8, 32, 32)]
+    else:
+        stem = nn.Conv2d(3, 8, kernel_size=3, stride=2)
+        fires = [Fire(8, 4, 8, 8), Fire(16, 4, 8, 8), pool(), Fire(16, 4, 16, 16),
+                 Fire(32, 4, 16, 16), pool(), Fire(32, 6, 24, 24), Fire(48, 6, 24, 24),
+                 Fire(48, 8, 32, 32), Fire(64, 8, 32, 32)]
+    model.features = nn.Sequential(stem, nn.ReLU(inplace=True), pool(), *fires)
+    final = nn.Conv2d(64, CLASSES, kernel_size=1)
+    # A positive bias keeps the ReLU after the class scores open, so logits and gradients are
+    # not all zero with random weights.
+    final.bias.data = 1.0 + 0.1 * torch.randn(CLASSES, generator=gen)
+    model.classifier[1] = final
+    return model
+
+
+def grad_cam_maps(name, model, layer, out):
+    model.eval()
+    x = load_file(os.path.join(OUT, f"{name}_expected.safetensors"))["input"]
+    with torch.no_grad():
+        classes = model(x)[0].argsort(descending=True)[:2].tolist()
+    target = dict(model.named_modules())[layer]
+    with GradCAM(model=model, target_layers=[target]) as cam:
+        for c in classes:
+            m = cam(input_tensor=x, targets=[ClassifierOutputTarget(c)])[0]
+            out[f"{name}/{layer}/gradcam/{c}"] = torch.from_numpy(m).contiguous()
+
+
+def main():
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(4321)
+    maps = {}
+    alexnet, _ = fixture("alexnet_small", small_alexnet(), ["features.5", "features.11"],
+                         "features.12", gen)
+    grad_cam_maps("alexnet_small", alexnet, "features.11", maps)
+    for version, layers in [("1_0", ["features.5", "features.12"]),
+                            ("1_1", ["features.4", "features.12"])]:
+        name = f"squeezenet{version}_small"
+        model, _ = fixture(name, small_squeezenet(version, gen), layers, "features.12", gen)
+        grad_cam_maps(name, model, "features.12", maps)
+    save_file(maps, os.path.join(OUT, "family_cam_expected.safetensors"))
+
+
+if __name__ == "__main__":
+    main()
