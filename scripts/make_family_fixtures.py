@@ -20,9 +20,10 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from safetensors.torch import load_file, save_file
 from torchvision.models.alexnet import AlexNet
+from torchvision.models.mobilenetv2 import MobileNetV2
 from torchvision.models.squeezenet import Fire, SqueezeNet
 
-from make_fixtures import CLASSES, OUT, fixture
+from make_fixtures import CLASSES, OUT, fixture, randomise_bn
 
 
 def small_alexnet():
@@ -93,6 +94,12 @@ def main():
         name = f"squeezenet{version}_small"
         model, _ = fixture(name, small_squeezenet(version, gen), layers, "features.12", gen)
         grad_cam_maps(name, model, "features.12", maps)
+    # torchvision's own class at a quarter of the width (the last layer keeps its 1280).
+    mobilenet = MobileNetV2(num_classes=CLASSES, width_mult=0.25)
+    randomise_bn(mobilenet, gen)
+    mobilenet, _ = fixture("mobilenet_v2_small", mobilenet, ["features.4", "features.18"],
+                           "features.14", gen)
+    grad_cam_maps("mobilenet_v2_small", mobilenet, "features.18", maps)
     save_file(maps, os.path.join(OUT, "family_cam_expected.safetensors"))
 
 

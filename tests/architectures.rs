@@ -4,6 +4,7 @@ mod common;
 
 use candle_core::Device;
 use convscope::model::arch::alexnet::AlexNetConfig;
+use convscope::model::arch::mobilenet_v2::MobileNetV2Config;
 use convscope::model::arch::squeezenet::{SqueezeItem, SqueezeNetConfig, Version};
 use convscope::model::arch::vgg::VggItem;
 use convscope::model::arch::{arch_names, ResNetConfig, VggConfig, FAMILIES};
@@ -12,6 +13,15 @@ use convscope::model::{Arch, CheckpointWeights, RandomWeights, Weights};
 
 /// A named architecture at a sixteenth of its width (SqueezeNet an eighth), so tests stay small.
 fn narrow(name: &str) -> Arch {
+    if name == "mobilenet_v2" {
+        let mut c = MobileNetV2Config::standard(10);
+        c.stem /= 8;
+        for block in &mut c.blocks {
+            (block.hidden, block.out) = (block.hidden / 8, block.out / 8);
+        }
+        c.last /= 8;
+        return Arch::new(c);
+    }
     if name == "alexnet" {
         let mut c = AlexNetConfig::standard(10);
         c.convs = c.convs.map(|w| w / 16);
@@ -97,6 +107,7 @@ fn torchvision_parameter_counts() {
         ("alexnet", 61_100_840),
         ("squeezenet1_0", 1_248_424),
         ("squeezenet1_1", 1_235_496),
+        ("mobilenet_v2", 3_504_872),
     ] {
         let arch = Arch::standard(name, 1000).unwrap();
         let g = arch
@@ -171,7 +182,7 @@ fn the_readme_lists_every_family_and_unknown_checkpoints_name_them() {
 
 #[test]
 fn default_cam_layers_are_the_ones_pytorch_grad_cam_suggests() {
-    // features[-1] for VGG, AlexNet and SqueezeNet (there not the class-score map after it),
+    // features[-1] for VGG, AlexNet, MobileNetV2 and SqueezeNet (there not the class-score map),
     // layer4[-1] for ResNet.
     for (file, layer) in [
         ("vgg16_small", "features.30"),
@@ -179,6 +190,7 @@ fn default_cam_layers_are_the_ones_pytorch_grad_cam_suggests() {
         ("alexnet_small", "features.12"),
         ("squeezenet1_0_small", "features.12.cat"),
         ("squeezenet1_1_small", "features.12.cat"),
+        ("mobilenet_v2_small", "features.18.2"),
     ] {
         let path = common::fixture(&format!("{file}.safetensors"));
         let model = convscope::model::Model::open(&path, None, &Device::Cpu).unwrap();

@@ -1,6 +1,6 @@
 //! Class activation maps against pytorch-grad-cam 1.5.x: every method on the reduced VGG16 and
 //! ResNet50 (fixtures from scripts/make_cam_fixtures.py), Grad-CAM at `features[-1]` on the
-//! reduced AlexNet and SqueezeNets (scripts/make_family_fixtures.py).
+//! reduced AlexNet, SqueezeNets and MobileNetV2 (scripts/make_family_fixtures.py).
 
 mod common;
 
@@ -79,7 +79,7 @@ fn resnet50_maps_match_pytorch_grad_cam() {
 }
 
 #[test]
-fn alexnet_and_squeezenet_grad_cam_match_pytorch_grad_cam() {
+fn newer_families_grad_cam_matches_pytorch_grad_cam() {
     for name in [
         "alexnet_small",
         "squeezenet1_0_small",

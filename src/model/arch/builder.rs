@@ -6,7 +6,7 @@ use candle_core::Tensor;
 
 use crate::model::graph::{Graph, NodeId};
 use crate::model::ops::geometry::Window;
-use crate::model::ops::{BatchNorm, Conv2d, Linear, Op, Pool, Relu};
+use crate::model::ops::{Activation, BatchNorm, Conv2d, Function, Linear, Op, Pool, Relu};
 use crate::model::weights::Weights;
 
 /// Graph under construction plus its parameter source.
@@ -39,6 +39,12 @@ impl ConvSpec {
     pub fn stride(mut self, stride: usize) -> Self {
         self.window.h.stride = stride;
         self.window.w.stride = stride;
+        self
+    }
+
+    /// Grouped (depthwise when `groups` is the channel count).
+    pub fn groups(mut self, groups: usize) -> Self {
+        self.groups = groups;
         self
     }
 }
@@ -127,6 +133,10 @@ impl<'a> Builder<'a> {
 
     pub fn relu(&mut self, name: &str, input: NodeId) -> Result<NodeId> {
         self.op(name, Op::Relu(Relu), &[input])
+    }
+
+    pub fn activation(&mut self, name: &str, input: NodeId, f: Function) -> Result<NodeId> {
+        self.op(name, Op::Activation(Activation(f)), &[input])
     }
 
     pub fn pool(&mut self, name: &str, input: NodeId, pool: Pool) -> Result<NodeId> {

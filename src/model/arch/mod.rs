@@ -6,6 +6,7 @@
 
 pub mod alexnet;
 mod builder;
+pub mod mobilenet_v2;
 pub mod resnet;
 pub mod sequential;
 pub mod squeezenet;
@@ -48,11 +49,12 @@ pub struct Family {
 }
 
 /// Every family convscope opens from a state dict, in the order detection tries them.
-pub const FAMILIES: [Family; 4] = [
+pub const FAMILIES: [Family; 5] = [
     alexnet::FAMILY,
     vgg::FAMILY,
     resnet::FAMILY,
     squeezenet::FAMILY,
+    mobilenet_v2::FAMILY,
 ];
 
 /// `layout` as an [`Arch`], with the widths of `dict` where one is given.
