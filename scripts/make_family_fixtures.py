@@ -21,6 +21,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from safetensors.torch import load_file, save_file
 from torchvision.models.alexnet import AlexNet
 from torchvision.models.mobilenetv2 import MobileNetV2
+from torchvision.models.mobilenetv3 import mobilenet_v3_large, mobilenet_v3_small
 from torchvision.models.squeezenet import Fire, SqueezeNet
 
 from make_fixtures import CLASSES, OUT, fixture, randomise_bn
@@ -100,6 +101,17 @@ def main():
     mobilenet, _ = fixture("mobilenet_v2_small", mobilenet, ["features.4", "features.18"],
                            "features.14", gen)
     grad_cam_maps("mobilenet_v2_small", mobilenet, "features.18", maps)
+    # torchvision's own builders with a width multiplier.
+    for name, make, width, layers, grad, last in [
+        ("mobilenet_v3_small_small", mobilenet_v3_small, 0.25, ["features.4", "features.12"],
+         "features.9", "features.12"),
+        ("mobilenet_v3_large_small", mobilenet_v3_large, 0.25, ["features.6", "features.16"],
+         "features.13", "features.16"),
+    ]:
+        model = make(num_classes=CLASSES, width_mult=width)
+        randomise_bn(model, gen)
+        model, _ = fixture(name, model, layers, grad, gen)
+        grad_cam_maps(name, model, last, maps)
     save_file(maps, os.path.join(OUT, "family_cam_expected.safetensors"))
 
 

@@ -5,6 +5,7 @@ mod common;
 use candle_core::Device;
 use convscope::model::arch::alexnet::AlexNetConfig;
 use convscope::model::arch::mobilenet_v2::MobileNetV2Config;
+use convscope::model::arch::mobilenet_v3::{MobileNetV3Config, Variant};
 use convscope::model::arch::squeezenet::{SqueezeItem, SqueezeNetConfig, Version};
 use convscope::model::arch::vgg::VggItem;
 use convscope::model::arch::{arch_names, ResNetConfig, VggConfig, FAMILIES};
@@ -13,6 +14,22 @@ use convscope::model::{Arch, CheckpointWeights, RandomWeights, Weights};
 
 /// A named architecture at a sixteenth of its width (SqueezeNet an eighth), so tests stay small.
 fn narrow(name: &str) -> Arch {
+    for (n, variant) in [
+        ("mobilenet_v3_small", Variant::Small),
+        ("mobilenet_v3_large", Variant::Large),
+    ] {
+        if name == n {
+            let mut c = MobileNetV3Config::standard(variant, 10);
+            c.stem /= 8;
+            for block in &mut c.blocks {
+                block.expanded /= 8;
+                block.out /= 8;
+                block.squeeze = block.squeeze.map(|s| s / 8);
+            }
+            (c.last_conv, c.hidden) = (c.last_conv / 8, c.hidden / 8);
+            return Arch::new(c);
+        }
+    }
     if name == "mobilenet_v2" {
         let mut c = MobileNetV2Config::standard(10);
         c.stem /= 8;
@@ -108,6 +125,8 @@ fn torchvision_parameter_counts() {
         ("squeezenet1_0", 1_248_424),
         ("squeezenet1_1", 1_235_496),
         ("mobilenet_v2", 3_504_872),
+        ("mobilenet_v3_small", 2_542_856),
+        ("mobilenet_v3_large", 5_483_032),
     ] {
         let arch = Arch::standard(name, 1000).unwrap();
         let g = arch
@@ -191,6 +210,8 @@ fn default_cam_layers_are_the_ones_pytorch_grad_cam_suggests() {
         ("squeezenet1_0_small", "features.12.cat"),
         ("squeezenet1_1_small", "features.12.cat"),
         ("mobilenet_v2_small", "features.18.2"),
+        ("mobilenet_v3_small_small", "features.12.2"),
+        ("mobilenet_v3_large_small", "features.16.2"),
     ] {
         let path = common::fixture(&format!("{file}.safetensors"));
         let model = convscope::model::Model::open(&path, None, &Device::Cpu).unwrap();

@@ -79,13 +79,15 @@ fn resnet50_gradients_match_torch() {
 }
 
 #[test]
-fn alexnet_squeezenet_and_mobilenet_v2_match_torchvision() {
+fn alexnet_squeezenet_and_mobilenets_match_torchvision() {
     // (fixture from scripts/make_family_fixtures.py, the name it must be detected as)
     for (file, name) in [
         ("alexnet_small", "alexnet"),
         ("squeezenet1_0_small", "squeezenet1_0"),
         ("squeezenet1_1_small", "squeezenet1_1"),
         ("mobilenet_v2_small", "mobilenet_v2"),
+        ("mobilenet_v3_small_small", "mobilenet_v3_small"),
+        ("mobilenet_v3_large_small", "mobilenet_v3_large"),
     ] {
         let (graph, detected) = fixture_graph(&format!("{file}.safetensors"));
         assert_eq!(detected, name);

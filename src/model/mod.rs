@@ -114,7 +114,7 @@ impl Model {
         Ok(Model {
             name: card.name.clone().unwrap_or(name),
             arch: arch.name(),
-            cam_layer: arch.cam_layer().map(str::to_string),
+            cam_layer: arch.cam_layer(),
             graph,
             normalisation: card.normalisation(),
             labels,
@@ -136,7 +136,7 @@ impl Model {
         Ok(Model {
             name: arch_name.to_string(),
             arch: arch.name(),
-            cam_layer: arch.cam_layer().map(str::to_string),
+            cam_layer: arch.cam_layer(),
             graph,
             normalisation,
             labels: IMAGENET_LABELS.lines().map(str::to_string).collect(),

@@ -115,7 +115,7 @@ impl Layout for AlexNetConfig {
     }
 
     /// `features[-1]`, the last max pool.
-    fn cam_layer(&self) -> Option<&'static str> {
-        Some("features")
+    fn cam_layer(&self) -> Option<String> {
+        Some("features".into())
     }
 }

@@ -9,6 +9,7 @@
 
 use anyhow::{bail, Result};
 
+use super::blocks::{conv_norm_act, Act};
 use super::builder::{Builder, ConvSpec};
 use super::{sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
@@ -133,9 +134,7 @@ fn detect(dict: &StateDict) -> Result<MobileNetV2Config> {
 
 /// Conv (no bias), batch norm and ReLU6 as `{name}.0`, `.1`, `.2`.
 fn conv_bn_relu6(b: &mut Builder, name: &str, x: NodeId, spec: ConvSpec) -> Result<NodeId> {
-    let y = b.conv(&format!("{name}.0"), x, spec)?;
-    let y = b.batch_norm(&format!("{name}.1"), y, 1e-5)?;
-    b.activation(&format!("{name}.2"), y, Function::Relu6)
+    conv_norm_act(b, name, x, spec, 1e-5, Some(Act::Func(Function::Relu6)))
 }
 
 fn inverted_residual(b: &mut Builder, name: &str, x: NodeId, block: &Block) -> Result<NodeId> {
@@ -185,7 +184,7 @@ impl Layout for MobileNetV2Config {
     }
 
     /// `features[-1]`, the last 1x1 conv block.
-    fn cam_layer(&self) -> Option<&'static str> {
-        Some("features.18")
+    fn cam_layer(&self) -> Option<String> {
+        Some(format!("features.{}", self.blocks.len() + 1))
     }
 }

@@ -5,8 +5,10 @@
 //! ([`sequential`]) is built the same way but never detected.
 
 pub mod alexnet;
+mod blocks;
 mod builder;
 pub mod mobilenet_v2;
+pub mod mobilenet_v3;
 pub mod resnet;
 pub mod sequential;
 pub mod squeezenet;
@@ -31,7 +33,7 @@ pub trait Layout: std::fmt::Debug {
     fn build(&self, b: &mut Builder) -> Result<()>;
     /// The layer class activation maps are best taken at, where the family has one (the module
     /// pytorch-grad-cam's README suggests: `features[-1]`, `layer4[-1]`, ...).
-    fn cam_layer(&self) -> Option<&'static str>;
+    fn cam_layer(&self) -> Option<String>;
 }
 
 /// One architecture family, as its file provides it.
@@ -49,12 +51,13 @@ pub struct Family {
 }
 
 /// Every family convscope opens from a state dict, in the order detection tries them.
-pub const FAMILIES: [Family; 5] = [
+pub const FAMILIES: [Family; 6] = [
     alexnet::FAMILY,
     vgg::FAMILY,
     resnet::FAMILY,
     squeezenet::FAMILY,
     mobilenet_v2::FAMILY,
+    mobilenet_v3::FAMILY,
 ];
 
 /// `layout` as an [`Arch`], with the widths of `dict` where one is given.
@@ -135,7 +138,7 @@ impl Arch {
         self.0.name()
     }
 
-    pub fn cam_layer(&self) -> Option<&'static str> {
+    pub fn cam_layer(&self) -> Option<String> {
         self.0.cam_layer()
     }
 

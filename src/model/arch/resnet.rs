@@ -106,8 +106,8 @@ impl Layout for ResNetConfig {
     }
 
     /// `layer4[-1]`, the last block.
-    fn cam_layer(&self) -> Option<&'static str> {
-        Some("layer4")
+    fn cam_layer(&self) -> Option<String> {
+        Some("layer4".into())
     }
 }
 

@@ -97,7 +97,7 @@ impl Layout for Sequential {
     }
 
     /// None: the general rule (the last spatial layer before flattening) decides.
-    fn cam_layer(&self) -> Option<&'static str> {
+    fn cam_layer(&self) -> Option<String> {
         None
     }
 }

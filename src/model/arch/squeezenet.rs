@@ -183,7 +183,7 @@ impl Layout for SqueezeNetConfig {
     }
 
     /// `features[-1]`, the last Fire module (not the class-score map after it).
-    fn cam_layer(&self) -> Option<&'static str> {
-        Some("features")
+    fn cam_layer(&self) -> Option<String> {
+        Some("features".into())
     }
 }

@@ -160,8 +160,8 @@ impl Layout for VggConfig {
     }
 
     /// `features[-1]`, the last max pool.
-    fn cam_layer(&self) -> Option<&'static str> {
-        Some("features")
+    fn cam_layer(&self) -> Option<String> {
+        Some("features".into())
     }
 }
 

@@ -1,0 +1,73 @@
+//! Building blocks torchvision's families share (`torchvision.ops.misc`): conv + norm +
+//! activation (`Conv2dNormActivation`) and squeeze-and-excitation (`SqueezeExcitation`), with
+//! torchvision's module paths inside them.
+
+use anyhow::Result;
+
+use super::builder::{Builder, ConvSpec};
+use crate::model::graph::NodeId;
+use crate::model::ops::{AdaptiveAvgPool, Function, Gate, Op};
+
+/// The activation after a conv + norm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    Relu,
+    Func(Function),
+}
+
+fn activate(b: &mut Builder, name: &str, x: NodeId, act: Act) -> Result<NodeId> {
+    match act {
+        Act::Relu => b.relu(name, x),
+        Act::Func(f) => b.activation(name, x, f),
+    }
+}
+
+/// `Conv2dNormActivation`: conv without bias `{name}.0`, batch norm `{name}.1` and, when given,
+/// the activation `{name}.2`.
+pub fn conv_norm_act(
+    b: &mut Builder,
+    name: &str,
+    x: NodeId,
+    spec: ConvSpec,
+    eps: f64,
+    act: Option<Act>,
+) -> Result<NodeId> {
+    let y = b.conv(&format!("{name}.0"), x, spec)?;
+    let y = b.batch_norm(&format!("{name}.1"), y, eps)?;
+    match act {
+        Some(act) => activate(b, &format!("{name}.2"), y, act),
+        None => Ok(y),
+    }
+}
+
+/// `SqueezeExcitation`: `avgpool`, `fc1` to `squeeze` channels, `activation`, `fc2` back,
+/// `scale_activation`, and the gate multiplying the input (`{name}.mul`, a functional step).
+pub fn squeeze_excitation(
+    b: &mut Builder,
+    name: &str,
+    x: NodeId,
+    squeeze: usize,
+    activation: Act,
+    scale: Function,
+) -> Result<NodeId> {
+    let p = |s: &str| format!("{name}.{s}");
+    let channels = b.shape(x)[1];
+    let gap = AdaptiveAvgPool { out_h: 1, out_w: 1 };
+    let s = b.op(&p("avgpool"), Op::AdaptiveAvgPool(gap), &[x])?;
+    let s = b.conv(&p("fc1"), s, ConvSpec::new(squeeze, 1, 0, true))?;
+    let s = activate(b, &p("activation"), s, activation)?;
+    let s = b.conv(&p("fc2"), s, ConvSpec::new(channels, 1, 0, true))?;
+    let s = b.activation(&p("scale_activation"), s, scale)?;
+    b.op(&p("mul"), Op::Gate(Gate), &[x, s])
+}
+
+/// torchvision's `_make_divisible(v, 8)`: the nearest multiple of 8, at least 8, and never
+/// more than 10% below `v`.
+pub fn make_divisible(v: f64) -> usize {
+    let rounded = ((v + 4.0) as usize / 8 * 8).max(8);
+    if (rounded as f64) < 0.9 * v {
+        rounded + 8
+    } else {
+        rounded
+    }
+}
