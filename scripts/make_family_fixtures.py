@@ -20,6 +20,10 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from safetensors.torch import load_file, save_file
 from torchvision.models.alexnet import AlexNet
+from functools import partial
+
+from torchvision.models.efficientnet import (EfficientNet, FusedMBConvConfig, MBConvConfig,
+                                             _efficientnet_conf)
 from torchvision.models.mobilenetv2 import MobileNetV2
 from torchvision.models.mobilenetv3 import mobilenet_v3_large, mobilenet_v3_small
 from torchvision.models.squeezenet import Fire, SqueezeNet
@@ -109,6 +113,22 @@ def main():
          "features.13", "features.16"),
     ]:
         model = make(num_classes=CLASSES, width_mult=width)
+        randomise_bn(model, gen)
+        model, _ = fixture(name, model, layers, grad, gen)
+        grad_cam_maps(name, model, last, maps)
+    # EfficientNet-B0's block counts at a quarter of its width, and V2-S's block counts (fused and
+    # depthwise blocks) at small widths and expansion ratios, with a narrow last conv.
+    setting, _ = _efficientnet_conf("efficientnet_b0", width_mult=0.25, depth_mult=1.0)
+    b0 = EfficientNet(setting, 0.2, num_classes=CLASSES)
+    v2s = EfficientNet(
+        [FusedMBConvConfig(1, 3, 1, 8, 8, 2), FusedMBConvConfig(2, 3, 2, 8, 8, 4),
+         FusedMBConvConfig(2, 3, 2, 8, 16, 4), MBConvConfig(2, 3, 2, 16, 16, 6),
+         MBConvConfig(2, 3, 1, 16, 24, 9), MBConvConfig(2, 3, 2, 24, 32, 15)],
+        0.2, num_classes=CLASSES, norm_layer=partial(nn.BatchNorm2d, eps=1e-3), last_channel=128)
+    for name, model, layers, grad, last in [
+        ("efficientnet_b0_small", b0, ["features.3", "features.8"], "features.6", "features.8"),
+        ("efficientnet_v2_s_small", v2s, ["features.2", "features.7"], "features.5", "features.7"),
+    ]:
         randomise_bn(model, gen)
         model, _ = fixture(name, model, layers, grad, gen)
         grad_cam_maps(name, model, last, maps)

@@ -4,6 +4,7 @@ mod common;
 
 use candle_core::Device;
 use convscope::model::arch::alexnet::AlexNetConfig;
+use convscope::model::arch::efficientnet::EfficientNetConfig;
 use convscope::model::arch::mobilenet_v2::MobileNetV2Config;
 use convscope::model::arch::mobilenet_v3::{MobileNetV3Config, Variant};
 use convscope::model::arch::squeezenet::{SqueezeItem, SqueezeNetConfig, Version};
@@ -29,6 +30,16 @@ fn narrow(name: &str) -> Arch {
             (c.last_conv, c.hidden) = (c.last_conv / 8, c.hidden / 8);
             return Arch::new(c);
         }
+    }
+    if let Some(mut c) = EfficientNetConfig::standard(name, 10) {
+        // The last conv keeps its width: it tells B1 from B2 (same block counts).
+        c.stem /= 8;
+        for block in c.stages.iter_mut().flatten() {
+            block.expanded /= 8;
+            block.out /= 8;
+            block.squeeze = block.squeeze.map(|s| (s / 8).max(1));
+        }
+        return Arch::new(c);
     }
     if name == "mobilenet_v2" {
         let mut c = MobileNetV2Config::standard(10);
@@ -127,6 +138,8 @@ fn torchvision_parameter_counts() {
         ("mobilenet_v2", 3_504_872),
         ("mobilenet_v3_small", 2_542_856),
         ("mobilenet_v3_large", 5_483_032),
+        ("efficientnet_b0", 5_288_548),
+        ("efficientnet_v2_s", 21_458_488),
     ] {
         let arch = Arch::standard(name, 1000).unwrap();
         let g = arch
@@ -212,6 +225,8 @@ fn default_cam_layers_are_the_ones_pytorch_grad_cam_suggests() {
         ("mobilenet_v2_small", "features.18.2"),
         ("mobilenet_v3_small_small", "features.12.2"),
         ("mobilenet_v3_large_small", "features.16.2"),
+        ("efficientnet_b0_small", "features.8.2"),
+        ("efficientnet_v2_s_small", "features.7.2"),
     ] {
         let path = common::fixture(&format!("{file}.safetensors"));
         let model = convscope::model::Model::open(&path, None, &Device::Cpu).unwrap();

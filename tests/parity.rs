@@ -79,7 +79,7 @@ fn resnet50_gradients_match_torch() {
 }
 
 #[test]
-fn alexnet_squeezenet_and_mobilenets_match_torchvision() {
+fn newer_families_match_torchvision() {
     // (fixture from scripts/make_family_fixtures.py, the name it must be detected as)
     for (file, name) in [
         ("alexnet_small", "alexnet"),
@@ -88,6 +88,8 @@ fn alexnet_squeezenet_and_mobilenets_match_torchvision() {
         ("mobilenet_v2_small", "mobilenet_v2"),
         ("mobilenet_v3_small_small", "mobilenet_v3_small"),
         ("mobilenet_v3_large_small", "mobilenet_v3_large"),
+        ("efficientnet_b0_small", "efficientnet_b0"),
+        ("efficientnet_v2_s_small", "efficientnet_v2_s"),
     ] {
         let (graph, detected) = fixture_graph(&format!("{file}.safetensors"));
         assert_eq!(detected, name);

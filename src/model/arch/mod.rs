@@ -7,6 +7,7 @@
 pub mod alexnet;
 mod blocks;
 mod builder;
+pub mod efficientnet;
 pub mod mobilenet_v2;
 pub mod mobilenet_v3;
 pub mod resnet;
@@ -51,13 +52,14 @@ pub struct Family {
 }
 
 /// Every family convscope opens from a state dict, in the order detection tries them.
-pub const FAMILIES: [Family; 6] = [
+pub const FAMILIES: [Family; 7] = [
     alexnet::FAMILY,
     vgg::FAMILY,
     resnet::FAMILY,
     squeezenet::FAMILY,
     mobilenet_v2::FAMILY,
     mobilenet_v3::FAMILY,
+    efficientnet::FAMILY,
 ];
 
 /// `layout` as an [`Arch`], with the widths of `dict` where one is given.
