@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torchvision.models.alexnet import AlexNet
 from functools import partial
 
+from torchvision.models.convnext import CNBlockConfig, ConvNeXt
 from torchvision.models.efficientnet import (EfficientNet, FusedMBConvConfig, MBConvConfig,
                                              _efficientnet_conf)
 from torchvision.models.mobilenetv2 import MobileNetV2
@@ -132,6 +133,20 @@ def main():
         randomise_bn(model, gen)
         model, _ = fixture(name, model, layers, grad, gen)
         grad_cam_maps(name, model, last, maps)
+    # ConvNeXt-T's block counts at a twelfth of its widths; layer scales and layer norms
+    # randomised (torchvision starts them at 1e-6 and at 1/0, which would hide mistakes).
+    convnext = ConvNeXt([CNBlockConfig(8, 16, 3), CNBlockConfig(16, 32, 3), CNBlockConfig(32, 64, 9),
+                         CNBlockConfig(64, None, 3)], num_classes=CLASSES)
+    for name, p in convnext.named_parameters():
+        if name.endswith("layer_scale"):
+            p.data = 0.5 + 0.2 * torch.randn(p.shape, generator=gen)
+    for m in convnext.modules():
+        if isinstance(m, nn.LayerNorm):
+            m.weight.data = 1.0 + 0.2 * torch.randn(m.weight.shape, generator=gen)
+            m.bias.data = 0.1 * torch.randn(m.bias.shape, generator=gen)
+    convnext, _ = fixture("convnext_tiny_small", convnext, ["features.3", "features.7"],
+                          "features.5", gen)
+    grad_cam_maps("convnext_tiny_small", convnext, "features.7", maps)
     save_file(maps, os.path.join(OUT, "family_cam_expected.safetensors"))
 
 

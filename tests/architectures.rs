@@ -4,6 +4,7 @@ mod common;
 
 use candle_core::Device;
 use convscope::model::arch::alexnet::AlexNetConfig;
+use convscope::model::arch::convnext::ConvNextConfig;
 use convscope::model::arch::efficientnet::EfficientNetConfig;
 use convscope::model::arch::mobilenet_v2::MobileNetV2Config;
 use convscope::model::arch::mobilenet_v3::{MobileNetV3Config, Variant};
@@ -30,6 +31,11 @@ fn narrow(name: &str) -> Arch {
             (c.last_conv, c.hidden) = (c.last_conv / 8, c.hidden / 8);
             return Arch::new(c);
         }
+    }
+    if let Some(mut c) = ConvNextConfig::standard(name, 10) {
+        // The first width keeps its value: it tells small, base and large apart.
+        c.dims = [c.dims[0], 16, 16, 16];
+        return Arch::new(c);
     }
     if let Some(mut c) = EfficientNetConfig::standard(name, 10) {
         // The last conv keeps its width: it tells B1 from B2 (same block counts).
@@ -140,6 +146,7 @@ fn torchvision_parameter_counts() {
         ("mobilenet_v3_large", 5_483_032),
         ("efficientnet_b0", 5_288_548),
         ("efficientnet_v2_s", 21_458_488),
+        ("convnext_tiny", 28_589_128),
     ] {
         let arch = Arch::standard(name, 1000).unwrap();
         let g = arch
@@ -227,6 +234,7 @@ fn default_cam_layers_are_the_ones_pytorch_grad_cam_suggests() {
         ("mobilenet_v3_large_small", "features.16.2"),
         ("efficientnet_b0_small", "features.8.2"),
         ("efficientnet_v2_s_small", "features.7.2"),
+        ("convnext_tiny_small", "features.7.2.add"),
     ] {
         let path = common::fixture(&format!("{file}.safetensors"));
         let model = convscope::model::Model::open(&path, None, &Device::Cpu).unwrap();

@@ -90,6 +90,7 @@ fn newer_families_match_torchvision() {
         ("mobilenet_v3_large_small", "mobilenet_v3_large"),
         ("efficientnet_b0_small", "efficientnet_b0"),
         ("efficientnet_v2_s_small", "efficientnet_v2_s"),
+        ("convnext_tiny_small", "convnext_tiny"),
     ] {
         let (graph, detected) = fixture_graph(&format!("{file}.safetensors"));
         assert_eq!(detected, name);

@@ -6,7 +6,9 @@ use candle_core::Tensor;
 
 use crate::model::graph::{Graph, NodeId};
 use crate::model::ops::geometry::Window;
-use crate::model::ops::{Activation, BatchNorm, Conv2d, Function, Linear, Op, Pool, Relu};
+use crate::model::ops::{
+    Activation, BatchNorm, Conv2d, Function, LayerNorm, Linear, Op, Pool, Relu,
+};
 use crate::model::weights::Weights;
 
 /// Graph under construction plus its parameter source.
@@ -82,6 +84,11 @@ impl<'a> Builder<'a> {
         self.weights.take(&format!("{name}.{suffix}"), shape)
     }
 
+    /// A parameter by its full state-dict name (a module's own `nn.Parameter`).
+    pub fn parameter(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        self.weights.take(name, shape)
+    }
+
     fn channels(&self, input: NodeId) -> usize {
         self.shape(input).get(1).copied().unwrap_or(0)
     }
@@ -141,6 +148,33 @@ impl<'a> Builder<'a> {
 
     pub fn pool(&mut self, name: &str, input: NodeId, pool: Pool) -> Result<NodeId> {
         self.op(name, Op::Pool(pool), &[input])
+    }
+
+    /// A `Linear` applied over the channels at every pixel (channels-last in PyTorch): a 1x1
+    /// convolution with the linear layer's `(out, in)` weight.
+    pub fn pointwise_linear(&mut self, name: &str, input: NodeId, out: usize) -> Result<NodeId> {
+        let cin = self.channels(input);
+        let weight = self
+            .param(name, "weight", &[out, cin])?
+            .reshape((out, cin, 1, 1))?;
+        let bias = self.param(name, "bias", &[out])?;
+        let conv = Conv2d {
+            weight,
+            bias: Some(bias),
+            window: Window::square(1, 1, 0, 1),
+            groups: 1,
+        };
+        self.op(name, Op::Conv2d(conv), &[input])
+    }
+
+    /// Layer norm over the channels at every pixel (`LayerNorm2d`, or `LayerNorm` between
+    /// permutes), weight and bias `(C,)`.
+    pub fn layer_norm(&mut self, name: &str, input: NodeId, eps: f64) -> Result<NodeId> {
+        let c = self.channels(input);
+        let weight = self.param(name, "weight", &[c])?.reshape((1, c, 1, 1))?;
+        let bias = self.param(name, "bias", &[c])?.reshape((1, c, 1, 1))?;
+        let op = Op::LayerNorm(LayerNorm { weight, bias, eps });
+        self.op(name, op, &[input])
     }
 
     pub fn linear(&mut self, name: &str, input: NodeId, out: usize, bias: bool) -> Result<NodeId> {

@@ -7,6 +7,7 @@
 pub mod alexnet;
 mod blocks;
 mod builder;
+pub mod convnext;
 pub mod efficientnet;
 pub mod mobilenet_v2;
 pub mod mobilenet_v3;
@@ -52,7 +53,7 @@ pub struct Family {
 }
 
 /// Every family convscope opens from a state dict, in the order detection tries them.
-pub const FAMILIES: [Family; 7] = [
+pub const FAMILIES: [Family; 8] = [
     alexnet::FAMILY,
     vgg::FAMILY,
     resnet::FAMILY,
@@ -60,6 +61,7 @@ pub const FAMILIES: [Family; 7] = [
     mobilenet_v2::FAMILY,
     mobilenet_v3::FAMILY,
     efficientnet::FAMILY,
+    convnext::FAMILY,
 ];
 
 /// `layout` as an [`Arch`], with the widths of `dict` where one is given.

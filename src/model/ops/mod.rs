@@ -23,6 +23,7 @@ pub mod geometry;
 mod input;
 mod layer_norm;
 mod linear;
+mod permute;
 pub mod pool;
 mod relu;
 
@@ -43,6 +44,7 @@ pub use geometry::{Axis, Window};
 pub use input::Input;
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
+pub use permute::Permute;
 pub use pool::{Pool, PoolKind};
 pub use relu::Relu;
 
@@ -113,6 +115,7 @@ pub enum Op {
     ChannelScale(ChannelScale),
     Gate(Gate),
     ChannelShuffle(ChannelShuffle),
+    Permute(Permute),
 }
 
 impl std::ops::Deref for Op {
@@ -136,6 +139,7 @@ impl std::ops::Deref for Op {
             Op::ChannelScale(o) => o,
             Op::Gate(o) => o,
             Op::ChannelShuffle(o) => o,
+            Op::Permute(o) => o,
         }
     }
 }
