@@ -23,6 +23,7 @@ from torchvision.models.alexnet import AlexNet
 from functools import partial
 
 from torchvision.models.convnext import CNBlockConfig, ConvNeXt
+from torchvision.models.densenet import DenseNet
 from torchvision.models.efficientnet import (EfficientNet, FusedMBConvConfig, MBConvConfig,
                                              _efficientnet_conf)
 from torchvision.models.mobilenetv2 import MobileNetV2
@@ -147,6 +148,16 @@ def main():
     convnext, _ = fixture("convnext_tiny_small", convnext, ["features.3", "features.7"],
                           "features.5", gen)
     grad_cam_maps("convnext_tiny_small", convnext, "features.7", maps)
+    # DenseNet-121's layers per block with growth 4, bottleneck 8 and 8 initial channels. Maps
+    # at denseblock4: features.norm5 (features[-1]) is followed by an in-place ReLU in
+    # DenseNet.forward, which rewrites the activations pytorch-grad-cam keeps.
+    densenet = DenseNet(growth_rate=4, block_config=(6, 12, 24, 16), num_init_features=8,
+                        bn_size=2, num_classes=CLASSES)
+    randomise_bn(densenet, gen)
+    densenet, _ = fixture("densenet121_small", densenet,
+                          ["features.denseblock2", "features.transition3"],
+                          "features.denseblock4", gen)
+    grad_cam_maps("densenet121_small", densenet, "features.denseblock4", maps)
     save_file(maps, os.path.join(OUT, "family_cam_expected.safetensors"))
 
 

@@ -5,6 +5,7 @@ mod common;
 use candle_core::Device;
 use convscope::model::arch::alexnet::AlexNetConfig;
 use convscope::model::arch::convnext::ConvNextConfig;
+use convscope::model::arch::densenet::DenseNetConfig;
 use convscope::model::arch::efficientnet::EfficientNetConfig;
 use convscope::model::arch::mobilenet_v2::MobileNetV2Config;
 use convscope::model::arch::mobilenet_v3::{MobileNetV3Config, Variant};
@@ -31,6 +32,12 @@ fn narrow(name: &str) -> Arch {
             (c.last_conv, c.hidden) = (c.last_conv / 8, c.hidden / 8);
             return Arch::new(c);
         }
+    }
+    if let Some(depth) = name.strip_prefix("densenet") {
+        let mut c = DenseNetConfig::standard(depth.parse().unwrap(), 10).unwrap();
+        (c.init, c.growth, c.bottleneck) = (8, 4, 8);
+        c.transitions = c.transitions.map(|t| t / 16);
+        return Arch::new(c);
     }
     if let Some(mut c) = ConvNextConfig::standard(name, 10) {
         // The first width keeps its value: it tells small, base and large apart.
@@ -147,6 +154,8 @@ fn torchvision_parameter_counts() {
         ("efficientnet_b0", 5_288_548),
         ("efficientnet_v2_s", 21_458_488),
         ("convnext_tiny", 28_589_128),
+        ("densenet121", 7_978_856),
+        ("densenet161", 28_681_000),
     ] {
         let arch = Arch::standard(name, 1000).unwrap();
         let g = arch
@@ -235,6 +244,7 @@ fn default_cam_layers_are_the_ones_pytorch_grad_cam_suggests() {
         ("efficientnet_b0_small", "features.8.2"),
         ("efficientnet_v2_s_small", "features.7.2"),
         ("convnext_tiny_small", "features.7.2.add"),
+        ("densenet121_small", "features.norm5"),
     ] {
         let path = common::fixture(&format!("{file}.safetensors"));
         let model = convscope::model::Model::open(&path, None, &Device::Cpu).unwrap();

@@ -1,6 +1,6 @@
 //! Class activation maps against pytorch-grad-cam 1.5.x: every method on the reduced VGG16 and
 //! ResNet50 (fixtures from scripts/make_cam_fixtures.py), Grad-CAM at `features[-1]` on the
-//! reduced AlexNet, SqueezeNets, MobileNets, EfficientNets and ConvNeXt (scripts/make_family_fixtures.py).
+//! reduced AlexNet, SqueezeNets, MobileNets, EfficientNets, ConvNeXt and DenseNet (scripts/make_family_fixtures.py).
 
 mod common;
 

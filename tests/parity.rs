@@ -91,6 +91,7 @@ fn newer_families_match_torchvision() {
         ("efficientnet_b0_small", "efficientnet_b0"),
         ("efficientnet_v2_s_small", "efficientnet_v2_s"),
         ("convnext_tiny_small", "convnext_tiny"),
+        ("densenet121_small", "densenet121"),
     ] {
         let (graph, detected) = fixture_graph(&format!("{file}.safetensors"));
         assert_eq!(detected, name);

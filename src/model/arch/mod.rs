@@ -8,6 +8,7 @@ pub mod alexnet;
 mod blocks;
 mod builder;
 pub mod convnext;
+pub mod densenet;
 pub mod efficientnet;
 pub mod mobilenet_v2;
 pub mod mobilenet_v3;
@@ -53,7 +54,7 @@ pub struct Family {
 }
 
 /// Every family convscope opens from a state dict, in the order detection tries them.
-pub const FAMILIES: [Family; 8] = [
+pub const FAMILIES: [Family; 9] = [
     alexnet::FAMILY,
     vgg::FAMILY,
     resnet::FAMILY,
@@ -62,6 +63,7 @@ pub const FAMILIES: [Family; 8] = [
     mobilenet_v3::FAMILY,
     efficientnet::FAMILY,
     convnext::FAMILY,
+    densenet::FAMILY,
 ];
 
 /// `layout` as an [`Arch`], with the widths of `dict` where one is given.
