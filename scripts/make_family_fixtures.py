@@ -27,6 +27,7 @@ from torchvision.models.densenet import DenseNet
 from torchvision.models.efficientnet import (EfficientNet, FusedMBConvConfig, MBConvConfig,
                                              _efficientnet_conf)
 from torchvision.models.mobilenetv2 import MobileNetV2
+from torchvision.models.resnet import Bottleneck, ResNet
 from torchvision.models.mobilenetv3 import mobilenet_v3_large, mobilenet_v3_small
 from torchvision.models.squeezenet import Fire, SqueezeNet
 
@@ -87,6 +88,21 @@ def grad_cam_maps(name, model, layer, out):
         for c in classes:
             m = cam(input_tensor=x, targets=[ClassifierOutputTarget(c)])[0]
             out[f"{name}/{layer}/gradcam/{c}"] = torch.from_numpy(m).contiguous()
+
+
+def small_resnext50():
+    """ResNeXt-50's blocks with 4 groups of 4 channels in the first stage, narrowed as
+    make_fixtures.small_resnet50 narrows ResNet-50, through torchvision's own stage builder."""
+    model = ResNet(Bottleneck, [3, 4, 6, 3], num_classes=CLASSES, groups=4, width_per_group=64)
+    model.inplanes = 4
+    model.conv1 = nn.Conv2d(3, 4, kernel_size=7, stride=2, padding=3, bias=False)
+    model.bn1 = nn.BatchNorm2d(4)
+    model.layer1 = model._make_layer(Bottleneck, 4, 3)
+    model.layer2 = model._make_layer(Bottleneck, 8, 4, stride=2)
+    model.layer3 = model._make_layer(Bottleneck, 16, 6, stride=2)
+    model.layer4 = model._make_layer(Bottleneck, 32, 3, stride=2)
+    model.fc = nn.Linear(32 * Bottleneck.expansion, CLASSES)
+    return model
 
 
 def main():
@@ -158,6 +174,10 @@ def main():
                           ["features.denseblock2", "features.transition3"],
                           "features.denseblock4", gen)
     grad_cam_maps("densenet121_small", densenet, "features.denseblock4", maps)
+    resnext = small_resnext50()
+    randomise_bn(resnext, gen)
+    resnext, _ = fixture("resnext50_small", resnext, ["layer1", "layer3"], "layer4", gen)
+    grad_cam_maps("resnext50_small", resnext, "layer4", maps)
     save_file(maps, os.path.join(OUT, "family_cam_expected.safetensors"))
 
 

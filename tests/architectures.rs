@@ -95,7 +95,12 @@ fn narrow(name: &str) -> Arch {
     }
     let mut c = ResNetConfig::standard(name, 10).unwrap_or_else(|| panic!("no narrow {name}"));
     c.stem /= 16;
-    c.widths = c.widths.map(|(a, b)| (a / 16, b / 16));
+    if c.groups > 1 {
+        // ResNeXt keeps its inner widths: its name is read from them.
+        c.widths = c.widths.map(|(a, b)| (a, b / 16));
+    } else {
+        c.widths = c.widths.map(|(a, b)| (a / 16, b / 16));
+    }
     Arch::new(c)
 }
 
@@ -156,6 +161,8 @@ fn torchvision_parameter_counts() {
         ("convnext_tiny", 28_589_128),
         ("densenet121", 7_978_856),
         ("densenet161", 28_681_000),
+        ("resnext50_32x4d", 25_028_904),
+        ("wide_resnet50_2", 68_883_240),
     ] {
         let arch = Arch::standard(name, 1000).unwrap();
         let g = arch
@@ -245,6 +252,7 @@ fn default_cam_layers_are_the_ones_pytorch_grad_cam_suggests() {
         ("efficientnet_v2_s_small", "features.7.2"),
         ("convnext_tiny_small", "features.7.2.add"),
         ("densenet121_small", "features.norm5"),
+        ("resnext50_small", "layer4.2.relu3"),
     ] {
         let path = common::fixture(&format!("{file}.safetensors"));
         let model = convscope::model::Model::open(&path, None, &Device::Cpu).unwrap();

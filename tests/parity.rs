@@ -92,6 +92,7 @@ fn newer_families_match_torchvision() {
         ("efficientnet_v2_s_small", "efficientnet_v2_s"),
         ("convnext_tiny_small", "convnext_tiny"),
         ("densenet121_small", "densenet121"),
+        ("resnext50_small", "resnext50_4x4d"),
     ] {
         let (graph, detected) = fixture_graph(&format!("{file}.safetensors"));
         assert_eq!(detected, name);

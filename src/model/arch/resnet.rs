@@ -1,6 +1,7 @@
 //! torchvision's ResNet: stem `conv1, bn1, relu, maxpool`, four stages `layerS.B` of basic or
 //! bottleneck blocks (stride on the 3x3 conv, `downsample.0/1` where the shape changes),
-//! `avgpool` to 1x1 and `fc`.
+//! `avgpool` to 1x1 and `fc`. ResNeXt is the same with a grouped 3x3 conv and wider blocks, Wide
+//! ResNet with twice the inner width; both are read from the weights.
 //!
 //! PyTorch reuses one `relu` module several times per block; here each use is its own node:
 //! `relu1`, `relu2` (and `relu3` in a bottleneck) after the residual `add`. The block's name
@@ -22,6 +23,8 @@ pub struct ResNetConfig {
     pub stem: usize,
     /// Per stage: the inner width of each block and its output width.
     pub widths: [(usize, usize); 4],
+    /// Groups of the bottleneck's 3x3 conv (ResNeXt).
+    pub groups: usize,
     pub classes: usize,
 }
 
@@ -35,7 +38,18 @@ const DEPTHS: [(u32, [usize; 4], bool); 5] = [
 
 pub const FAMILY: Family = Family {
     title: "torchvision ResNet",
-    names: &["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"],
+    names: &[
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet101",
+        "resnet152",
+        "resnext50_32x4d",
+        "resnext101_32x8d",
+        "resnext101_64x4d",
+        "wide_resnet50_2",
+        "wide_resnet101_2",
+    ],
     detect: |dict| {
         (dict.contains("conv1.weight")
             && dict.contains("layer1.0.conv1.weight")
@@ -49,16 +63,32 @@ pub const FAMILY: Family = Family {
 };
 
 impl ResNetConfig {
+    /// `resnet18..152`, `resnextD_GxWd` (G groups of W channels in the first stage) and
+    /// `wide_resnetD_2`, as in torchvision.
     pub fn standard(name: &str, classes: usize) -> Option<ResNetConfig> {
-        let depth: u32 = name.strip_prefix("resnet")?.parse().ok()?;
+        let (depth, groups, width_per_group): (u32, usize, usize) =
+            if let Some(rest) = name.strip_prefix("resnext") {
+                let (depth, shape) = rest.split_once('_')?;
+                let (g, w) = shape.strip_suffix('d')?.split_once('x')?;
+                (depth.parse().ok()?, g.parse().ok()?, w.parse().ok()?)
+            } else if let Some(rest) = name.strip_prefix("wide_resnet") {
+                (rest.strip_suffix("_2")?.parse().ok()?, 1, 128)
+            } else {
+                (name.strip_prefix("resnet")?.parse().ok()?, 1, 64)
+            };
         let (_, blocks, bottleneck) = DEPTHS.iter().find(|(d, _, _)| *d == depth)?;
+        if !bottleneck && (groups, width_per_group) != (1, 64) {
+            return None;
+        }
         let expansion = if *bottleneck { 4 } else { 1 };
-        let widths = [64, 128, 256, 512].map(|w| (w, w * expansion));
+        let widths =
+            [64, 128, 256, 512].map(|w| (w * width_per_group / 64 * groups, w * expansion));
         Some(ResNetConfig {
             blocks: *blocks,
             bottleneck: *bottleneck,
             stem: 64,
             widths,
+            groups,
             classes,
         })
     }
@@ -81,16 +111,33 @@ impl ResNetConfig {
         if let Some(n) = rows("fc.weight") {
             self.classes = n;
         }
+        if self.bottleneck {
+            // A grouped conv's weight holds inner / groups input channels.
+            if let Some(s) = dict.shape("layer1.0.conv2.weight") {
+                if s.len() == 4 && s[1] > 0 && s[0] % s[1] == 0 {
+                    self.groups = s[0] / s[1];
+                }
+            }
+        }
         self
     }
 }
 
 impl Layout for ResNetConfig {
     fn name(&self) -> String {
+        let inner = self.widths[0].0;
         DEPTHS
             .iter()
             .find(|(_, b, bn)| *b == self.blocks && *bn == self.bottleneck)
-            .map(|(d, _, _)| format!("resnet{d}"))
+            .map(|(d, _, _)| {
+                if self.groups > 1 {
+                    format!("resnext{d}_{}x{}d", self.groups, inner / self.groups)
+                } else if self.bottleneck && inner == self.widths[0].1 / 2 {
+                    format!("wide_resnet{d}_2")
+                } else {
+                    format!("resnet{d}")
+                }
+            })
             .unwrap_or_else(|| {
                 let kind = if self.bottleneck {
                     "bottleneck"
@@ -126,11 +173,10 @@ fn block(
         y = b.conv(&p("conv1"), x, ConvSpec::new(inner, 1, 0, false))?;
         y = b.batch_norm(&p("bn1"), y, 1e-5)?;
         y = b.relu(&p("relu1"), y)?;
-        y = b.conv(
-            &p("conv2"),
-            y,
-            ConvSpec::new(inner, 3, 1, false).stride(stride),
-        )?;
+        let grouped = ConvSpec::new(inner, 3, 1, false)
+            .stride(stride)
+            .groups(cfg.groups);
+        y = b.conv(&p("conv2"), y, grouped)?;
         y = b.batch_norm(&p("bn2"), y, 1e-5)?;
         y = b.relu(&p("relu2"), y)?;
         y = b.conv(&p("conv3"), y, ConvSpec::new(out, 1, 0, false))?;
