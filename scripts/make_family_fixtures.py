@@ -27,6 +27,7 @@ from torchvision.models.densenet import DenseNet
 from torchvision.models.efficientnet import (EfficientNet, FusedMBConvConfig, MBConvConfig,
                                              _efficientnet_conf)
 from torchvision.models.mobilenetv2 import MobileNetV2
+from torchvision.models.regnet import BlockParams, RegNet
 from torchvision.models.resnet import Bottleneck, ResNet
 from torchvision.models.mobilenetv3 import mobilenet_v3_large, mobilenet_v3_small
 from torchvision.models.squeezenet import Fire, SqueezeNet
@@ -178,6 +179,14 @@ def main():
     randomise_bn(resnext, gen)
     resnext, _ = fixture("resnext50_small", resnext, ["layer1", "layer3"], "layer4", gen)
     grad_cam_maps("resnext50_small", resnext, "layer4", maps)
+    # RegNetY-400MF's blocks per stage with narrow widths (groups of 8, SE).
+    params = BlockParams(depths=[1, 3, 6, 6], widths=[8, 16, 24, 32], group_widths=[8, 8, 8, 8],
+                         bottleneck_multipliers=[1.0] * 4, strides=[2] * 4, se_ratio=0.25)
+    regnet = RegNet(params, num_classes=CLASSES, stem_width=8)
+    randomise_bn(regnet, gen)
+    regnet, _ = fixture("regnet_y_small", regnet, ["trunk_output.block2", "trunk_output.block4"],
+                        "trunk_output.block3", gen)
+    grad_cam_maps("regnet_y_small", regnet, "trunk_output", maps)
     save_file(maps, os.path.join(OUT, "family_cam_expected.safetensors"))
 
 

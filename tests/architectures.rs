@@ -9,6 +9,7 @@ use convscope::model::arch::densenet::DenseNetConfig;
 use convscope::model::arch::efficientnet::EfficientNetConfig;
 use convscope::model::arch::mobilenet_v2::MobileNetV2Config;
 use convscope::model::arch::mobilenet_v3::{MobileNetV3Config, Variant};
+use convscope::model::arch::regnet::RegNetConfig;
 use convscope::model::arch::squeezenet::{SqueezeItem, SqueezeNetConfig, Version};
 use convscope::model::arch::vgg::VggItem;
 use convscope::model::arch::{arch_names, ResNetConfig, VggConfig, FAMILIES};
@@ -37,6 +38,20 @@ fn narrow(name: &str) -> Arch {
         let mut c = DenseNetConfig::standard(depth.parse().unwrap(), 10).unwrap();
         (c.init, c.growth, c.bottleneck) = (8, 4, 8);
         c.transitions = c.transitions.map(|t| t / 16);
+        return Arch::new(c);
+    }
+    if let Some(mut c) = RegNetConfig::standard(name, 10) {
+        // The widths name the variant, so the small ones keep them; the large ones (up to
+        // 644M parameters) are narrowed and then detected as a RegNet of that shape.
+        if c.stages.iter().flatten().any(|b| b.out > 1000) {
+            c.variant = None;
+            for b in c.stages.iter_mut().flatten() {
+                b.out /= 8;
+                b.bottleneck /= 8;
+                b.groups = (b.groups / 8).max(1);
+                b.squeeze = b.squeeze.map(|s| (s / 8).max(1));
+            }
+        }
         return Arch::new(c);
     }
     if let Some(mut c) = ConvNextConfig::standard(name, 10) {
@@ -111,7 +126,11 @@ fn every_named_architecture_is_detected_from_its_checkpoint() {
         let built = narrow(name).build((3, 64, 64), &mut random).unwrap();
         let dict = random.into_state_dict();
         let detected = Arch::for_checkpoint(None, &dict).unwrap();
-        assert_eq!(detected.name(), name);
+        if name.starts_with("regnet") && detected.name().starts_with("regnet-like") {
+            assert_eq!(detected.name(), narrow(name).name(), "a narrowed {name}");
+        } else {
+            assert_eq!(detected.name(), name);
+        }
         let rebuilt = detected
             .build((3, 64, 64), &mut CheckpointWeights::new(dict, Device::Cpu))
             .unwrap();
@@ -163,6 +182,8 @@ fn torchvision_parameter_counts() {
         ("densenet161", 28_681_000),
         ("resnext50_32x4d", 25_028_904),
         ("wide_resnet50_2", 68_883_240),
+        ("regnet_y_400mf", 4_344_144),
+        ("regnet_x_400mf", 5_495_976),
     ] {
         let arch = Arch::standard(name, 1000).unwrap();
         let g = arch
@@ -253,6 +274,7 @@ fn default_cam_layers_are_the_ones_pytorch_grad_cam_suggests() {
         ("convnext_tiny_small", "features.7.2.add"),
         ("densenet121_small", "features.norm5"),
         ("resnext50_small", "layer4.2.relu3"),
+        ("regnet_y_small", "trunk_output.block4.block4-5.activation"),
     ] {
         let path = common::fixture(&format!("{file}.safetensors"));
         let model = convscope::model::Model::open(&path, None, &Device::Cpu).unwrap();

@@ -93,6 +93,7 @@ fn newer_families_match_torchvision() {
         ("convnext_tiny_small", "convnext_tiny"),
         ("densenet121_small", "densenet121"),
         ("resnext50_small", "resnext50_4x4d"),
+        ("regnet_y_small", "regnet-like (blocks [1, 3, 6, 6])"),
     ] {
         let (graph, detected) = fixture_graph(&format!("{file}.safetensors"));
         assert_eq!(detected, name);

@@ -12,6 +12,7 @@ pub mod densenet;
 pub mod efficientnet;
 pub mod mobilenet_v2;
 pub mod mobilenet_v3;
+pub mod regnet;
 pub mod resnet;
 pub mod sequential;
 pub mod squeezenet;
@@ -54,7 +55,7 @@ pub struct Family {
 }
 
 /// Every family convscope opens from a state dict, in the order detection tries them.
-pub const FAMILIES: [Family; 9] = [
+pub const FAMILIES: [Family; 10] = [
     alexnet::FAMILY,
     vgg::FAMILY,
     resnet::FAMILY,
@@ -64,6 +65,7 @@ pub const FAMILIES: [Family; 9] = [
     efficientnet::FAMILY,
     convnext::FAMILY,
     densenet::FAMILY,
+    regnet::FAMILY,
 ];
 
 /// `layout` as an [`Arch`], with the widths of `dict` where one is given.

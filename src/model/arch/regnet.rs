@@ -1,0 +1,334 @@
+//! torchvision's RegNet X and Y: `stem` (conv 3x3/2, bn, relu), `trunk_output.blockS` stages of
+//! `blockS-I` bottleneck blocks (`f.a` 1x1, `f.b` grouped 3x3 with the stage's stride on the
+//! first block, `f.se` squeeze-and-excitation in the Y models, `f.c` 1x1 without activation;
+//! `proj` a 1x1 conv with bn where the shape changes), `avgpool`, `flatten`, `fc`.
+//!
+//! Functional steps of a block's `forward`: the residual sum `blockS-I.add`, then its
+//! `activation` module. Widths, groups and SE widths are read from the checkpoint.
+
+use anyhow::{bail, Result};
+
+use super::blocks::{conv_norm_act, squeeze_excitation, Act};
+use super::builder::{Builder, ConvSpec};
+use super::{sized, Arch, Family, Layout};
+use crate::model::graph::NodeId;
+use crate::model::load::StateDict;
+use crate::model::ops::{AdaptiveAvgPool, Add, Flatten, Function, Op};
+
+/// One block: output width, bottleneck width, groups of the 3x3 conv, SE width, stride.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Block {
+    pub out: usize,
+    pub bottleneck: usize,
+    pub groups: usize,
+    pub squeeze: Option<usize>,
+    pub stride: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct RegNetConfig {
+    pub variant: Option<&'static str>,
+    pub stem: usize,
+    pub stages: Vec<Vec<Block>>,
+    pub classes: usize,
+}
+
+/// torchvision's variants: name, blocks per stage, width per stage, group width per stage, SE.
+type Variant = (&'static str, [usize; 4], [usize; 4], [usize; 4], bool);
+
+const VARIANTS: [Variant; 15] = [
+    (
+        "regnet_x_400mf",
+        [1, 2, 7, 12],
+        [32, 64, 160, 400],
+        [16; 4],
+        false,
+    ),
+    (
+        "regnet_x_800mf",
+        [1, 3, 7, 5],
+        [64, 128, 288, 672],
+        [16; 4],
+        false,
+    ),
+    (
+        "regnet_x_1_6gf",
+        [2, 4, 10, 2],
+        [72, 168, 408, 912],
+        [24; 4],
+        false,
+    ),
+    (
+        "regnet_x_3_2gf",
+        [2, 6, 15, 2],
+        [96, 192, 432, 1008],
+        [48; 4],
+        false,
+    ),
+    (
+        "regnet_x_8gf",
+        [2, 5, 15, 1],
+        [80, 240, 720, 1920],
+        [80, 120, 120, 120],
+        false,
+    ),
+    (
+        "regnet_x_16gf",
+        [2, 6, 13, 1],
+        [256, 512, 896, 2048],
+        [128; 4],
+        false,
+    ),
+    (
+        "regnet_x_32gf",
+        [2, 7, 13, 1],
+        [336, 672, 1344, 2520],
+        [168; 4],
+        false,
+    ),
+    (
+        "regnet_y_400mf",
+        [1, 3, 6, 6],
+        [48, 104, 208, 440],
+        [8; 4],
+        true,
+    ),
+    (
+        "regnet_y_800mf",
+        [1, 3, 8, 2],
+        [64, 144, 320, 784],
+        [16; 4],
+        true,
+    ),
+    (
+        "regnet_y_1_6gf",
+        [2, 6, 17, 2],
+        [48, 120, 336, 888],
+        [24; 4],
+        true,
+    ),
+    (
+        "regnet_y_3_2gf",
+        [2, 5, 13, 1],
+        [72, 216, 576, 1512],
+        [24; 4],
+        true,
+    ),
+    (
+        "regnet_y_8gf",
+        [2, 4, 10, 1],
+        [224, 448, 896, 2016],
+        [56; 4],
+        true,
+    ),
+    (
+        "regnet_y_16gf",
+        [2, 4, 11, 1],
+        [224, 448, 1232, 3024],
+        [112; 4],
+        true,
+    ),
+    (
+        "regnet_y_32gf",
+        [2, 5, 12, 1],
+        [232, 696, 1392, 3712],
+        [232; 4],
+        true,
+    ),
+    (
+        "regnet_y_128gf",
+        [2, 7, 17, 1],
+        [528, 1056, 2904, 7392],
+        [264; 4],
+        true,
+    ),
+];
+
+pub const FAMILY: Family = Family {
+    title: "torchvision RegNet",
+    names: &[
+        "regnet_x_400mf",
+        "regnet_x_800mf",
+        "regnet_x_1_6gf",
+        "regnet_x_3_2gf",
+        "regnet_x_8gf",
+        "regnet_x_16gf",
+        "regnet_x_32gf",
+        "regnet_y_400mf",
+        "regnet_y_800mf",
+        "regnet_y_1_6gf",
+        "regnet_y_3_2gf",
+        "regnet_y_8gf",
+        "regnet_y_16gf",
+        "regnet_y_32gf",
+        "regnet_y_128gf",
+    ],
+    detect: |dict| {
+        (dict.contains("stem.0.weight")
+            && dict.contains("trunk_output.block1.block1-0.f.a.0.weight")
+            && dict.contains("fc.weight"))
+        .then(|| Ok(Arch::new(RegNetConfig::empty().with_widths_of(dict))))
+    },
+    standard: |name, classes, dict| {
+        let cfg = RegNetConfig::standard(name, classes)?;
+        Some(sized(cfg, dict, RegNetConfig::with_widths_of))
+    },
+};
+
+fn block_name(s: usize, i: usize) -> String {
+    format!("trunk_output.block{s}.block{s}-{i}")
+}
+
+impl RegNetConfig {
+    pub fn standard(name: &str, classes: usize) -> Option<RegNetConfig> {
+        let &(variant, depths, widths, group_widths, se) = VARIANTS.iter().find(|v| v.0 == name)?;
+        let stages = (0..4)
+            .map(|s| {
+                // A stage's first block takes the previous stage's width (the stem's: 32).
+                let first_in = if s == 0 { 32 } else { widths[s - 1] };
+                (0..depths[s])
+                    .map(|i| {
+                        let w_in = if i == 0 { first_in } else { widths[s] };
+                        Block {
+                            out: widths[s],
+                            bottleneck: widths[s],
+                            groups: widths[s] / group_widths[s],
+                            squeeze: se.then(|| (0.25 * w_in as f64).round() as usize),
+                            stride: if i == 0 { 2 } else { 1 },
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        Some(RegNetConfig {
+            variant: Some(variant),
+            stem: 32,
+            stages,
+            classes,
+        })
+    }
+
+    /// No stages yet: everything comes from a checkpoint.
+    fn empty() -> RegNetConfig {
+        RegNetConfig {
+            variant: None,
+            stem: 32,
+            stages: vec![Vec::new(); 4],
+            classes: 1000,
+        }
+    }
+
+    /// The layout of `dict`: block counts, widths, groups and SE widths, and the variant with
+    /// those block counts and widths, if any.
+    pub fn with_widths_of(mut self, dict: &StateDict) -> RegNetConfig {
+        let shape = |name: &str| dict.shape(name).map(|s| s.to_vec());
+        if let Some(s) = shape("stem.0.weight") {
+            self.stem = s[0];
+        }
+        for (s, stage) in self.stages.iter_mut().enumerate() {
+            let count = (0..)
+                .take_while(|i| dict.contains(&format!("{}.f.a.0.weight", block_name(s + 1, *i))))
+                .count();
+            *stage = (0..count)
+                .map(|i| {
+                    let p = block_name(s + 1, i);
+                    let (b, c) = (
+                        shape(&format!("{p}.f.b.0.weight")),
+                        shape(&format!("{p}.f.c.0.weight")),
+                    );
+                    let (bottleneck, groups) = match b {
+                        Some(b) if b[1] > 0 => (b[0], b[0] / b[1]),
+                        _ => (0, 1),
+                    };
+                    Block {
+                        out: c.map_or(0, |c| c[0]),
+                        bottleneck,
+                        groups,
+                        squeeze: shape(&format!("{p}.f.se.fc1.weight")).map(|s| s[0]),
+                        stride: if i == 0 { 2 } else { 1 },
+                    }
+                })
+                .collect();
+        }
+        if let Some(s) = shape("fc.weight") {
+            self.classes = s[0];
+        }
+        let depths: Vec<usize> = self.stages.iter().map(Vec::len).collect();
+        let widths: Vec<usize> = self
+            .stages
+            .iter()
+            .map(|s| s.first().map_or(0, |b| b.out))
+            .collect();
+        self.variant = VARIANTS
+            .iter()
+            .find(|v| v.1[..] == depths[..] && v.2[..] == widths[..])
+            .map(|v| v.0);
+        self
+    }
+}
+
+fn block(b: &mut Builder, name: &str, x: NodeId, block: &Block) -> Result<NodeId> {
+    let p = |s: &str| format!("{name}.{s}");
+    let relu = Some(Act::Relu);
+    let identity = if b.shape(x)[1] != block.out || block.stride != 1 {
+        let proj = ConvSpec::new(block.out, 1, 0, false).stride(block.stride);
+        conv_norm_act(b, &p("proj"), x, proj, 1e-5, None)?
+    } else {
+        x
+    };
+    let a = ConvSpec::new(block.bottleneck, 1, 0, false);
+    let mut y = conv_norm_act(b, &p("f.a"), x, a, 1e-5, relu)?;
+    let grouped = ConvSpec::new(block.bottleneck, 3, 1, false)
+        .stride(block.stride)
+        .groups(block.groups);
+    y = conv_norm_act(b, &p("f.b"), y, grouped, 1e-5, relu)?;
+    if let Some(squeeze) = block.squeeze {
+        y = squeeze_excitation(b, &p("f.se"), y, squeeze, Act::Relu, Function::Sigmoid)?;
+    }
+    y = conv_norm_act(
+        b,
+        &p("f.c"),
+        y,
+        ConvSpec::new(block.out, 1, 0, false),
+        1e-5,
+        None,
+    )?;
+    let sum = b.op(&p("add"), Op::Add(Add), &[identity, y])?;
+    b.relu(&p("activation"), sum)
+}
+
+impl Layout for RegNetConfig {
+    fn name(&self) -> String {
+        match self.variant {
+            Some(v) => v.into(),
+            None => format!(
+                "regnet-like (blocks {:?})",
+                self.stages.iter().map(Vec::len).collect::<Vec<_>>()
+            ),
+        }
+    }
+
+    fn build(&self, b: &mut Builder) -> Result<()> {
+        if self.stages.iter().any(Vec::is_empty) {
+            bail!("unrecognised RegNet layout: a stage without blocks");
+        }
+        let mut x = b.last();
+        let stem = ConvSpec::new(self.stem, 3, 1, false).stride(2);
+        x = conv_norm_act(b, "stem", x, stem, 1e-5, Some(Act::Relu))?;
+        for (s, stage) in self.stages.iter().enumerate() {
+            for (i, blk) in stage.iter().enumerate() {
+                x = block(b, &block_name(s + 1, i), x, blk)?;
+            }
+        }
+        let gap = AdaptiveAvgPool { out_h: 1, out_w: 1 };
+        x = b.op("avgpool", Op::AdaptiveAvgPool(gap), &[x])?;
+        x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
+        b.linear("fc", x, self.classes, true)?;
+        Ok(())
+    }
+
+    /// `trunk_output`, the last stage.
+    fn cam_layer(&self) -> Option<String> {
+        Some("trunk_output".into())
+    }
+}
