@@ -26,6 +26,7 @@ from torchvision.models.convnext import CNBlockConfig, ConvNeXt
 from torchvision.models.densenet import DenseNet
 from torchvision.models.efficientnet import (EfficientNet, FusedMBConvConfig, MBConvConfig,
                                              _efficientnet_conf)
+from torchvision.models.mnasnet import MNASNet
 from torchvision.models.mobilenetv2 import MobileNetV2
 from torchvision.models.regnet import BlockParams, RegNet
 from torchvision.models.resnet import Bottleneck, ResNet
@@ -187,6 +188,10 @@ def main():
     regnet, _ = fixture("regnet_y_small", regnet, ["trunk_output.block2", "trunk_output.block4"],
                         "trunk_output.block3", gen)
     grad_cam_maps("regnet_y_small", regnet, "trunk_output", maps)
+    mnasnet = MNASNet(alpha=0.25, num_classes=CLASSES)
+    randomise_bn(mnasnet, gen)
+    mnasnet, _ = fixture("mnasnet_small", mnasnet, ["layers.9", "layers.13"], "layers.12", gen)
+    grad_cam_maps("mnasnet_small", mnasnet, "layers.13", maps)
     save_file(maps, os.path.join(OUT, "family_cam_expected.safetensors"))
 
 

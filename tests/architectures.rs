@@ -7,6 +7,7 @@ use convscope::model::arch::alexnet::AlexNetConfig;
 use convscope::model::arch::convnext::ConvNextConfig;
 use convscope::model::arch::densenet::DenseNetConfig;
 use convscope::model::arch::efficientnet::EfficientNetConfig;
+use convscope::model::arch::mnasnet::MnasNetConfig;
 use convscope::model::arch::mobilenet_v2::MobileNetV2Config;
 use convscope::model::arch::mobilenet_v3::{MobileNetV3Config, Variant};
 use convscope::model::arch::regnet::RegNetConfig;
@@ -38,6 +39,14 @@ fn narrow(name: &str) -> Arch {
         let mut c = DenseNetConfig::standard(depth.parse().unwrap(), 10).unwrap();
         (c.init, c.growth, c.bottleneck) = (8, 4, 8);
         c.transitions = c.transitions.map(|t| t / 16);
+        return Arch::new(c);
+    }
+    if let Some(mut c) = MnasNetConfig::standard(name, 10) {
+        // The stem's width names the variant.
+        for b in c.stacks.iter_mut().flatten() {
+            (b.expanded, b.out) = (b.expanded / 4, b.out / 4);
+        }
+        c.last = 32;
         return Arch::new(c);
     }
     if let Some(mut c) = RegNetConfig::standard(name, 10) {
@@ -184,6 +193,7 @@ fn torchvision_parameter_counts() {
         ("wide_resnet50_2", 68_883_240),
         ("regnet_y_400mf", 4_344_144),
         ("regnet_x_400mf", 5_495_976),
+        ("mnasnet1_0", 4_383_312),
     ] {
         let arch = Arch::standard(name, 1000).unwrap();
         let g = arch
@@ -275,6 +285,7 @@ fn default_cam_layers_are_the_ones_pytorch_grad_cam_suggests() {
         ("densenet121_small", "features.norm5"),
         ("resnext50_small", "layer4.2.relu3"),
         ("regnet_y_small", "trunk_output.block4.block4-5.activation"),
+        ("mnasnet_small", "layers.16"),
     ] {
         let path = common::fixture(&format!("{file}.safetensors"));
         let model = convscope::model::Model::open(&path, None, &Device::Cpu).unwrap();

@@ -10,6 +10,7 @@ mod builder;
 pub mod convnext;
 pub mod densenet;
 pub mod efficientnet;
+pub mod mnasnet;
 pub mod mobilenet_v2;
 pub mod mobilenet_v3;
 pub mod regnet;
@@ -55,7 +56,7 @@ pub struct Family {
 }
 
 /// Every family convscope opens from a state dict, in the order detection tries them.
-pub const FAMILIES: [Family; 10] = [
+pub const FAMILIES: [Family; 11] = [
     alexnet::FAMILY,
     vgg::FAMILY,
     resnet::FAMILY,
@@ -66,6 +67,7 @@ pub const FAMILIES: [Family; 10] = [
     convnext::FAMILY,
     densenet::FAMILY,
     regnet::FAMILY,
+    mnasnet::FAMILY,
 ];
 
 /// `layout` as an [`Arch`], with the widths of `dict` where one is given.

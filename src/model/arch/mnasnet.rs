@@ -1,0 +1,235 @@
+//! torchvision's MNASNet 0.5/0.75/1.0/1.3: `layers.0..7` (conv 3x3/2, bn, relu, depthwise 3x3,
+//! bn, relu, 1x1 conv, bn), six stacks `layers.8..13` of inverted residual blocks
+//! (`layers.S.I.layers.0..7`: 1x1 expansion, bn, relu, depthwise conv, bn, relu, 1x1
+//! projection, bn; the input added back, `layers.S.I.add`, where stride is 1 and the width
+//! kept), `layers.14..16` (1x1 conv, bn, relu), then the functional `mean` over H and W (here
+//! global average pooling, `mean`, and `flatten`) and `classifier.0..1` (dropout, linear).
+
+use anyhow::{bail, Result};
+
+use super::builder::{Builder, ConvSpec};
+use super::{sized, Arch, Family, Layout};
+use crate::model::graph::NodeId;
+use crate::model::load::StateDict;
+use crate::model::ops::{AdaptiveAvgPool, Add, Dropout, Flatten, Op};
+
+/// One inverted residual block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Block {
+    pub kernel: usize,
+    pub expanded: usize,
+    pub out: usize,
+    pub stride: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct MnasNetConfig {
+    pub variant: Option<&'static str>,
+    /// Widths of the stem conv and of the separable conv's output.
+    pub stem: (usize, usize),
+    pub stacks: Vec<Vec<Block>>,
+    pub last: usize,
+    pub classes: usize,
+}
+
+/// torchvision's stacks: kernel, stride, expansion, repeats (widths from `DEPTHS`).
+const STACKS: [(usize, usize, usize, usize); 6] = [
+    (3, 2, 3, 3),
+    (5, 2, 3, 3),
+    (5, 2, 6, 3),
+    (3, 1, 6, 2),
+    (5, 2, 6, 4),
+    (3, 1, 6, 1),
+];
+const DEPTHS: [usize; 8] = [32, 16, 24, 40, 80, 96, 192, 320];
+const VARIANTS: [(&str, f64); 4] = [
+    ("mnasnet0_5", 0.5),
+    ("mnasnet0_75", 0.75),
+    ("mnasnet1_0", 1.0),
+    ("mnasnet1_3", 1.3),
+];
+
+pub const FAMILY: Family = Family {
+    title: "torchvision MNASNet",
+    names: &["mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3"],
+    detect: |dict| {
+        (dict.contains("layers.0.weight")
+            && dict.contains("layers.8.0.layers.0.weight")
+            && dict.contains("classifier.1.weight"))
+        .then(|| detect(dict).map(Arch::new))
+    },
+    standard: |name, classes, dict| {
+        let cfg = MnasNetConfig::standard(name, classes)?;
+        Some(sized(cfg, dict, MnasNetConfig::with_widths_of))
+    },
+};
+
+/// torchvision's `_round_to_multiple_of(val, 8)`: round to a multiple of 8, up unless that is
+/// more than 10% above.
+fn round8(val: f64) -> usize {
+    let rounded = ((val + 4.0) as usize / 8 * 8).max(8);
+    if rounded as f64 >= 0.9 * val {
+        rounded
+    } else {
+        rounded + 8
+    }
+}
+
+impl MnasNetConfig {
+    pub fn standard(name: &str, classes: usize) -> Option<MnasNetConfig> {
+        let &(variant, alpha) = VARIANTS.iter().find(|v| v.0 == name)?;
+        let d = DEPTHS.map(|c| round8(c as f64 * alpha));
+        let stacks = STACKS
+            .iter()
+            .enumerate()
+            .map(|(s, &(kernel, stride, expansion, repeats))| {
+                (0..repeats)
+                    .map(|i| {
+                        let input = if i == 0 { d[s + 1] } else { d[s + 2] };
+                        Block {
+                            kernel,
+                            expanded: input * expansion,
+                            out: d[s + 2],
+                            stride: if i == 0 { stride } else { 1 },
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        Some(MnasNetConfig {
+            variant: Some(variant),
+            stem: (d[0], d[1]),
+            stacks,
+            last: 1280,
+            classes,
+        })
+    }
+
+    /// The same layout with the kernels, widths and class count of `dict`.
+    pub fn with_widths_of(mut self, dict: &StateDict) -> MnasNetConfig {
+        let shape = |name: &str| dict.shape(name).map(|s| s.to_vec());
+        if let (Some(a), Some(b)) = (shape("layers.0.weight"), shape("layers.6.weight")) {
+            self.stem = (a[0], b[0]);
+        }
+        for (s, stack) in self.stacks.iter_mut().enumerate() {
+            for (i, block) in stack.iter_mut().enumerate() {
+                let p = format!("layers.{}.{i}.layers", s + 8);
+                if let Some(w) = shape(&format!("{p}.3.weight")) {
+                    (block.expanded, block.kernel) = (w[0], w[2]);
+                }
+                if let Some(w) = shape(&format!("{p}.6.weight")) {
+                    block.out = w[0];
+                }
+            }
+        }
+        if let Some(w) = shape("layers.14.weight") {
+            self.last = w[0];
+        }
+        if let Some(w) = shape("classifier.1.weight") {
+            self.classes = w[0];
+        }
+        let stem = self.stem.0;
+        self.variant = VARIANTS
+            .iter()
+            .find(|v| round8(DEPTHS[0] as f64 * v.1) == stem)
+            .map(|v| v.0);
+        self
+    }
+}
+
+fn detect(dict: &StateDict) -> Result<MnasNetConfig> {
+    let cfg = MnasNetConfig::standard("mnasnet1_0", 1000).expect("a known variant");
+    for (s, stack) in cfg.stacks.iter().enumerate() {
+        let name = format!("layers.{}.{}.layers.0.weight", s + 8, stack.len() - 1);
+        if !dict.contains(&name) {
+            bail!("unrecognised MNASNet layout: no {name}");
+        }
+    }
+    Ok(cfg.with_widths_of(dict))
+}
+
+/// Conv (no bias) and batch norm as `layers.{at}`, `layers.{at + 1}`, and ReLU at
+/// `layers.{at + 2}` when `relu`.
+fn conv_bn(
+    b: &mut Builder,
+    p: &str,
+    at: usize,
+    x: NodeId,
+    spec: ConvSpec,
+    relu: bool,
+) -> Result<NodeId> {
+    let y = b.conv(&format!("{p}.{at}"), x, spec)?;
+    let y = b.batch_norm(&format!("{p}.{}", at + 1), y, 1e-5)?;
+    if relu {
+        b.relu(&format!("{p}.{}", at + 2), y)
+    } else {
+        Ok(y)
+    }
+}
+
+fn inverted_residual(b: &mut Builder, name: &str, x: NodeId, block: &Block) -> Result<NodeId> {
+    let p = format!("{name}.layers");
+    let expand = ConvSpec::new(block.expanded, 1, 0, false);
+    let mut y = conv_bn(b, &p, 0, x, expand, true)?;
+    let depthwise = ConvSpec::new(block.expanded, block.kernel, block.kernel / 2, false)
+        .stride(block.stride)
+        .groups(block.expanded);
+    y = conv_bn(b, &p, 3, y, depthwise, true)?;
+    y = conv_bn(b, &p, 6, y, ConvSpec::new(block.out, 1, 0, false), false)?;
+    if block.stride == 1 && b.shape(x)[1] == block.out {
+        y = b.op(&format!("{name}.add"), Op::Add(Add), &[y, x])?;
+    }
+    Ok(y)
+}
+
+impl Layout for MnasNetConfig {
+    fn name(&self) -> String {
+        self.variant.unwrap_or("mnasnet-like").into()
+    }
+
+    fn build(&self, b: &mut Builder) -> Result<()> {
+        let mut x = b.last();
+        x = conv_bn(
+            b,
+            "layers",
+            0,
+            x,
+            ConvSpec::new(self.stem.0, 3, 1, false).stride(2),
+            true,
+        )?;
+        let separable = ConvSpec::new(self.stem.0, 3, 1, false).groups(self.stem.0);
+        x = conv_bn(b, "layers", 3, x, separable, true)?;
+        x = conv_bn(
+            b,
+            "layers",
+            6,
+            x,
+            ConvSpec::new(self.stem.1, 1, 0, false),
+            false,
+        )?;
+        for (s, stack) in self.stacks.iter().enumerate() {
+            for (i, block) in stack.iter().enumerate() {
+                x = inverted_residual(b, &format!("layers.{}.{i}", s + 8), x, block)?;
+            }
+        }
+        x = conv_bn(
+            b,
+            "layers",
+            14,
+            x,
+            ConvSpec::new(self.last, 1, 0, false),
+            true,
+        )?;
+        let gap = AdaptiveAvgPool { out_h: 1, out_w: 1 };
+        x = b.op("mean", Op::AdaptiveAvgPool(gap), &[x])?;
+        x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
+        x = b.op("classifier.0", Op::Dropout(Dropout), &[x])?;
+        b.linear("classifier.1", x, self.classes, true)?;
+        Ok(())
+    }
+
+    /// `layers[-1]`, the last ReLU.
+    fn cam_layer(&self) -> Option<String> {
+        Some("layers.16".into())
+    }
+}
