@@ -33,7 +33,25 @@ from torchvision.models.resnet import Bottleneck, ResNet
 from torchvision.models.mobilenetv3 import mobilenet_v3_large, mobilenet_v3_small
 from torchvision.models.squeezenet import Fire, SqueezeNet
 
-from make_fixtures import CLASSES, OUT, fixture, randomise_bn
+import make_fixtures
+from make_fixtures import CLASSES, OUT
+
+
+def round_to_half(model):
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(t.half().float())
+
+
+def fixture(name, model, layers, grad_layer, gen):
+    """make_fixtures.fixture with every weight and buffer rounded to float16 first, and the
+    checkpoint stored in float16 (half the size; the expected outputs are computed in float32
+    from the same rounded values, so parity is unaffected)."""
+    model, sd = make_fixtures.fixture(name, model, layers, grad_layer, gen, prepare=round_to_half)
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in sd.items()},
+              os.path.join(OUT, f"{name}.safetensors"))
+    return model, sd
 
 
 def small_alexnet():
@@ -121,7 +139,6 @@ def main():
         grad_cam_maps(name, model, "features.12", maps)
     # torchvision's own class at a quarter of the width (the last layer keeps its 1280).
     mobilenet = MobileNetV2(num_classes=CLASSES, width_mult=0.25)
-    randomise_bn(mobilenet, gen)
     mobilenet, _ = fixture("mobilenet_v2_small", mobilenet, ["features.4", "features.18"],
                            "features.14", gen)
     grad_cam_maps("mobilenet_v2_small", mobilenet, "features.18", maps)
@@ -133,7 +150,6 @@ def main():
          "features.13", "features.16"),
     ]:
         model = make(num_classes=CLASSES, width_mult=width)
-        randomise_bn(model, gen)
         model, _ = fixture(name, model, layers, grad, gen)
         grad_cam_maps(name, model, last, maps)
     # EfficientNet-B0's block counts at a quarter of its width, and V2-S's block counts (fused and
@@ -149,7 +165,6 @@ def main():
         ("efficientnet_b0_small", b0, ["features.3", "features.8"], "features.6", "features.8"),
         ("efficientnet_v2_s_small", v2s, ["features.2", "features.7"], "features.5", "features.7"),
     ]:
-        randomise_bn(model, gen)
         model, _ = fixture(name, model, layers, grad, gen)
         grad_cam_maps(name, model, last, maps)
     # ConvNeXt-T's block counts at a twelfth of its widths; layer scales and layer norms
@@ -171,25 +186,21 @@ def main():
     # DenseNet.forward, which rewrites the activations pytorch-grad-cam keeps.
     densenet = DenseNet(growth_rate=4, block_config=(6, 12, 24, 16), num_init_features=8,
                         bn_size=2, num_classes=CLASSES)
-    randomise_bn(densenet, gen)
     densenet, _ = fixture("densenet121_small", densenet,
                           ["features.denseblock2", "features.transition3"],
                           "features.denseblock4", gen)
     grad_cam_maps("densenet121_small", densenet, "features.denseblock4", maps)
     resnext = small_resnext50()
-    randomise_bn(resnext, gen)
     resnext, _ = fixture("resnext50_small", resnext, ["layer1", "layer3"], "layer4", gen)
     grad_cam_maps("resnext50_small", resnext, "layer4", maps)
     # RegNetY-400MF's blocks per stage with narrow widths (groups of 8, SE).
     params = BlockParams(depths=[1, 3, 6, 6], widths=[8, 16, 24, 32], group_widths=[8, 8, 8, 8],
                          bottleneck_multipliers=[1.0] * 4, strides=[2] * 4, se_ratio=0.25)
     regnet = RegNet(params, num_classes=CLASSES, stem_width=8)
-    randomise_bn(regnet, gen)
     regnet, _ = fixture("regnet_y_small", regnet, ["trunk_output.block2", "trunk_output.block4"],
                         "trunk_output.block3", gen)
     grad_cam_maps("regnet_y_small", regnet, "trunk_output", maps)
     mnasnet = MNASNet(alpha=0.25, num_classes=CLASSES)
-    randomise_bn(mnasnet, gen)
     mnasnet, _ = fixture("mnasnet_small", mnasnet, ["layers.9", "layers.13"], "layers.12", gen)
     grad_cam_maps("mnasnet_small", mnasnet, "layers.13", maps)
     save_file(maps, os.path.join(OUT, "family_cam_expected.safetensors"))

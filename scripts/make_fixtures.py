@@ -84,8 +84,12 @@ def layer_gradient(model, layer, x, cls):
     return keep["a"].grad.detach(), x.grad.detach()
 
 
-def fixture(name, model, layers, grad_layer, gen):
+def fixture(name, model, layers, grad_layer, gen, prepare=None):
+    """Saves `model`'s checkpoint and expected outputs; `prepare(model)` runs after the batch
+    norms are randomised, before anything is computed."""
     randomise_bn(model, gen)
+    if prepare is not None:
+        prepare(model)
     model.eval()
     sd = {k: v.contiguous() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     save_file(sd, os.path.join(OUT, f"{name}.safetensors"))
