@@ -30,6 +30,7 @@ from torchvision.models.mnasnet import MNASNet
 from torchvision.models.mobilenetv2 import MobileNetV2
 from torchvision.models.regnet import BlockParams, RegNet
 from torchvision.models.resnet import Bottleneck, ResNet
+from torchvision.models.shufflenetv2 import ShuffleNetV2
 from torchvision.models.mobilenetv3 import mobilenet_v3_large, mobilenet_v3_small
 from torchvision.models.squeezenet import Fire, SqueezeNet
 
@@ -203,6 +204,9 @@ def main():
     mnasnet = MNASNet(alpha=0.25, num_classes=CLASSES)
     mnasnet, _ = fixture("mnasnet_small", mnasnet, ["layers.9", "layers.13"], "layers.12", gen)
     grad_cam_maps("mnasnet_small", mnasnet, "layers.13", maps)
+    shufflenet = ShuffleNetV2([4, 8, 4], [8, 16, 32, 64, 128], num_classes=CLASSES)
+    shufflenet, _ = fixture("shufflenet_v2_small", shufflenet, ["stage2", "stage4"], "stage3", gen)
+    grad_cam_maps("shufflenet_v2_small", shufflenet, "conv5", maps)
     save_file(maps, os.path.join(OUT, "family_cam_expected.safetensors"))
 
 

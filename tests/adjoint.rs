@@ -2,7 +2,7 @@
 //! Covers shapes the PyTorch fixtures do not: dilation, depthwise groups, strides that leave a
 //! remainder, non-square inputs, average pooling with ceil_mode, and per-axis geometry (1x7
 //! kernels, padding one wider on one side, different strides along height and width), and the
-//! channel ops of the newer families: layer scale, channel shuffle, and the squeeze-and-excitation
+//! channel ops of the newer families: layer scale, channel shuffle and slices, and the squeeze-and-excitation
 //! gate (bilinear: the adjoint holds in each input with the other fixed).
 
 mod common;
@@ -10,7 +10,8 @@ mod common;
 use candle_core::{Device, Tensor};
 use convscope::model::ops::geometry::{Axis, Window};
 use convscope::model::ops::{
-    AdaptiveAvgPool, Backward, ChannelScale, ChannelShuffle, Conv2d, Gate, Op, Pool, PoolKind,
+    AdaptiveAvgPool, Backward, ChannelScale, ChannelShuffle, ChannelSlice, Conv2d, Gate, Op, Pool,
+    PoolKind,
 };
 
 fn dot(a: &Tensor, b: &Tensor) -> f64 {
@@ -155,7 +156,7 @@ fn ceil_mode_output_sizes_follow_pytorch() {
 }
 
 #[test]
-fn channel_scale_and_shuffle_gradients_are_the_adjoints() {
+fn channel_scale_shuffle_and_slice_gradients_are_the_adjoints() {
     let scale = ChannelScale {
         scale: randn(&[1, 6, 1, 1], 5),
     };
@@ -167,6 +168,15 @@ fn channel_scale_and_shuffle_gradients_are_the_adjoints() {
             &shuffle,
             &[2, 6, 4, 3],
             20 + groups as u64,
+        );
+    }
+    for (start, len) in [(0, 3), (3, 3), (1, 4)] {
+        let slice = Op::ChannelSlice(ChannelSlice { start, len });
+        check_adjoint(
+            &format!("slice {start}+{len}"),
+            &slice,
+            &[2, 6, 4, 3],
+            40 + start as u64,
         );
     }
     // Shuffling by 2 then by C/2 is the identity.

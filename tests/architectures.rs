@@ -11,6 +11,7 @@ use convscope::model::arch::mnasnet::MnasNetConfig;
 use convscope::model::arch::mobilenet_v2::MobileNetV2Config;
 use convscope::model::arch::mobilenet_v3::{MobileNetV3Config, Variant};
 use convscope::model::arch::regnet::RegNetConfig;
+use convscope::model::arch::shufflenet::ShuffleNetConfig;
 use convscope::model::arch::squeezenet::{SqueezeItem, SqueezeNetConfig, Version};
 use convscope::model::arch::vgg::VggItem;
 use convscope::model::arch::{arch_names, ResNetConfig, VggConfig, FAMILIES};
@@ -39,6 +40,10 @@ fn narrow(name: &str) -> Arch {
         let mut c = DenseNetConfig::standard(depth.parse().unwrap(), 10).unwrap();
         (c.init, c.growth, c.bottleneck) = (8, 4, 8);
         c.transitions = c.transitions.map(|t| t / 16);
+        return Arch::new(c);
+    }
+    if let Some(c) = ShuffleNetConfig::standard(name, 10) {
+        // The widths name the variant.
         return Arch::new(c);
     }
     if let Some(mut c) = MnasNetConfig::standard(name, 10) {
@@ -194,6 +199,7 @@ fn torchvision_parameter_counts() {
         ("regnet_y_400mf", 4_344_144),
         ("regnet_x_400mf", 5_495_976),
         ("mnasnet1_0", 4_383_312),
+        ("shufflenet_v2_x1_0", 2_278_604),
     ] {
         let arch = Arch::standard(name, 1000).unwrap();
         let g = arch
@@ -286,6 +292,7 @@ fn default_cam_layers_are_the_ones_pytorch_grad_cam_suggests() {
         ("resnext50_small", "layer4.2.relu3"),
         ("regnet_y_small", "trunk_output.block4.block4-5.activation"),
         ("mnasnet_small", "layers.16"),
+        ("shufflenet_v2_small", "conv5.2"),
     ] {
         let path = common::fixture(&format!("{file}.safetensors"));
         let model = convscope::model::Model::open(&path, None, &Device::Cpu).unwrap();

@@ -95,6 +95,7 @@ fn newer_families_match_torchvision() {
         ("resnext50_small", "resnext50_4x4d"),
         ("regnet_y_small", "regnet-like (blocks [1, 3, 6, 6])"),
         ("mnasnet_small", "mnasnet-like"),
+        ("shufflenet_v2_small", "shufflenet_v2-like"),
     ] {
         let (graph, detected) = fixture_graph(&format!("{file}.safetensors"));
         assert_eq!(detected, name);

@@ -16,6 +16,7 @@ pub mod mobilenet_v3;
 pub mod regnet;
 pub mod resnet;
 pub mod sequential;
+pub mod shufflenet;
 pub mod squeezenet;
 pub mod vgg;
 
@@ -56,7 +57,7 @@ pub struct Family {
 }
 
 /// Every family convscope opens from a state dict, in the order detection tries them.
-pub const FAMILIES: [Family; 11] = [
+pub const FAMILIES: [Family; 12] = [
     alexnet::FAMILY,
     vgg::FAMILY,
     resnet::FAMILY,
@@ -68,6 +69,7 @@ pub const FAMILIES: [Family; 11] = [
     densenet::FAMILY,
     regnet::FAMILY,
     mnasnet::FAMILY,
+    shufflenet::FAMILY,
 ];
 
 /// `layout` as an [`Arch`], with the widths of `dict` where one is given.

@@ -14,6 +14,7 @@ mod add;
 mod batch_norm;
 mod channel_scale;
 mod channel_shuffle;
+mod channel_slice;
 mod concat;
 pub mod conv2d;
 mod dropout;
@@ -35,6 +36,7 @@ pub use add::Add;
 pub use batch_norm::BatchNorm;
 pub use channel_scale::ChannelScale;
 pub use channel_shuffle::ChannelShuffle;
+pub use channel_slice::ChannelSlice;
 pub use concat::Concat;
 pub use conv2d::Conv2d;
 pub use dropout::Dropout;
@@ -116,6 +118,7 @@ pub enum Op {
     Gate(Gate),
     ChannelShuffle(ChannelShuffle),
     Permute(Permute),
+    ChannelSlice(ChannelSlice),
 }
 
 impl std::ops::Deref for Op {
@@ -140,6 +143,7 @@ impl std::ops::Deref for Op {
             Op::Gate(o) => o,
             Op::ChannelShuffle(o) => o,
             Op::Permute(o) => o,
+            Op::ChannelSlice(o) => o,
         }
     }
 }
