@@ -26,6 +26,7 @@ from torchvision.models.convnext import CNBlockConfig, ConvNeXt
 from torchvision.models.densenet import DenseNet
 from torchvision.models.efficientnet import (EfficientNet, FusedMBConvConfig, MBConvConfig,
                                              _efficientnet_conf)
+from torchvision.models.googlenet import BasicConv2d, GoogLeNet, Inception
 from torchvision.models.mnasnet import MNASNet
 from torchvision.models.mobilenetv2 import MobileNetV2
 from torchvision.models.regnet import BlockParams, RegNet
@@ -126,6 +127,26 @@ def small_resnext50():
     return model
 
 
+def small_googlenet():
+    """GoogLeNet's modules at narrow widths (no auxiliary heads: theirs are fixed at 2048 and
+    1024 features)."""
+    model = GoogLeNet(num_classes=CLASSES, aux_logits=False, transform_input=False)
+    model.conv1 = BasicConv2d(3, 8, kernel_size=7, stride=2, padding=3)
+    model.conv2 = BasicConv2d(8, 8, kernel_size=1)
+    model.conv3 = BasicConv2d(8, 16, kernel_size=3, padding=1)
+    widths = [(4, 4, 8, 2, 4, 4), (8, 4, 8, 2, 4, 4), (8, 4, 8, 2, 4, 4), (8, 4, 8, 2, 4, 4),
+              (8, 4, 8, 2, 4, 4), (8, 4, 8, 2, 4, 4), (8, 4, 12, 2, 4, 4), (8, 4, 12, 2, 4, 4),
+              (12, 8, 12, 4, 8, 8)]
+    names = ["inception3a", "inception3b", "inception4a", "inception4b", "inception4c",
+             "inception4d", "inception4e", "inception5a", "inception5b"]
+    cin = 16
+    for name, w in zip(names, widths):
+        setattr(model, name, Inception(cin, *w))
+        cin = w[0] + w[2] + w[4] + w[5]
+    model.fc = nn.Linear(cin, CLASSES)
+    return model
+
+
 def main():
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(4321)
@@ -207,6 +228,9 @@ def main():
     shufflenet = ShuffleNetV2([4, 8, 4], [8, 16, 32, 64, 128], num_classes=CLASSES)
     shufflenet, _ = fixture("shufflenet_v2_small", shufflenet, ["stage2", "stage4"], "stage3", gen)
     grad_cam_maps("shufflenet_v2_small", shufflenet, "conv5", maps)
+    googlenet, _ = fixture("googlenet_small", small_googlenet(), ["inception3b", "inception5b"],
+                           "inception4c", gen)
+    grad_cam_maps("googlenet_small", googlenet, "inception5b", maps)
     save_file(maps, os.path.join(OUT, "family_cam_expected.safetensors"))
 
 

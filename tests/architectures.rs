@@ -7,6 +7,7 @@ use convscope::model::arch::alexnet::AlexNetConfig;
 use convscope::model::arch::convnext::ConvNextConfig;
 use convscope::model::arch::densenet::DenseNetConfig;
 use convscope::model::arch::efficientnet::EfficientNetConfig;
+use convscope::model::arch::googlenet::GoogLeNetConfig;
 use convscope::model::arch::mnasnet::MnasNetConfig;
 use convscope::model::arch::mobilenet_v2::MobileNetV2Config;
 use convscope::model::arch::mobilenet_v3::{MobileNetV3Config, Variant};
@@ -40,6 +41,12 @@ fn narrow(name: &str) -> Arch {
         let mut c = DenseNetConfig::standard(depth.parse().unwrap(), 10).unwrap();
         (c.init, c.growth, c.bottleneck) = (8, 4, 8);
         c.transitions = c.transitions.map(|t| t / 16);
+        return Arch::new(c);
+    }
+    if name == "googlenet" {
+        let mut c = GoogLeNetConfig::standard(10);
+        c.stem = c.stem.map(|w| w / 8);
+        c.modules = c.modules.map(|m| m.map(|w| (w / 8).max(1)));
         return Arch::new(c);
     }
     if let Some(c) = ShuffleNetConfig::standard(name, 10) {
@@ -200,6 +207,7 @@ fn torchvision_parameter_counts() {
         ("regnet_x_400mf", 5_495_976),
         ("mnasnet1_0", 4_383_312),
         ("shufflenet_v2_x1_0", 2_278_604),
+        ("googlenet", 6_624_904),
     ] {
         let arch = Arch::standard(name, 1000).unwrap();
         let g = arch
@@ -293,6 +301,7 @@ fn default_cam_layers_are_the_ones_pytorch_grad_cam_suggests() {
         ("regnet_y_small", "trunk_output.block4.block4-5.activation"),
         ("mnasnet_small", "layers.16"),
         ("shufflenet_v2_small", "conv5.2"),
+        ("googlenet_small", "inception5b.cat"),
     ] {
         let path = common::fixture(&format!("{file}.safetensors"));
         let model = convscope::model::Model::open(&path, None, &Device::Cpu).unwrap();

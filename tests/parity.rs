@@ -96,6 +96,7 @@ fn newer_families_match_torchvision() {
         ("regnet_y_small", "regnet-like (blocks [1, 3, 6, 6])"),
         ("mnasnet_small", "mnasnet-like"),
         ("shufflenet_v2_small", "shufflenet_v2-like"),
+        ("googlenet_small", "googlenet"),
     ] {
         let (graph, detected) = fixture_graph(&format!("{file}.safetensors"));
         assert_eq!(detected, name);

@@ -10,6 +10,7 @@ mod builder;
 pub mod convnext;
 pub mod densenet;
 pub mod efficientnet;
+pub mod googlenet;
 pub mod mnasnet;
 pub mod mobilenet_v2;
 pub mod mobilenet_v3;
@@ -57,7 +58,7 @@ pub struct Family {
 }
 
 /// Every family convscope opens from a state dict, in the order detection tries them.
-pub const FAMILIES: [Family; 12] = [
+pub const FAMILIES: [Family; 13] = [
     alexnet::FAMILY,
     vgg::FAMILY,
     resnet::FAMILY,
@@ -70,6 +71,7 @@ pub const FAMILIES: [Family; 12] = [
     regnet::FAMILY,
     mnasnet::FAMILY,
     shufflenet::FAMILY,
+    googlenet::FAMILY,
 ];
 
 /// `layout` as an [`Arch`], with the widths of `dict` where one is given.
