@@ -27,6 +27,7 @@ from torchvision.models.densenet import DenseNet
 from torchvision.models.efficientnet import (EfficientNet, FusedMBConvConfig, MBConvConfig,
                                              _efficientnet_conf)
 from torchvision.models.googlenet import BasicConv2d, GoogLeNet, Inception
+from torchvision.models.inception import BasicConv2d as InceptionConv, Inception3
 from torchvision.models.mnasnet import MNASNet
 from torchvision.models.mobilenetv2 import MobileNetV2
 from torchvision.models.regnet import BlockParams, RegNet
@@ -46,11 +47,12 @@ def round_to_half(model):
                 t.copy_(t.half().float())
 
 
-def fixture(name, model, layers, grad_layer, gen):
+def fixture(name, model, layers, grad_layer, gen, size=(make_fixtures.H, make_fixtures.W)):
     """make_fixtures.fixture with every weight and buffer rounded to float16 first, and the
     checkpoint stored in float16 (half the size; the expected outputs are computed in float32
     from the same rounded values, so parity is unaffected)."""
-    model, sd = make_fixtures.fixture(name, model, layers, grad_layer, gen, prepare=round_to_half)
+    model, sd = make_fixtures.fixture(name, model, layers, grad_layer, gen, prepare=round_to_half,
+                                      size=size)
     save_file({k: v.half() if v.is_floating_point() else v for k, v in sd.items()},
               os.path.join(OUT, f"{name}.safetensors"))
     return model, sd
@@ -147,6 +149,34 @@ def small_googlenet():
     return model
 
 
+def small_inception_v3():
+    """Inception v3 with every BasicConv2d at a sixteenth of its width (at least 4): each is
+    rebuilt with its own kernel, stride and padding the first time it runs, on the narrowed
+    input it then gets."""
+    model = Inception3(num_classes=CLASSES, aux_logits=False, transform_input=False,
+                       init_weights=False)
+
+    def narrow(module, args):
+        if getattr(module, "narrowed", False):
+            return
+        c = module.conv
+        out = max(4, c.out_channels // 16)
+        module.conv = nn.Conv2d(args[0].shape[1], out, c.kernel_size, c.stride, c.padding,
+                                bias=False)
+        module.bn = nn.BatchNorm2d(out, eps=0.001).eval()
+        module.narrowed = True
+
+    for m in model.modules():
+        if isinstance(m, InceptionConv):
+            m.register_forward_pre_hook(narrow)
+    model.fc = nn.Identity()
+    model.eval()
+    with torch.no_grad():
+        features = model(torch.zeros(1, 3, 80, 80)).shape[1]
+    model.fc = nn.Linear(features, CLASSES)
+    return model
+
+
 def main():
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(4321)
@@ -231,6 +261,10 @@ def main():
     googlenet, _ = fixture("googlenet_small", small_googlenet(), ["inception3b", "inception5b"],
                            "inception4c", gen)
     grad_cam_maps("googlenet_small", googlenet, "inception5b", maps)
+    # At 80x80: Inception v3 needs 75x75 at least.
+    inception, _ = fixture("inception_v3_small", small_inception_v3(), ["Mixed_5d", "Mixed_6e"],
+                           "Mixed_7a", gen, size=(80, 80))
+    grad_cam_maps("inception_v3_small", inception, "Mixed_7c", maps)
     save_file(maps, os.path.join(OUT, "family_cam_expected.safetensors"))
 
 

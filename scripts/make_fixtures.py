@@ -84,16 +84,16 @@ def layer_gradient(model, layer, x, cls):
     return keep["a"].grad.detach(), x.grad.detach()
 
 
-def fixture(name, model, layers, grad_layer, gen, prepare=None):
-    """Saves `model`'s checkpoint and expected outputs; `prepare(model)` runs after the batch
-    norms are randomised, before anything is computed."""
+def fixture(name, model, layers, grad_layer, gen, prepare=None, size=(H, W)):
+    """Saves `model`'s checkpoint and expected outputs for an input of `size`; `prepare(model)`
+    runs after the batch norms are randomised, before anything is computed."""
     randomise_bn(model, gen)
     if prepare is not None:
         prepare(model)
     model.eval()
     sd = {k: v.contiguous() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     save_file(sd, os.path.join(OUT, f"{name}.safetensors"))
-    x = torch.randn(1, 3, H, W, generator=gen)
+    x = torch.randn(1, 3, *size, generator=gen)
     with torch.no_grad():
         logits, outs = capture(model, layers, x)
     cls = int(logits[0].argmax())

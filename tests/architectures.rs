@@ -8,6 +8,7 @@ use convscope::model::arch::convnext::ConvNextConfig;
 use convscope::model::arch::densenet::DenseNetConfig;
 use convscope::model::arch::efficientnet::EfficientNetConfig;
 use convscope::model::arch::googlenet::GoogLeNetConfig;
+use convscope::model::arch::inception::InceptionConfig;
 use convscope::model::arch::mnasnet::MnasNetConfig;
 use convscope::model::arch::mobilenet_v2::MobileNetV2Config;
 use convscope::model::arch::mobilenet_v3::{MobileNetV3Config, Variant};
@@ -41,6 +42,13 @@ fn narrow(name: &str) -> Arch {
         let mut c = DenseNetConfig::standard(depth.parse().unwrap(), 10).unwrap();
         (c.init, c.growth, c.bottleneck) = (8, 4, 8);
         c.transitions = c.transitions.map(|t| t / 16);
+        return Arch::new(c);
+    }
+    if name == "inception_v3" {
+        let mut c = InceptionConfig::standard(10);
+        for w in c.widths.values_mut() {
+            *w = (*w / 16).max(4);
+        }
         return Arch::new(c);
     }
     if name == "googlenet" {
@@ -144,7 +152,10 @@ fn narrow(name: &str) -> Arch {
 fn every_named_architecture_is_detected_from_its_checkpoint() {
     for name in arch_names() {
         let mut random = RandomWeights::new(1, Device::Cpu);
-        let built = narrow(name).build((3, 64, 64), &mut random).unwrap();
+        let arch = narrow(name);
+        // 64x64, or the family's own size where it needs more (Inception v3).
+        let [h, w] = arch.input_size().unwrap_or([64, 64]);
+        let built = arch.build((3, h, w), &mut random).unwrap();
         let dict = random.into_state_dict();
         let detected = Arch::for_checkpoint(None, &dict).unwrap();
         if name.starts_with("regnet") && detected.name().starts_with("regnet-like") {
@@ -153,7 +164,7 @@ fn every_named_architecture_is_detected_from_its_checkpoint() {
             assert_eq!(detected.name(), name);
         }
         let rebuilt = detected
-            .build((3, 64, 64), &mut CheckpointWeights::new(dict, Device::Cpu))
+            .build((3, h, w), &mut CheckpointWeights::new(dict, Device::Cpu))
             .unwrap();
         assert_eq!(rebuilt.parameter_count(), built.parameter_count(), "{name}");
         assert_eq!(rebuilt.nodes().len(), built.nodes().len(), "{name}");
@@ -208,6 +219,7 @@ fn torchvision_parameter_counts() {
         ("mnasnet1_0", 4_383_312),
         ("shufflenet_v2_x1_0", 2_278_604),
         ("googlenet", 6_624_904),
+        ("inception_v3", 23_834_568),
     ] {
         let arch = Arch::standard(name, 1000).unwrap();
         let g = arch
@@ -302,6 +314,7 @@ fn default_cam_layers_are_the_ones_pytorch_grad_cam_suggests() {
         ("mnasnet_small", "layers.16"),
         ("shufflenet_v2_small", "conv5.2"),
         ("googlenet_small", "inception5b.cat"),
+        ("inception_v3_small", "Mixed_7c.cat"),
     ] {
         let path = common::fixture(&format!("{file}.safetensors"));
         let model = convscope::model::Model::open(&path, None, &Device::Cpu).unwrap();

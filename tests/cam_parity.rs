@@ -9,14 +9,9 @@ use common::{expected, fixture};
 use convscope::model::Model;
 use convscope::viz::cam::{CamMethod, CamSession};
 
-/// A model folder whose model.toml points at a fixture checkpoint, at the fixture input size.
-fn fixture_model(dir: &std::path::Path, file: &str) -> Model {
-    let toml = format!(
-        "weights = {:?}\ninput_size = [{}, {}]\n",
-        fixture(file),
-        common::INPUT.0,
-        common::INPUT.1
-    );
+/// A model folder whose model.toml points at a fixture checkpoint, at an input of `(h, w)`.
+fn fixture_model(dir: &std::path::Path, file: &str, (h, w): (usize, usize)) -> Model {
+    let toml = format!("weights = {:?}\ninput_size = [{h}, {w}]\n", fixture(file),);
     std::fs::write(dir.join("model.toml"), toml).unwrap();
     Model::open(dir, None, &Device::Cpu).unwrap()
 }
@@ -32,8 +27,9 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 /// Compares every map of `name` in the fixture file `maps`; `count` of them must be there.
 fn check(name: &str, maps: &str, count: usize) {
     let d = tempfile::tempdir().unwrap();
-    let model = fixture_model(d.path(), &format!("{name}.safetensors"));
     let input = &expected(&format!("{name}_expected.safetensors"))["input"];
+    let (_, _, h, w) = input.dims4().unwrap();
+    let model = fixture_model(d.path(), &format!("{name}.safetensors"), (h, w));
     let exp = expected(maps);
     let mut compared = 0;
     let mut sessions = std::collections::HashMap::new();

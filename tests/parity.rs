@@ -5,7 +5,7 @@
 mod common;
 
 use candle_core::{Device, Tensor};
-use common::{assert_close, expected, fixture, fixture_graph};
+use common::{assert_close, expected, fixture, fixture_graph, fixture_graph_at};
 use convscope::model::ops::{Backward, Operation, Pool, PoolKind};
 use convscope::model::{Arch, CheckpointWeights, Graph, Keep, StateDict};
 
@@ -97,10 +97,12 @@ fn newer_families_match_torchvision() {
         ("mnasnet_small", "mnasnet-like"),
         ("shufflenet_v2_small", "shufflenet_v2-like"),
         ("googlenet_small", "googlenet"),
+        ("inception_v3_small", "inception_v3"),
     ] {
-        let (graph, detected) = fixture_graph(&format!("{file}.safetensors"));
-        assert_eq!(detected, name);
         let exp = expected(&format!("{file}_expected.safetensors"));
+        let (_, _, h, w) = exp["input"].dims4().unwrap();
+        let (graph, detected) = fixture_graph_at(&format!("{file}.safetensors"), (h, w));
+        assert_eq!(detected, name);
         check_forward(&graph, &exp);
         check_gradients(&graph, &exp);
     }

@@ -70,7 +70,8 @@ impl Model {
             None => (ModelCard::for_checkpoint(path), PathBuf::from(".")),
         };
         let name = display_name(path);
-        Model::from_card(&card, &base, arch, device, name, path)
+        let bare = toml_path.is_none();
+        Model::from_card(&card, &base, arch, device, name, path, bare)
     }
 
     fn from_card(
@@ -80,6 +81,7 @@ impl Model {
         device: &Device,
         name: String,
         path: &Path,
+        bare: bool,
     ) -> Result<Model> {
         let weights_path = base.join(&card.weights);
         let dict = StateDict::load(&weights_path, device)?;
@@ -92,6 +94,11 @@ impl Model {
             (name, _) => Arch::for_checkpoint(Some(name), &dict)?,
         };
         let mut weights = CheckpointWeights::new(dict, device.clone());
+        // A bare checkpoint runs at its family's own input size (Inception v3: 299).
+        let mut card = card.clone();
+        if let (true, Some(size)) = (bare, arch.input_size()) {
+            card.input_size = size;
+        }
         let [h, w] = card.input_size;
         let graph = arch.build((3, h, w), &mut weights).with_context(|| {
             format!(

@@ -22,13 +22,15 @@ pub const INPUT: (usize, usize) = (64, 80);
 
 /// Loads a fixture checkpoint and builds its graph at the fixture input size.
 pub fn fixture_graph(file: &str) -> (Graph, String) {
+    fixture_graph_at(file, INPUT)
+}
+
+/// Loads a fixture checkpoint and builds its graph for an input of `(height, width)`.
+pub fn fixture_graph_at(file: &str, (h, w): (usize, usize)) -> (Graph, String) {
     let dict = StateDict::load(&fixture(file), &Device::Cpu).unwrap();
     let arch = Arch::for_checkpoint(None, &dict).unwrap();
-    let mut w = CheckpointWeights::new(dict, Device::Cpu);
-    (
-        arch.build((3, INPUT.0, INPUT.1), &mut w).unwrap(),
-        arch.name(),
-    )
+    let mut weights = CheckpointWeights::new(dict, Device::Cpu);
+    (arch.build((3, h, w), &mut weights).unwrap(), arch.name())
 }
 
 /// `max |a - b| / max |b|`.

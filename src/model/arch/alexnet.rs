@@ -118,4 +118,8 @@ impl Layout for AlexNetConfig {
     fn cam_layer(&self) -> Option<String> {
         Some("features".into())
     }
+
+    fn input_size(&self) -> Option<[usize; 2]> {
+        None
+    }
 }

@@ -5,7 +5,7 @@ use anyhow::{anyhow, Result};
 use candle_core::Tensor;
 
 use crate::model::graph::{Graph, NodeId};
-use crate::model::ops::geometry::Window;
+use crate::model::ops::geometry::{Axis, Window};
 use crate::model::ops::{
     Activation, BatchNorm, Conv2d, Function, LayerNorm, Linear, Op, Pool, Relu,
 };
@@ -32,6 +32,25 @@ impl ConvSpec {
         ConvSpec {
             out_channels,
             window: Window::square(kernel, 1, padding, 1),
+            groups: 1,
+            bias,
+        }
+    }
+
+    /// A `kh`x`kw` convolution with padding `ph` above and below and `pw` left and right,
+    /// stride 1 (Inception's 1x7 and 7x1).
+    pub fn rect(
+        out_channels: usize,
+        (kh, kw): (usize, usize),
+        (ph, pw): (usize, usize),
+        bias: bool,
+    ) -> Self {
+        ConvSpec {
+            out_channels,
+            window: Window {
+                h: Axis::new(kh, 1, ph),
+                w: Axis::new(kw, 1, pw),
+            },
             groups: 1,
             bias,
         }

@@ -166,4 +166,8 @@ impl Layout for ConvNextConfig {
     fn cam_layer(&self) -> Option<String> {
         Some("features.7".into())
     }
+
+    fn input_size(&self) -> Option<[usize; 2]> {
+        None
+    }
 }

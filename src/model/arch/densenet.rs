@@ -188,4 +188,8 @@ impl Layout for DenseNetConfig {
     fn cam_layer(&self) -> Option<String> {
         Some("features.norm5".into())
     }
+
+    fn input_size(&self) -> Option<[usize; 2]> {
+        None
+    }
 }

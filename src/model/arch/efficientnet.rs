@@ -349,4 +349,8 @@ impl Layout for EfficientNetConfig {
     fn cam_layer(&self) -> Option<String> {
         Some(format!("features.{}", self.stages.len() + 1))
     }
+
+    fn input_size(&self) -> Option<[usize; 2]> {
+        None
+    }
 }

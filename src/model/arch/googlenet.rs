@@ -179,4 +179,8 @@ impl Layout for GoogLeNetConfig {
     fn cam_layer(&self) -> Option<String> {
         Some("inception5b".into())
     }
+
+    fn input_size(&self) -> Option<[usize; 2]> {
+        None
+    }
 }

@@ -232,4 +232,8 @@ impl Layout for MnasNetConfig {
     fn cam_layer(&self) -> Option<String> {
         Some("layers.16".into())
     }
+
+    fn input_size(&self) -> Option<[usize; 2]> {
+        None
+    }
 }

@@ -187,4 +187,8 @@ impl Layout for MobileNetV2Config {
     fn cam_layer(&self) -> Option<String> {
         Some(format!("features.{}", self.blocks.len() + 1))
     }
+
+    fn input_size(&self) -> Option<[usize; 2]> {
+        None
+    }
 }

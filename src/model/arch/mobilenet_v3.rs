@@ -247,4 +247,8 @@ impl Layout for MobileNetV3Config {
     fn cam_layer(&self) -> Option<String> {
         Some(format!("features.{}", self.blocks.len() + 1))
     }
+
+    fn input_size(&self) -> Option<[usize; 2]> {
+        None
+    }
 }

@@ -11,6 +11,7 @@ pub mod convnext;
 pub mod densenet;
 pub mod efficientnet;
 pub mod googlenet;
+pub mod inception;
 pub mod mnasnet;
 pub mod mobilenet_v2;
 pub mod mobilenet_v3;
@@ -41,6 +42,9 @@ pub trait Layout: std::fmt::Debug {
     /// The layer class activation maps are best taken at, where the family has one (the module
     /// pytorch-grad-cam's README suggests: `features[-1]`, `layer4[-1]`, ...).
     fn cam_layer(&self) -> Option<String>;
+    /// The input size `[height, width]` the family is made for, where it is not 224x224 (a
+    /// bare checkpoint is run at it; a model.toml says its own).
+    fn input_size(&self) -> Option<[usize; 2]>;
 }
 
 /// One architecture family, as its file provides it.
@@ -58,7 +62,7 @@ pub struct Family {
 }
 
 /// Every family convscope opens from a state dict, in the order detection tries them.
-pub const FAMILIES: [Family; 13] = [
+pub const FAMILIES: [Family; 14] = [
     alexnet::FAMILY,
     vgg::FAMILY,
     resnet::FAMILY,
@@ -72,6 +76,7 @@ pub const FAMILIES: [Family; 13] = [
     mnasnet::FAMILY,
     shufflenet::FAMILY,
     googlenet::FAMILY,
+    inception::FAMILY,
 ];
 
 /// `layout` as an [`Arch`], with the widths of `dict` where one is given.
@@ -154,6 +159,10 @@ impl Arch {
 
     pub fn cam_layer(&self) -> Option<String> {
         self.0.cam_layer()
+    }
+
+    pub fn input_size(&self) -> Option<[usize; 2]> {
+        self.0.input_size()
     }
 
     /// Builds the graph for an input of `(channels, height, width)`.

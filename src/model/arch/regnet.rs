@@ -331,4 +331,8 @@ impl Layout for RegNetConfig {
     fn cam_layer(&self) -> Option<String> {
         Some("trunk_output".into())
     }
+
+    fn input_size(&self) -> Option<[usize; 2]> {
+        None
+    }
 }

@@ -156,6 +156,10 @@ impl Layout for ResNetConfig {
     fn cam_layer(&self) -> Option<String> {
         Some("layer4".into())
     }
+
+    fn input_size(&self) -> Option<[usize; 2]> {
+        None
+    }
 }
 
 fn block(

@@ -100,6 +100,10 @@ impl Layout for Sequential {
     fn cam_layer(&self) -> Option<String> {
         None
     }
+
+    fn input_size(&self) -> Option<[usize; 2]> {
+        None
+    }
 }
 
 fn build(layers: &[LayerSpec], b: &mut Builder) -> Result<()> {

@@ -221,4 +221,8 @@ impl Layout for ShuffleNetConfig {
     fn cam_layer(&self) -> Option<String> {
         Some("conv5".into())
     }
+
+    fn input_size(&self) -> Option<[usize; 2]> {
+        None
+    }
 }

@@ -186,4 +186,8 @@ impl Layout for SqueezeNetConfig {
     fn cam_layer(&self) -> Option<String> {
         Some("features".into())
     }
+
+    fn input_size(&self) -> Option<[usize; 2]> {
+        None
+    }
 }

@@ -163,6 +163,10 @@ impl Layout for VggConfig {
     fn cam_layer(&self) -> Option<String> {
         Some("features".into())
     }
+
+    fn input_size(&self) -> Option<[usize; 2]> {
+        None
+    }
 }
 
 fn build(cfg: &VggConfig, b: &mut Builder) -> Result<()> {
