@@ -2,7 +2,7 @@
 
 mod common;
 
-use candle_core::Device;
+use candle_core::{DType, Device, Tensor};
 use convscope::model::arch::alexnet::AlexNetConfig;
 use convscope::model::arch::convnext::ConvNextConfig;
 use convscope::model::arch::densenet::DenseNetConfig;
@@ -320,5 +320,51 @@ fn default_cam_layers_are_the_ones_pytorch_grad_cam_suggests() {
         let model = convscope::model::Model::open(&path, None, &Device::Cpu).unwrap();
         let id = convscope::viz::cam::default_layer(&model).unwrap();
         assert_eq!(model.graph.node(id).name, layer, "{file}");
+    }
+}
+
+#[test]
+fn damaged_checkpoints_of_every_family_are_errors_not_panics() {
+    use convscope::model::StateDict;
+    use std::collections::HashMap;
+    // One variant per family; every eleventh weight replaced by a tensor of another rank, and
+    // by a convolution weight with a zero kernel.
+    let damaged = [
+        Tensor::zeros((), DType::F32, &Device::Cpu).unwrap(),
+        Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
+        Tensor::zeros((2, 3, 0, 0), DType::F32, &Device::Cpu).unwrap(),
+    ];
+    for family in &FAMILIES {
+        let name = family.names[0];
+        let mut random = RandomWeights::new(4, Device::Cpu);
+        let arch = narrow(name);
+        let [h, w] = arch.input_size().unwrap_or([64, 64]);
+        arch.build((3, h, w), &mut random).unwrap();
+        let dict = random.into_state_dict();
+        let mut keys: Vec<String> = dict.names().map(str::to_string).collect();
+        keys.sort();
+        for key in keys.iter().step_by(11) {
+            for bad in &damaged {
+                let mut tensors: HashMap<String, Tensor> = keys
+                    .iter()
+                    .map(|k| (k.clone(), dict.get(k).unwrap().clone()))
+                    .collect();
+                tensors.insert(key.clone(), bad.clone());
+                let broken = StateDict::from_tensors(tensors);
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    Arch::for_checkpoint(None, &broken).and_then(|a| {
+                        a.build(
+                            (3, h, w),
+                            &mut CheckpointWeights::new(broken.clone(), Device::Cpu),
+                        )
+                    })
+                }));
+                assert!(
+                    outcome.is_ok(),
+                    "{name}: {key} as {:?} panicked",
+                    bad.dims()
+                );
+            }
+        }
     }
 }

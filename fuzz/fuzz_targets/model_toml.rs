@@ -38,5 +38,5 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut weights = RandomWeights::new(0, Device::Cpu);
     let input = (3, card.input_size[0], card.input_size[1]);
-    let _ = Arch::Sequential(card.layers.clone()).build(input, &mut weights);
+    let _ = Arch::sequential(card.layers.clone()).build(input, &mut weights);
 });

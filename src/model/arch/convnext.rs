@@ -12,7 +12,7 @@
 use anyhow::{bail, Result};
 
 use super::builder::{Builder, ConvSpec};
-use super::{sized, Arch, Family, Layout};
+use super::{rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{
@@ -78,12 +78,12 @@ impl ConvNextConfig {
             if count > 0 {
                 self.depths[s] = count;
             }
-            if let Some(shape) = dict.shape(&format!("features.{stage}.0.block.0.weight")) {
-                self.dims[s] = shape[0];
+            if let Some(n) = rows(dict, &format!("features.{stage}.0.block.0.weight")) {
+                self.dims[s] = n;
             }
         }
-        if let Some(shape) = dict.shape("classifier.2.weight") {
-            self.classes = shape[0];
+        if let Some(n) = rows(dict, "classifier.2.weight") {
+            self.classes = n;
         }
         self
     }

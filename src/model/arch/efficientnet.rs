@@ -16,7 +16,7 @@ use anyhow::{bail, Result};
 
 use super::blocks::{conv_norm_act, make_divisible, squeeze_excitation, Act};
 use super::builder::{Builder, ConvSpec};
-use super::{sized, Arch, Family, Layout};
+use super::{conv_shape, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{AdaptiveAvgPool, Add, Dropout, Flatten, Function, Op};
@@ -175,8 +175,7 @@ impl EfficientNetConfig {
 
     /// The same layout with the block counts, kernels, widths and class count of `dict`.
     pub fn with_widths_of(mut self, dict: &StateDict) -> EfficientNetConfig {
-        let shape = |name: &str| dict.shape(name).map(|s| s.to_vec());
-        let rows = |name: &str| shape(name).and_then(|s| s.first().copied());
+        let rows = |name: &str| rows(dict, name);
         if let Some(n) = rows("features.0.0.weight") {
             self.stem = n;
         }
@@ -195,11 +194,13 @@ impl EfficientNetConfig {
                 let p = format!("features.{}.{i}.block", s + 1);
                 match block.kind {
                     Kind::MbConv => {
-                        let first = shape(&format!("{p}.0.0.weight"));
-                        block.expands = matches!(first.as_deref(), Some([_, _, 1, 1]));
+                        let first = conv_shape(dict, &format!("{p}.0.0.weight"));
+                        block.expands = matches!(first, Some([_, _, 1, 1]));
                         let dw = usize::from(block.expands);
-                        if let Some(w) = shape(&format!("{p}.{dw}.0.weight")) {
-                            (block.expanded, block.kernel) = (w[0], w[2]);
+                        if let Some([out, _, k, _]) =
+                            conv_shape(dict, &format!("{p}.{dw}.0.weight"))
+                        {
+                            (block.expanded, block.kernel) = (out, k);
                         }
                         block.squeeze = rows(&format!("{p}.{}.fc1.weight", dw + 1));
                         if let Some(n) = rows(&format!("{p}.{}.0.weight", dw + 2)) {
@@ -209,11 +210,12 @@ impl EfficientNetConfig {
                     Kind::Fused => {
                         let project = rows(&format!("{p}.1.0.weight"));
                         block.expands = project.is_some();
-                        if let Some(w) = shape(&format!("{p}.0.0.weight")) {
-                            block.kernel = w[2];
+                        if let Some([width, _, k, _]) = conv_shape(dict, &format!("{p}.0.0.weight"))
+                        {
+                            block.kernel = k;
                             match project {
-                                Some(out) => (block.expanded, block.out) = (w[0], out),
-                                None => block.out = w[0],
+                                Some(out) => (block.expanded, block.out) = (width, out),
+                                None => block.out = width,
                             }
                         }
                     }
@@ -272,7 +274,7 @@ fn block(b: &mut Builder, name: &str, x: NodeId, block: &Block, eps: f64) -> Res
     let silu = Some(Act::Func(Function::Silu));
     let p = |j: usize| format!("{name}.block.{j}");
     let input = b.shape(x)[1];
-    let pad = (block.kernel - 1) / 2;
+    let pad = block.kernel.saturating_sub(1) / 2;
     let mut y = x;
     match block.kind {
         Kind::MbConv => {

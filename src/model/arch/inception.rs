@@ -12,7 +12,7 @@
 use anyhow::{bail, Result};
 
 use super::builder::{Builder, ConvSpec};
-use super::{sized, Arch, Family, Layout};
+use super::{rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{AdaptiveAvgPool, Concat, Dropout, Flatten, Op, Pool, PoolKind};
@@ -178,12 +178,12 @@ impl InceptionConfig {
     /// The same layout with the widths and class count of `dict`.
     pub fn with_widths_of(mut self, dict: &StateDict) -> InceptionConfig {
         for (name, w) in self.widths.iter_mut() {
-            if let Some(s) = dict.shape(&format!("{name}.conv.weight")) {
-                *w = s[0];
+            if let Some(n) = rows(dict, &format!("{name}.conv.weight")) {
+                *w = n;
             }
         }
-        if let Some(s) = dict.shape("fc.weight") {
-            self.classes = s[0];
+        if let Some(n) = rows(dict, "fc.weight") {
+            self.classes = n;
         }
         self
     }

@@ -8,7 +8,7 @@
 use anyhow::{bail, Result};
 
 use super::builder::{Builder, ConvSpec};
-use super::{sized, Arch, Family, Layout};
+use super::{conv_shape, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{AdaptiveAvgPool, Add, Dropout, Flatten, Op};
@@ -107,26 +107,26 @@ impl MnasNetConfig {
 
     /// The same layout with the kernels, widths and class count of `dict`.
     pub fn with_widths_of(mut self, dict: &StateDict) -> MnasNetConfig {
-        let shape = |name: &str| dict.shape(name).map(|s| s.to_vec());
-        if let (Some(a), Some(b)) = (shape("layers.0.weight"), shape("layers.6.weight")) {
-            self.stem = (a[0], b[0]);
+        let rows = |name: &str| rows(dict, name);
+        if let (Some(a), Some(b)) = (rows("layers.0.weight"), rows("layers.6.weight")) {
+            self.stem = (a, b);
         }
         for (s, stack) in self.stacks.iter_mut().enumerate() {
             for (i, block) in stack.iter_mut().enumerate() {
                 let p = format!("layers.{}.{i}.layers", s + 8);
-                if let Some(w) = shape(&format!("{p}.3.weight")) {
-                    (block.expanded, block.kernel) = (w[0], w[2]);
+                if let Some([out, _, k, _]) = conv_shape(dict, &format!("{p}.3.weight")) {
+                    (block.expanded, block.kernel) = (out, k);
                 }
-                if let Some(w) = shape(&format!("{p}.6.weight")) {
-                    block.out = w[0];
+                if let Some(n) = rows(&format!("{p}.6.weight")) {
+                    block.out = n;
                 }
             }
         }
-        if let Some(w) = shape("layers.14.weight") {
-            self.last = w[0];
+        if let Some(n) = rows("layers.14.weight") {
+            self.last = n;
         }
-        if let Some(w) = shape("classifier.1.weight") {
-            self.classes = w[0];
+        if let Some(n) = rows("classifier.1.weight") {
+            self.classes = n;
         }
         let stem = self.stem.0;
         self.variant = VARIANTS

@@ -12,7 +12,7 @@ use anyhow::{bail, Result};
 
 use super::blocks::{conv_norm_act, make_divisible, squeeze_excitation, Act};
 use super::builder::{Builder, ConvSpec};
-use super::{sized, Arch, Family, Layout};
+use super::{conv_shape, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{AdaptiveAvgPool, Add, Dropout, Flatten, Function, Op};
@@ -137,18 +137,17 @@ impl MobileNetV3Config {
     /// The same layout with the kernels, widths, expansions, SE blocks and class count found in
     /// `dict`.
     pub fn with_widths_of(mut self, dict: &StateDict) -> MobileNetV3Config {
-        let shape = |name: &str| dict.shape(name).map(|s| s.to_vec());
-        let rows = |name: &str| shape(name).and_then(|s| s.first().copied());
+        let rows = |name: &str| rows(dict, name);
         if let Some(n) = rows("features.0.0.weight") {
             self.stem = n;
         }
         for (i, block) in self.blocks.iter_mut().enumerate() {
             let p = format!("features.{}.block", i + 1);
-            let first = shape(&format!("{p}.0.0.weight"));
-            let expands = matches!(first.as_deref(), Some([_, _, 1, 1]));
+            let first = conv_shape(dict, &format!("{p}.0.0.weight"));
+            let expands = matches!(first, Some([_, _, 1, 1]));
             let dw = usize::from(expands);
-            if let Some(s) = shape(&format!("{p}.{dw}.0.weight")) {
-                (block.expanded, block.kernel) = (s[0], s[2]);
+            if let Some([out, _, kernel, _]) = conv_shape(dict, &format!("{p}.{dw}.0.weight")) {
+                (block.expanded, block.kernel) = (out, kernel);
             }
             block.squeeze = rows(&format!("{p}.{}.fc1.weight", dw + 1));
             let project = dw + 1 + usize::from(block.squeeze.is_some());
@@ -197,9 +196,14 @@ fn inverted_residual(b: &mut Builder, name: &str, x: NodeId, block: &Bneck) -> R
         y = conv_norm_act(b, &p(j), y, expand, EPS, Some(act))?;
         j += 1;
     }
-    let depthwise = ConvSpec::new(block.expanded, block.kernel, (block.kernel - 1) / 2, false)
-        .stride(block.stride)
-        .groups(block.expanded);
+    let depthwise = ConvSpec::new(
+        block.expanded,
+        block.kernel,
+        block.kernel.saturating_sub(1) / 2,
+        false,
+    )
+    .stride(block.stride)
+    .groups(block.expanded);
     y = conv_norm_act(b, &p(j), y, depthwise, EPS, Some(act))?;
     j += 1;
     if let Some(squeeze) = block.squeeze {

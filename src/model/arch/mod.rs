@@ -79,6 +79,20 @@ pub const FAMILIES: [Family; 14] = [
     inception::FAMILY,
 ];
 
+/// The shape of a convolution's weight `(out, in / groups, kh, kw)` in `dict`, if it has a
+/// 4-d tensor by that name (a damaged checkpoint's other ranks are ignored, never indexed).
+fn conv_shape(dict: &StateDict, name: &str) -> Option<[usize; 4]> {
+    match dict.shape(name)? {
+        &[o, i, h, w] => Some([o, i, h, w]),
+        _ => None,
+    }
+}
+
+/// The first dimension (the output width) of a tensor in `dict`, if it has one by that name.
+fn rows(dict: &StateDict, name: &str) -> Option<usize> {
+    dict.shape(name)?.first().copied()
+}
+
 /// `layout` as an [`Arch`], with the widths of `dict` where one is given.
 fn sized<L: Layout + 'static>(
     layout: L,

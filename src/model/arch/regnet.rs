@@ -10,7 +10,7 @@ use anyhow::{bail, Result};
 
 use super::blocks::{conv_norm_act, squeeze_excitation, Act};
 use super::builder::{Builder, ConvSpec};
-use super::{sized, Arch, Family, Layout};
+use super::{conv_shape, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{AdaptiveAvgPool, Add, Flatten, Function, Op};
@@ -221,9 +221,8 @@ impl RegNetConfig {
     /// The layout of `dict`: block counts, widths, groups and SE widths, and the variant with
     /// those block counts and widths, if any.
     pub fn with_widths_of(mut self, dict: &StateDict) -> RegNetConfig {
-        let shape = |name: &str| dict.shape(name).map(|s| s.to_vec());
-        if let Some(s) = shape("stem.0.weight") {
-            self.stem = s[0];
+        if let Some(n) = rows(dict, "stem.0.weight") {
+            self.stem = n;
         }
         for (s, stage) in self.stages.iter_mut().enumerate() {
             let count = (0..)
@@ -232,26 +231,23 @@ impl RegNetConfig {
             *stage = (0..count)
                 .map(|i| {
                     let p = block_name(s + 1, i);
-                    let (b, c) = (
-                        shape(&format!("{p}.f.b.0.weight")),
-                        shape(&format!("{p}.f.c.0.weight")),
-                    );
-                    let (bottleneck, groups) = match b {
-                        Some(b) if b[1] > 0 => (b[0], b[0] / b[1]),
+                    let (bottleneck, groups) = match conv_shape(dict, &format!("{p}.f.b.0.weight"))
+                    {
+                        Some([out, per_group, _, _]) if per_group > 0 => (out, out / per_group),
                         _ => (0, 1),
                     };
                     Block {
-                        out: c.map_or(0, |c| c[0]),
+                        out: rows(dict, &format!("{p}.f.c.0.weight")).unwrap_or(0),
                         bottleneck,
                         groups,
-                        squeeze: shape(&format!("{p}.f.se.fc1.weight")).map(|s| s[0]),
+                        squeeze: rows(dict, &format!("{p}.f.se.fc1.weight")),
                         stride: if i == 0 { 2 } else { 1 },
                     }
                 })
                 .collect();
         }
-        if let Some(s) = shape("fc.weight") {
-            self.classes = s[0];
+        if let Some(n) = rows(dict, "fc.weight") {
+            self.classes = n;
         }
         let depths: Vec<usize> = self.stages.iter().map(Vec::len).collect();
         let widths: Vec<usize> = self
