@@ -31,7 +31,6 @@ from torchvision.models.inception import BasicConv2d as InceptionConv, Inception
 from torchvision.models.mnasnet import MNASNet
 from torchvision.models.mobilenetv2 import MobileNetV2
 from torchvision.models.regnet import BlockParams, RegNet
-from torchvision.models.resnet import Bottleneck, ResNet
 from torchvision.models.shufflenetv2 import ShuffleNetV2
 from torchvision.models.mobilenetv3 import mobilenet_v3_large, mobilenet_v3_small
 from torchvision.models.squeezenet import Fire, SqueezeNet
@@ -112,21 +111,6 @@ def grad_cam_maps(name, model, layer, out):
         for c in classes:
             m = cam(input_tensor=x, targets=[ClassifierOutputTarget(c)])[0]
             out[f"{name}/{layer}/gradcam/{c}"] = torch.from_numpy(m).contiguous()
-
-
-def small_resnext50():
-    """ResNeXt-50's blocks with 4 groups of 4 channels in the first stage, narrowed as
-    make_fixtures.small_resnet50 narrows ResNet-50, through torchvision's own stage builder."""
-    model = ResNet(Bottleneck, [3, 4, 6, 3], num_classes=CLASSES, groups=4, width_per_group=64)
-    model.inplanes = 4
-    model.conv1 = nn.Conv2d(3, 4, kernel_size=7, stride=2, padding=3, bias=False)
-    model.bn1 = nn.BatchNorm2d(4)
-    model.layer1 = model._make_layer(Bottleneck, 4, 3)
-    model.layer2 = model._make_layer(Bottleneck, 8, 4, stride=2)
-    model.layer3 = model._make_layer(Bottleneck, 16, 6, stride=2)
-    model.layer4 = model._make_layer(Bottleneck, 32, 3, stride=2)
-    model.fc = nn.Linear(32 * Bottleneck.expansion, CLASSES)
-    return model
 
 
 def small_googlenet():
@@ -242,7 +226,7 @@ def main():
                           ["features.denseblock2", "features.transition3"],
                           "features.denseblock4", gen)
     grad_cam_maps("densenet121_small", densenet, "features.denseblock4", maps)
-    resnext = small_resnext50()
+    resnext = make_fixtures.small_resnet50(groups=4)
     resnext, _ = fixture("resnext50_small", resnext, ["layer1", "layer3"], "layer4", gen)
     grad_cam_maps("resnext50_small", resnext, "layer4", maps)
     # RegNetY-400MF's blocks per stage with narrow widths (groups of 8, SE).

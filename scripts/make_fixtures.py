@@ -44,8 +44,10 @@ def small_vgg16():
     return model
 
 
-def small_resnet50():
-    model = ResNet(Bottleneck, [3, 4, 6, 3], num_classes=CLASSES)
+def small_resnet50(groups=1):
+    """ResNet-50's blocks at a sixteenth of the width (with `groups` > 1: ResNeXt-50's, with that
+    many groups of 4 channels in the first stage)."""
+    model = ResNet(Bottleneck, [3, 4, 6, 3], num_classes=CLASSES, groups=groups)
     # torchvision's own stage builder at a sixteenth of the width.
     model.inplanes = 4
     model.conv1 = nn.Conv2d(3, 4, kernel_size=7, stride=2, padding=3, bias=False)

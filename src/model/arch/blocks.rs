@@ -40,6 +40,25 @@ pub fn conv_norm_act(
     }
 }
 
+/// Conv (no bias) `{prefix}.{at}` and batch norm `{prefix}.{at + 1}` in a flat `Sequential`,
+/// with a ReLU `{prefix}.{at + 2}` when `relu` (MNASNet's and ShuffleNetV2's layouts).
+pub fn conv_bn_at(
+    b: &mut Builder,
+    prefix: &str,
+    at: usize,
+    x: NodeId,
+    spec: ConvSpec,
+    relu: bool,
+) -> Result<NodeId> {
+    let y = b.conv(&format!("{prefix}.{at}"), x, spec)?;
+    let y = b.batch_norm(&format!("{prefix}.{}", at + 1), y, 1e-5)?;
+    if relu {
+        b.relu(&format!("{prefix}.{}", at + 2), y)
+    } else {
+        Ok(y)
+    }
+}
+
 /// `SqueezeExcitation`: `avgpool`, `fc1` to `squeeze` channels, `activation`, `fc2` back,
 /// `scale_activation`, and the gate multiplying the input (`{name}.mul`, a functional step).
 pub fn squeeze_excitation(

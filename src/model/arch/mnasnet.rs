@@ -7,6 +7,7 @@
 
 use anyhow::{bail, Result};
 
+use super::blocks::conv_bn_at;
 use super::builder::{Builder, ConvSpec};
 use super::{conv_shape, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
@@ -148,34 +149,15 @@ fn detect(dict: &StateDict) -> Result<MnasNetConfig> {
     Ok(cfg.with_widths_of(dict))
 }
 
-/// Conv (no bias) and batch norm as `layers.{at}`, `layers.{at + 1}`, and ReLU at
-/// `layers.{at + 2}` when `relu`.
-fn conv_bn(
-    b: &mut Builder,
-    p: &str,
-    at: usize,
-    x: NodeId,
-    spec: ConvSpec,
-    relu: bool,
-) -> Result<NodeId> {
-    let y = b.conv(&format!("{p}.{at}"), x, spec)?;
-    let y = b.batch_norm(&format!("{p}.{}", at + 1), y, 1e-5)?;
-    if relu {
-        b.relu(&format!("{p}.{}", at + 2), y)
-    } else {
-        Ok(y)
-    }
-}
-
 fn inverted_residual(b: &mut Builder, name: &str, x: NodeId, block: &Block) -> Result<NodeId> {
     let p = format!("{name}.layers");
     let expand = ConvSpec::new(block.expanded, 1, 0, false);
-    let mut y = conv_bn(b, &p, 0, x, expand, true)?;
+    let mut y = conv_bn_at(b, &p, 0, x, expand, true)?;
     let depthwise = ConvSpec::new(block.expanded, block.kernel, block.kernel / 2, false)
         .stride(block.stride)
         .groups(block.expanded);
-    y = conv_bn(b, &p, 3, y, depthwise, true)?;
-    y = conv_bn(b, &p, 6, y, ConvSpec::new(block.out, 1, 0, false), false)?;
+    y = conv_bn_at(b, &p, 3, y, depthwise, true)?;
+    y = conv_bn_at(b, &p, 6, y, ConvSpec::new(block.out, 1, 0, false), false)?;
     if block.stride == 1 && b.shape(x)[1] == block.out {
         y = b.op(&format!("{name}.add"), Op::Add(Add), &[y, x])?;
     }
@@ -189,7 +171,7 @@ impl Layout for MnasNetConfig {
 
     fn build(&self, b: &mut Builder) -> Result<()> {
         let mut x = b.last();
-        x = conv_bn(
+        x = conv_bn_at(
             b,
             "layers",
             0,
@@ -198,8 +180,8 @@ impl Layout for MnasNetConfig {
             true,
         )?;
         let separable = ConvSpec::new(self.stem.0, 3, 1, false).groups(self.stem.0);
-        x = conv_bn(b, "layers", 3, x, separable, true)?;
-        x = conv_bn(
+        x = conv_bn_at(b, "layers", 3, x, separable, true)?;
+        x = conv_bn_at(
             b,
             "layers",
             6,
@@ -212,7 +194,7 @@ impl Layout for MnasNetConfig {
                 x = inverted_residual(b, &format!("layers.{}.{i}", s + 8), x, block)?;
             }
         }
-        x = conv_bn(
+        x = conv_bn_at(
             b,
             "layers",
             14,

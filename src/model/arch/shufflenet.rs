@@ -10,6 +10,7 @@
 
 use anyhow::{bail, Result};
 
+use super::blocks::conv_bn_at;
 use super::builder::{Builder, ConvSpec};
 use super::{sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
@@ -106,31 +107,13 @@ fn detect(dict: &StateDict) -> Result<ShuffleNetConfig> {
         .with_widths_of(dict))
 }
 
-/// Conv (no bias) `{p}.{at}` and bn `{p}.{at + 1}`, with a relu `{p}.{at + 2}` when `relu`.
-fn conv_bn(
-    b: &mut Builder,
-    p: &str,
-    at: usize,
-    x: NodeId,
-    spec: ConvSpec,
-    relu: bool,
-) -> Result<NodeId> {
-    let y = b.conv(&format!("{p}.{at}"), x, spec)?;
-    let y = b.batch_norm(&format!("{p}.{}", at + 1), y, 1e-5)?;
-    if relu {
-        b.relu(&format!("{p}.{}", at + 2), y)
-    } else {
-        Ok(y)
-    }
-}
-
 /// `branch2`: 1x1, depthwise 3x3 (with the block's stride), 1x1, each with bn; relus after the
 /// first and last.
 fn branch2(b: &mut Builder, p: &str, x: NodeId, half: usize, stride: usize) -> Result<NodeId> {
-    let mut y = conv_bn(b, p, 0, x, ConvSpec::new(half, 1, 0, false), true)?;
+    let mut y = conv_bn_at(b, p, 0, x, ConvSpec::new(half, 1, 0, false), true)?;
     let depthwise = ConvSpec::new(half, 3, 1, false).stride(stride).groups(half);
-    y = conv_bn(b, p, 3, y, depthwise, false)?;
-    conv_bn(b, p, 5, y, ConvSpec::new(half, 1, 0, false), true)
+    y = conv_bn_at(b, p, 3, y, depthwise, false)?;
+    conv_bn_at(b, p, 5, y, ConvSpec::new(half, 1, 0, false), true)
 }
 
 fn block(b: &mut Builder, name: &str, x: NodeId, width: usize, stride: usize) -> Result<NodeId> {
@@ -155,8 +138,8 @@ fn block(b: &mut Builder, name: &str, x: NodeId, width: usize, stride: usize) ->
     } else {
         let cin = b.shape(x)[1];
         let depthwise = ConvSpec::new(cin, 3, 1, false).stride(stride).groups(cin);
-        let l = conv_bn(b, &p("branch1"), 0, x, depthwise, false)?;
-        let l = conv_bn(
+        let l = conv_bn_at(b, &p("branch1"), 0, x, depthwise, false)?;
+        let l = conv_bn_at(
             b,
             &p("branch1"),
             2,
@@ -181,7 +164,7 @@ impl Layout for ShuffleNetConfig {
 
     fn build(&self, b: &mut Builder) -> Result<()> {
         let mut x = b.last();
-        x = conv_bn(
+        x = conv_bn_at(
             b,
             "conv1",
             0,
@@ -202,7 +185,7 @@ impl Layout for ShuffleNetConfig {
                 )?;
             }
         }
-        x = conv_bn(
+        x = conv_bn_at(
             b,
             "conv5",
             0,
