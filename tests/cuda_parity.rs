@@ -1,6 +1,6 @@
 //! CUDA against CPU on cuda:0: logits and every node's output, Grad-CAM and Score-CAM maps, and
 //! filter patterns of both recipes with a fixed seed, on the reduced VGG16 and ResNet50
-//! fixtures. Built only with `--features cuda` (scripts/build_cuda.sh) and run on a GPU machine
+//! fixtures; every node's output on one reduced model of each other family. Built only with `--features cuda` (scripts/build_cuda.sh) and run on a GPU machine
 //! by scripts/gpu_check.sh; there is no GPU where the default test suite runs.
 #![cfg(feature = "cuda")]
 
@@ -38,9 +38,32 @@ fn on_cpu(t: &Tensor) -> Tensor {
     t.to_device(&Device::Cpu).unwrap()
 }
 
+/// The reduced model of each architecture family (scripts/make_fixtures.py and
+/// scripts/make_family_fixtures.py).
+const FAMILY_FIXTURES: [&str; 18] = [
+    "vgg16_small",
+    "resnet50_small",
+    "alexnet_small",
+    "squeezenet1_0_small",
+    "squeezenet1_1_small",
+    "mobilenet_v2_small",
+    "mobilenet_v3_small_small",
+    "mobilenet_v3_large_small",
+    "efficientnet_b0_small",
+    "efficientnet_v2_s_small",
+    "convnext_tiny_small",
+    "densenet121_small",
+    "resnext50_small",
+    "regnet_y_small",
+    "mnasnet_small",
+    "shufflenet_v2_small",
+    "googlenet_small",
+    "inception_v3_small",
+];
+
 #[test]
 fn forward_activations_and_logits_match() {
-    for name in ["vgg16_small", "resnet50_small"] {
+    for name in FAMILY_FIXTURES {
         let (cpu, cuda) = both(&format!("{name}.safetensors"));
         let a = cpu
             .graph
