@@ -1,6 +1,7 @@
-//! Forward-pass benchmark: VGG16 and ResNet50 at 224x224 with random weights, on the CPU or the
-//! device named by `BENCH_DEVICE` (e.g. `cuda:0`),
-//! medians of several runs, beside the machine's matrix-multiply rate.
+//! Forward-pass benchmark: VGG16 and ResNet50 (or the `--arch` names in `BENCH_MODELS`,
+//! comma-separated) at 224x224 with random weights, on the CPU or the device named by
+//! `BENCH_DEVICE` (e.g. `cuda:0`), medians of several runs, beside the machine's
+//! matrix-multiply rate.
 //!
 //!     cargo run --release --example bench_forward [-- RUNS]
 //!
@@ -10,7 +11,7 @@ mod common;
 
 use anyhow::Result;
 use candle_core::Tensor;
-use common::{arg_or, time_runs};
+use common::{arg_or, models, time_runs};
 use convscope::model::{Keep, Model};
 
 fn main() -> Result<()> {
@@ -29,8 +30,8 @@ fn main() -> Result<()> {
         t * 1e3,
         2.0 * (n as f64).powi(3) / t / 1e9
     );
-    for name in ["vgg16", "resnet50"] {
-        let graph = Model::random(name, 224, 0, &dev)?.graph;
+    for name in models(&["vgg16", "resnet50"]) {
+        let graph = Model::random(&name, 224, 0, &dev)?.graph;
         let x = Tensor::randn(0f32, 1.0, (1, 3, 224, 224), &dev)?;
         let t = time_runs(runs, || {
             graph.forward(&x, &Keep::Only(vec![]))?;

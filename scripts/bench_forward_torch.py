@@ -1,9 +1,11 @@
-"""PyTorch side of `cargo run --release --example bench_forward`: the same models, input and
-thread count (2 by default, the development machine's cores), medians of several runs.
+"""PyTorch side of `cargo run --release --example bench_forward`: the same models (`BENCH_MODELS`,
+comma-separated torchvision names; VGG16 and ResNet50 by default), input and thread count (2 by
+default, the development machine's cores), medians of several runs.
 
     python scripts/bench_forward_torch.py [RUNS] [THREADS]
 """
 
+import os
 import sys
 
 import torch
@@ -19,7 +21,8 @@ def main():
     t = median_time(runs, lambda: a @ b)
     print(f"matmul {n}x{n}: median {t * 1e3:.1f} ms, {2 * n ** 3 / t / 1e9:.0f} GFLOP/s")
     x = torch.randn(1, 3, 224, 224)
-    for name in ["vgg16", "resnet50"]:
+    names = [n for n in os.environ.get("BENCH_MODELS", "vgg16,resnet50").split(",") if n]
+    for name in names:
         model = getattr(torchvision.models, name)().eval()
         with torch.no_grad():
             t = median_time(runs, lambda: model(x))

@@ -38,3 +38,13 @@ pub fn device() -> Result<Device> {
         &std::env::var("BENCH_DEVICE").unwrap_or_else(|_| "cpu".into()),
     )
 }
+
+/// The architectures named by `BENCH_MODELS` (comma-separated `--arch` names), else `default`.
+pub fn models(default: &[&str]) -> Vec<String> {
+    match std::env::var("BENCH_MODELS") {
+        Ok(list) if !list.trim().is_empty() => {
+            list.split(',').map(|s| s.trim().to_string()).collect()
+        }
+        _ => default.iter().map(|s| s.to_string()).collect(),
+    }
+}
