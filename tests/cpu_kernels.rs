@@ -37,10 +37,11 @@ fn square(
     Conv2d::square(weight, bias, stride, padding, dilation, groups).unwrap()
 }
 
-/// The convolution by its definition, one output at a time (one group).
+/// The convolution by its definition, one output at a time.
 fn direct(x: &Tensor, c: &Conv2d) -> Tensor {
     let (n, ci, h, w) = x.dims4().unwrap();
-    let (co, _, kh, kw) = c.weight.dims4().unwrap();
+    let (co, cig, kh, kw) = c.weight.dims4().unwrap();
+    let cog = co / c.groups;
     let (oh, ow) = c.window.output((h, w)).unwrap();
     let (ah, aw) = (c.window.h, c.window.w);
     let xv = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -51,7 +52,9 @@ fn direct(x: &Tensor, c: &Conv2d) -> Tensor {
             for oy in 0..oh {
                 for ox in 0..ow {
                     let mut acc = 0f32;
-                    for i in 0..ci {
+                    let g = o / cog;
+                    for j in 0..cig {
+                        let i = g * cig + j;
                         for ky in 0..kh {
                             for kx in 0..kw {
                                 let y = (oy * ah.stride + ky * ah.dilation) as isize
@@ -60,7 +63,7 @@ fn direct(x: &Tensor, c: &Conv2d) -> Tensor {
                                     - aw.before as isize;
                                 if y >= 0 && xx >= 0 && (y as usize) < h && (xx as usize) < w {
                                     acc += xv[((b * ci + i) * h + y as usize) * w + xx as usize]
-                                        * wv[((o * ci + i) * kh + ky) * kw + kx];
+                                        * wv[((o * cig + j) * kh + ky) * kw + kx];
                                 }
                             }
                         }
@@ -119,6 +122,12 @@ fn odd_shapes() {
         (1, 256, 256, 29, 31, 3, 1, 1, 1, 1, true),
         (2, 256, 272, 24, 25, 3, 1, 0, 1, 1, false),
         (1, 260, 256, 28, 28, 3, 1, 2, 1, 1, true),
+        // Depthwise (the direct kernel): stride 2, 5x5, ConvNeXt's 7x7, dilation 2, batch 2.
+        (2, 16, 16, 15, 17, 3, 2, 1, 1, 16, true),
+        (1, 12, 12, 14, 14, 5, 1, 2, 1, 12, false),
+        (1, 8, 8, 20, 21, 7, 1, 3, 1, 8, true),
+        (1, 8, 8, 13, 11, 3, 1, 2, 2, 8, true),
+        (2, 6, 6, 9, 9, 5, 2, 2, 1, 6, true),
     ];
     for (i, &(n, ci, co, h, w, k, s, p, d, g, bias)) in cases.iter().enumerate() {
         let c = square(
@@ -153,15 +162,19 @@ fn non_contiguous_input_and_rectangular_kernel() {
 fn per_axis_geometry_equals_the_definition() {
     let dev = Device::Cpu;
     for (i, (kh, kw, window)) in common::per_axis_windows().into_iter().enumerate() {
-        let c = Conv2d {
-            weight: Tensor::randn(0f32, 1.0, (4, 3, kh, kw), &dev).unwrap(),
-            bias: None,
-            window,
-            groups: 1,
-        };
-        let x = Tensor::randn(0f32, 1.0, (2, 3, 13, 10), &dev).unwrap();
-        let ours = c.forward(&[&x]).unwrap();
-        assert_close(&format!("per-axis case {i}"), &ours, &direct(&x, &c), 1e-4);
+        // (output channels, input channels per group, groups): plain and depthwise.
+        for (co, cig, groups) in [(4, 3, 1), (3, 1, 3)] {
+            let c = Conv2d {
+                weight: Tensor::randn(0f32, 1.0, (co, cig, kh, kw), &dev).unwrap(),
+                bias: None,
+                window,
+                groups,
+            };
+            let x = Tensor::randn(0f32, 1.0, (2, 3, 13, 10), &dev).unwrap();
+            let ours = c.forward(&[&x]).unwrap();
+            let what = format!("per-axis case {i}, {groups} groups");
+            assert_close(&what, &ours, &direct(&x, &c), 1e-4);
+        }
     }
 }
 

@@ -1,9 +1,10 @@
 //! The engine's own CPU kernels, for the ops where candle's CPU path is slow: convolution
-//! (Winograd for 3x3 stride 1, im2col into `gemm` for the rest), max pooling, ReLU and batch norm,
-//! forward and backward. Other devices use candle's ops.
+//! (direct for depthwise, Winograd for wide 3x3 stride 1, im2col into `gemm` for the rest), max
+//! pooling, ReLU and batch norm, forward and backward. Other devices use candle's ops.
 
 pub mod batch_norm;
 pub mod conv;
+pub mod depthwise;
 pub mod pool;
 pub mod relu;
 pub mod winograd;
@@ -57,7 +58,9 @@ pub fn conv2d(
         window,
         groups,
     };
-    if winograd::applies(x, &args) {
+    if depthwise::applies(x, &args) {
+        depthwise::conv2d(x, &args)
+    } else if winograd::applies(x, &args) {
         winograd::conv2d(x, &args)
     } else {
         conv::conv2d(x, &args)
