@@ -40,6 +40,12 @@ const MODULES: [&str; 9] = [
     "inception5b",
 ];
 
+/// The max pools between the Inception modules: after which module, name, kernel.
+const POOLS: [(&str, &str, usize); 2] = [
+    ("inception3b", "maxpool3", 3),
+    ("inception4e", "maxpool4", 2),
+];
+
 pub const FAMILY: Family = Family {
     title: "torchvision GoogLeNet",
     names: &["googlenet"],
@@ -159,12 +165,10 @@ impl Layout for GoogLeNetConfig {
         x = basic_conv(b, "conv2", x, ConvSpec::new(self.stem[1], 1, 0, false))?;
         x = basic_conv(b, "conv3", x, ConvSpec::new(self.stem[2], 3, 1, false))?;
         x = b.pool("maxpool2", x, pool(3))?;
-        for (i, (name, widths)) in MODULES.iter().zip(&self.modules).enumerate() {
+        for (name, widths) in MODULES.iter().zip(&self.modules) {
             x = inception(b, name, x, widths)?;
-            match i {
-                1 => x = b.pool("maxpool3", x, pool(3))?,
-                6 => x = b.pool("maxpool4", x, pool(2))?,
-                _ => {}
+            if let Some(&(_, pool_name, kernel)) = POOLS.iter().find(|p| p.0 == *name) {
+                x = b.pool(pool_name, x, pool(kernel))?;
             }
         }
         let gap = AdaptiveAvgPool { out_h: 1, out_w: 1 };

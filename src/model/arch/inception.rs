@@ -44,13 +44,13 @@ const MODULES: [(&str, Kind); 11] = [
     ("Mixed_7c", Kind::E),
 ];
 
-/// The stem's BasicConv2d layers: name, kernel, stride, padding.
-const STEM: [(&str, usize, usize, usize); 5] = [
-    ("Conv2d_1a_3x3", 3, 2, 0),
-    ("Conv2d_2a_3x3", 3, 1, 0),
-    ("Conv2d_2b_3x3", 3, 1, 1),
-    ("Conv2d_3b_1x1", 1, 1, 0),
-    ("Conv2d_4a_3x3", 3, 1, 0),
+/// The stem's BasicConv2d layers: name, kernel, stride, padding, and the max pool after it.
+const STEM: [(&str, usize, usize, usize, Option<&str>); 5] = [
+    ("Conv2d_1a_3x3", 3, 2, 0, None),
+    ("Conv2d_2a_3x3", 3, 1, 0, None),
+    ("Conv2d_2b_3x3", 3, 1, 1, Some("maxpool1")),
+    ("Conv2d_3b_1x1", 1, 1, 0, None),
+    ("Conv2d_4a_3x3", 3, 1, 0, Some("maxpool2")),
 ];
 
 /// Every convolution's output width, read from the checkpoint by its BasicConv2d name (widths
@@ -328,12 +328,10 @@ impl Layout for InceptionConfig {
     fn build(&self, b: &mut Builder) -> Result<()> {
         let max = Pool::square(PoolKind::Max, 3, 2, 0, false);
         let mut x = b.last();
-        for (name, k, stride, pad) in STEM {
+        for (name, k, stride, pad, pool) in STEM {
             x = basic_conv(b, self, name, x, (k, k), stride, (pad, pad))?;
-            match name {
-                "Conv2d_2b_3x3" => x = b.pool("maxpool1", x, max)?,
-                "Conv2d_4a_3x3" => x = b.pool("maxpool2", x, max)?,
-                _ => {}
+            if let Some(pool) = pool {
+                x = b.pool(pool, x, max)?;
             }
         }
         for (name, kind) in MODULES {
