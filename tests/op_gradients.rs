@@ -154,3 +154,47 @@ fn layer_norm_over_channels() {
     assert!(mean.iter().all(|m| m.abs() < 1e-12), "{mean:?}");
     assert!(var.iter().all(|v| (v - 1.0).abs() < 1e-9), "{var:?}");
 }
+
+#[test]
+fn the_cpu_kernels_agree_with_the_tensor_definitions() {
+    // f32 on the CPU takes the one-pass kernels; f64 the chains of tensor ops checked above.
+    let x64 = randn(&[3, 4, 9, 7], 4.0);
+    let g64 = randn(&[3, 4, 9, 7], 1.0);
+    let (x32, g32) = (
+        x64.to_dtype(DType::F32).unwrap(),
+        g64.to_dtype(DType::F32).unwrap(),
+    );
+    for f in FUNCTIONS {
+        let op = Op::Activation(Activation(f));
+        let run = |x: &Tensor, g: &Tensor| {
+            let y = op.forward(&[x]).unwrap();
+            let at = Backward {
+                inputs: vec![Some(x)],
+                output: Some(&y),
+                input_shapes: vec![x.dims().to_vec()],
+            };
+            let dx = op.vjp(&at, g).unwrap().remove(0);
+            (
+                y.to_dtype(DType::F64).unwrap(),
+                dx.to_dtype(DType::F64).unwrap(),
+            )
+        };
+        let (y32, d32) = run(&x32, &g32);
+        let (y64, d64) = run(&x64, &g64);
+        for (what, a, b) in [("value", &y32, &y64), ("gradient", &d32, &d64)] {
+            let worst: f64 = (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_keepdim(0)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(worst < 1e-4, "{f:?} {what}: f32 kernel off by {worst}");
+        }
+    }
+}

@@ -1,10 +1,12 @@
 //! The engine's own CPU kernels, for the ops where candle's CPU path is slow: convolution
 //! (direct for depthwise, Winograd for wide 3x3 stride 1, im2col into `gemm` for the rest), max
-//! pooling, ReLU and batch norm, forward and backward. Other devices use candle's ops.
+//! pooling, ReLU, batch norm and the other activations, forward and backward. Other devices use
+//! candle's ops.
 
 pub mod batch_norm;
 pub mod conv;
 pub mod depthwise;
+pub mod elementwise;
 pub mod pool;
 pub mod relu;
 pub mod winograd;

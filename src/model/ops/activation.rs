@@ -1,4 +1,5 @@
-//! Elementwise activations of the newer CNN families, each with its derivative: ReLU6
+//! Elementwise activations of the newer CNN families, each with its derivative, as tensor ops (any
+//! dtype or device) and as scalar functions for the one-pass CPU kernel: ReLU6
 //! (MobileNetV2), SiLU (EfficientNet), Sigmoid and Hardsigmoid (squeeze-and-excitation gates),
 //! Hardswish (MobileNetV3) and GELU in its exact erf form (ConvNeXt). ReLU has its own file: it
 //! has CPU kernels.
@@ -6,6 +7,7 @@
 use candle_core::{Result, Tensor};
 
 use super::{first, Backward, Operation};
+use crate::model::cpu;
 
 /// Which function, with PyTorch's definitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +39,55 @@ fn sigmoid(x: &Tensor) -> Result<Tensor> {
 }
 
 impl Function {
+    /// `f(v)` for one value (the CPU kernels' form of [`Function::apply`]).
+    fn value(self, v: f32) -> f32 {
+        let relu6 = |v: f32| v.clamp(0.0, 6.0);
+        let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
+        match self {
+            Function::Relu6 => relu6(v),
+            Function::Silu => v * sigmoid(v),
+            Function::Sigmoid => sigmoid(v),
+            Function::Hardsigmoid => relu6(v + 3.0) / 6.0,
+            Function::Hardswish => v * relu6(v + 3.0) / 6.0,
+            Function::Gelu => {
+                0.5 * v * (1.0 + candle_core::cpu::erf::erf_f32(v / std::f32::consts::SQRT_2))
+            }
+        }
+    }
+
+    /// `f'(v)` for one value, with the same choices at the kinks as [`Function::derivative`].
+    fn slope(self, v: f32) -> f32 {
+        let inside = |lo: f32, hi: f32| if v > lo && v < hi { 1.0 } else { 0.0 };
+        let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
+        match self {
+            Function::Relu6 => inside(0.0, 6.0),
+            Function::Silu => {
+                let s = sigmoid(v);
+                s * (1.0 + v * (1.0 - s))
+            }
+            Function::Sigmoid => {
+                let s = sigmoid(v);
+                s * (1.0 - s)
+            }
+            Function::Hardsigmoid => inside(-3.0, 3.0) / 6.0,
+            Function::Hardswish => {
+                if v < -3.0 {
+                    0.0
+                } else if v <= 3.0 {
+                    v / 3.0 + 0.5
+                } else {
+                    1.0
+                }
+            }
+            Function::Gelu => {
+                let cdf =
+                    0.5 * (1.0 + candle_core::cpu::erf::erf_f32(v / std::f32::consts::SQRT_2));
+                let pdf = (-0.5 * v * v).exp() / (2.0 * std::f32::consts::PI).sqrt();
+                cdf + v * pdf
+            }
+        }
+    }
+
     fn apply(self, x: &Tensor) -> Result<Tensor> {
         match self {
             Function::Relu6 => x.clamp(0f32, 6f32),
@@ -107,10 +158,20 @@ impl Operation for Activation {
     }
 
     fn forward(&self, inputs: &[&Tensor]) -> Result<Tensor> {
-        self.0.apply(inputs[0])
+        let (x, f) = (inputs[0], self.0);
+        if cpu::handles(x) {
+            cpu::elementwise::map(x, |v| f.value(v))
+        } else {
+            f.apply(x)
+        }
     }
 
     fn vjp(&self, at: &Backward, grad: &Tensor) -> Result<Vec<Tensor>> {
-        Ok(vec![(grad * self.0.derivative(at.input(0)?)?)?])
+        let (x, f) = (at.input(0)?, self.0);
+        Ok(vec![if cpu::handles(x) && cpu::handles(grad) {
+            cpu::elementwise::zip_map(x, grad, |v, g| g * f.slope(v))?
+        } else {
+            (grad * f.derivative(x)?)?
+        }])
     }
 }
