@@ -5,7 +5,7 @@
 use anyhow::{bail, Result};
 
 use super::builder::{Builder, ConvSpec};
-use super::{sized, Arch, Family, Layout};
+use super::{rows, sized, Arch, Family, Layout};
 use crate::model::load::StateDict;
 use crate::model::ops::{AdaptiveAvgPool, Dropout, Flatten, Op, Pool, PoolKind};
 
@@ -51,7 +51,7 @@ impl AlexNetConfig {
 
     /// The same layout with the widths and class count found in `dict`.
     pub fn with_widths_of(mut self, dict: &StateDict) -> AlexNetConfig {
-        let rows = |name: &str| dict.shape(name).and_then(|s| s.first().copied());
+        let rows = |name: &str| rows(dict, name);
         for (c, i) in self.convs.iter_mut().zip(CONV_INDICES) {
             if let Some(n) = rows(&format!("features.{i}.weight")) {
                 *c = n;

@@ -11,7 +11,7 @@
 use anyhow::{bail, Result};
 
 use super::builder::{Builder, ConvSpec};
-use super::{sized, Arch, Family, Layout};
+use super::{rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{AdaptiveAvgPool, Concat, Flatten, Op, Pool, PoolKind};
@@ -76,7 +76,7 @@ impl DenseNetConfig {
 
     /// The same layout with the widths and class count of `dict`.
     pub fn with_widths_of(mut self, dict: &StateDict) -> DenseNetConfig {
-        let rows = |name: &str| dict.shape(name).and_then(|s| s.first().copied());
+        let rows = |name: &str| rows(dict, name);
         let layer = "features.denseblock1.denselayer1";
         if let Some(n) = rows("features.conv0.weight") {
             self.init = n;

@@ -10,7 +10,7 @@
 use anyhow::{bail, Result};
 
 use super::builder::{Builder, ConvSpec};
-use super::{sized, Arch, Family, Layout};
+use super::{rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{AdaptiveAvgPool, Concat, Dropout, Flatten, Op, Pool, PoolKind};
@@ -87,7 +87,7 @@ impl GoogLeNetConfig {
 
     /// The same layout with the widths and class count of `dict`.
     pub fn with_widths_of(mut self, dict: &StateDict) -> GoogLeNetConfig {
-        let rows = |name: &str| dict.shape(name).and_then(|s| s.first().copied());
+        let rows = |name: &str| rows(dict, name);
         for (w, name) in self.stem.iter_mut().zip(["conv1", "conv2", "conv3"]) {
             if let Some(n) = rows(&format!("{name}.conv.weight")) {
                 *w = n;

@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 
 use super::blocks::{conv_norm_act, Act};
 use super::builder::{Builder, ConvSpec};
-use super::{sized, Arch, Family, Layout};
+use super::{rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{AdaptiveAvgPool, Add, Dropout, Flatten, Function, Op};
@@ -92,7 +92,7 @@ impl MobileNetV2Config {
     /// The same layout with the widths and class count found in `dict` (a width multiplier
     /// changes every width, never the strides).
     pub fn with_widths_of(mut self, dict: &StateDict) -> MobileNetV2Config {
-        let rows = |name: &str| dict.shape(name).and_then(|s| s.first().copied());
+        let rows = |name: &str| rows(dict, name);
         if let Some(n) = rows("features.0.0.weight") {
             self.stem = n;
         }

@@ -10,7 +10,7 @@
 use anyhow::{bail, Result};
 
 use super::builder::{Builder, ConvSpec};
-use super::{sized, Arch, Family, Layout};
+use super::{conv_shape, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{AdaptiveAvgPool, Add, Flatten, Op, Pool, PoolKind};
@@ -95,7 +95,7 @@ impl ResNetConfig {
 
     /// The same layout with the widths and class count found in `dict`.
     pub fn with_widths_of(mut self, dict: &StateDict) -> ResNetConfig {
-        let rows = |name: &str| dict.shape(name).and_then(|s| s.first().copied());
+        let rows = |name: &str| rows(dict, name);
         if let Some(n) = rows("conv1.weight") {
             self.stem = n;
         }
@@ -113,9 +113,9 @@ impl ResNetConfig {
         }
         if self.bottleneck {
             // A grouped conv's weight holds inner / groups input channels.
-            if let Some(s) = dict.shape("layer1.0.conv2.weight") {
-                if s.len() == 4 && s[1] > 0 && s[0] % s[1] == 0 {
-                    self.groups = s[0] / s[1];
+            if let Some([inner, per_group, _, _]) = conv_shape(dict, "layer1.0.conv2.weight") {
+                if per_group > 0 && inner % per_group == 0 {
+                    self.groups = inner / per_group;
                 }
             }
         }

@@ -12,7 +12,7 @@ use anyhow::{bail, Result};
 
 use super::blocks::conv_bn_at;
 use super::builder::{Builder, ConvSpec};
-use super::{sized, Arch, Family, Layout};
+use super::{rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{
@@ -68,7 +68,7 @@ impl ShuffleNetConfig {
 
     /// The same layout with the block counts, widths and class count of `dict`.
     pub fn with_widths_of(mut self, dict: &StateDict) -> ShuffleNetConfig {
-        let rows = |name: &str| dict.shape(name).and_then(|s| s.first().copied());
+        let rows = |name: &str| rows(dict, name);
         if let Some(n) = rows("conv1.0.weight") {
             self.widths[0] = n;
         }

@@ -10,7 +10,7 @@
 use anyhow::{bail, Result};
 
 use super::builder::{Builder, ConvSpec};
-use super::{sized, Arch, Family, Layout};
+use super::{rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{AdaptiveAvgPool, Concat, Dropout, Flatten, Op, Pool, PoolKind};
@@ -105,7 +105,7 @@ impl SqueezeNetConfig {
 
     /// The same layout with the widths and class count found in `dict`.
     pub fn with_widths_of(mut self, dict: &StateDict) -> SqueezeNetConfig {
-        let rows = |name: &str| dict.shape(name).and_then(|s| s.first().copied());
+        let rows = |name: &str| rows(dict, name);
         if let Some(n) = rows("features.0.weight") {
             self.stem = n;
         }
