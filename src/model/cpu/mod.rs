@@ -7,6 +7,7 @@ pub mod batch_norm;
 pub mod conv;
 pub mod depthwise;
 pub mod elementwise;
+pub mod fast_math;
 pub mod pool;
 pub mod relu;
 pub mod winograd;
@@ -16,6 +17,16 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::ops::geometry::Window;
+
+/// Runs a loop compiled for the widest vector instructions this CPU has (AVX-512, or AVX2 with
+/// FMA), so that the compiler vectorises it for them. The loop is the body of `kernel`'s
+/// `with_simd`, which must be `#[inline(always)]` (as must anything it calls that holds a loop
+/// or math worth vectorising): only code inlined into the dispatched function gets its
+/// instructions. A closure is not enough, since it cannot be marked so.
+#[inline(always)]
+pub fn vectorized<K: pulp::WithSimd>(kernel: K) -> K::Output {
+    pulp::Arch::new().dispatch(kernel)
+}
 
 /// Whether `x` is an `f32` tensor on the CPU, the kernels' one case.
 pub fn handles(x: &Tensor) -> bool {

@@ -8,6 +8,7 @@ use candle_core::{Result, Tensor};
 
 use super::{first, Backward, Operation};
 use crate::model::cpu;
+use crate::model::cpu::fast_math;
 
 /// Which function, with PyTorch's definitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,52 +40,29 @@ fn sigmoid(x: &Tensor) -> Result<Tensor> {
 }
 
 impl Function {
-    /// `f(v)` for one value (the CPU kernels' form of [`Function::apply`]).
-    fn value(self, v: f32) -> f32 {
-        let relu6 = |v: f32| v.clamp(0.0, 6.0);
-        let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
+    /// `f` of every value of `x` by the CPU kernel.
+    fn forward_cpu(self, x: &Tensor) -> Result<Tensor> {
+        use cpu::elementwise::map;
         match self {
-            Function::Relu6 => relu6(v),
-            Function::Silu => v * sigmoid(v),
-            Function::Sigmoid => sigmoid(v),
-            Function::Hardsigmoid => relu6(v + 3.0) / 6.0,
-            Function::Hardswish => v * relu6(v + 3.0) / 6.0,
-            Function::Gelu => {
-                0.5 * v * (1.0 + candle_core::cpu::erf::erf_f32(v / std::f32::consts::SQRT_2))
-            }
+            Function::Relu6 => map(x, scalar::relu6),
+            Function::Silu => map(x, scalar::silu),
+            Function::Sigmoid => map(x, fast_math::sigmoid),
+            Function::Hardsigmoid => map(x, scalar::hardsigmoid),
+            Function::Hardswish => map(x, scalar::hardswish),
+            Function::Gelu => map(x, scalar::gelu),
         }
     }
 
-    /// `f'(v)` for one value, with the same choices at the kinks as [`Function::derivative`].
-    fn slope(self, v: f32) -> f32 {
-        let inside = |lo: f32, hi: f32| if v > lo && v < hi { 1.0 } else { 0.0 };
-        let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
+    /// `grad * f'(x)` by the CPU kernel.
+    fn vjp_cpu(self, x: &Tensor, grad: &Tensor) -> Result<Tensor> {
+        use cpu::elementwise::chain;
         match self {
-            Function::Relu6 => inside(0.0, 6.0),
-            Function::Silu => {
-                let s = sigmoid(v);
-                s * (1.0 + v * (1.0 - s))
-            }
-            Function::Sigmoid => {
-                let s = sigmoid(v);
-                s * (1.0 - s)
-            }
-            Function::Hardsigmoid => inside(-3.0, 3.0) / 6.0,
-            Function::Hardswish => {
-                if v < -3.0 {
-                    0.0
-                } else if v <= 3.0 {
-                    v / 3.0 + 0.5
-                } else {
-                    1.0
-                }
-            }
-            Function::Gelu => {
-                let cdf =
-                    0.5 * (1.0 + candle_core::cpu::erf::erf_f32(v / std::f32::consts::SQRT_2));
-                let pdf = (-0.5 * v * v).exp() / (2.0 * std::f32::consts::PI).sqrt();
-                cdf + v * pdf
-            }
+            Function::Relu6 => chain(x, grad, scalar::relu6_slope),
+            Function::Silu => chain(x, grad, scalar::silu_slope),
+            Function::Sigmoid => chain(x, grad, scalar::sigmoid_slope),
+            Function::Hardsigmoid => chain(x, grad, scalar::hardsigmoid_slope),
+            Function::Hardswish => chain(x, grad, scalar::hardswish_slope),
+            Function::Gelu => chain(x, grad, scalar::gelu_slope),
         }
     }
 
@@ -160,7 +138,7 @@ impl Operation for Activation {
     fn forward(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let (x, f) = (inputs[0], self.0);
         if cpu::handles(x) {
-            cpu::elementwise::map(x, |v| f.value(v))
+            f.forward_cpu(x)
         } else {
             f.apply(x)
         }
@@ -169,9 +147,95 @@ impl Operation for Activation {
     fn vjp(&self, at: &Backward, grad: &Tensor) -> Result<Vec<Tensor>> {
         let (x, f) = (at.input(0)?, self.0);
         Ok(vec![if cpu::handles(x) && cpu::handles(grad) {
-            cpu::elementwise::zip_map(x, grad, |v, g| g * f.slope(v))?
+            f.vjp_cpu(x, grad)?
         } else {
             (grad * f.derivative(x)?)?
         }])
+    }
+}
+
+/// The functions and their derivatives on one value, for the CPU kernels (which vectorise
+/// them: each is inlined into the kernel's loop), with the same choices at the kinks as
+/// [`Function::derivative`].
+mod scalar {
+    use crate::model::cpu::fast_math::{erf, exp, sigmoid};
+    use std::f32::consts::{FRAC_1_SQRT_2, FRAC_2_SQRT_PI};
+
+    /// `1.0` where `lo < v < hi`, else `0.0`.
+    #[inline(always)]
+    fn inside(v: f32, lo: f32, hi: f32) -> f32 {
+        if v > lo && v < hi {
+            1.0
+        } else {
+            0.0
+        }
+    }
+
+    #[inline(always)]
+    pub fn relu6(v: f32) -> f32 {
+        v.clamp(0.0, 6.0)
+    }
+
+    #[inline(always)]
+    pub fn relu6_slope(v: f32) -> f32 {
+        inside(v, 0.0, 6.0)
+    }
+
+    #[inline(always)]
+    pub fn silu(v: f32) -> f32 {
+        v * sigmoid(v)
+    }
+
+    #[inline(always)]
+    pub fn silu_slope(v: f32) -> f32 {
+        let s = sigmoid(v);
+        s * (1.0 + v * (1.0 - s))
+    }
+
+    #[inline(always)]
+    pub fn sigmoid_slope(v: f32) -> f32 {
+        let s = sigmoid(v);
+        s * (1.0 - s)
+    }
+
+    #[inline(always)]
+    pub fn hardsigmoid(v: f32) -> f32 {
+        relu6(v + 3.0) / 6.0
+    }
+
+    #[inline(always)]
+    pub fn hardsigmoid_slope(v: f32) -> f32 {
+        inside(v, -3.0, 3.0) / 6.0
+    }
+
+    #[inline(always)]
+    pub fn hardswish(v: f32) -> f32 {
+        v * relu6(v + 3.0) / 6.0
+    }
+
+    /// 0 below -3, `v/3 + 1/2` up to 3 (inclusive), 1 above.
+    #[inline(always)]
+    pub fn hardswish_slope(v: f32) -> f32 {
+        if v < -3.0 {
+            0.0
+        } else if v <= 3.0 {
+            v / 3.0 + 0.5
+        } else {
+            1.0
+        }
+    }
+
+    /// `v * Phi(v)`.
+    #[inline(always)]
+    pub fn gelu(v: f32) -> f32 {
+        0.5 * v * (1.0 + erf(v * FRAC_1_SQRT_2))
+    }
+
+    /// `Phi(v) + v * phi(v)`.
+    #[inline(always)]
+    pub fn gelu_slope(v: f32) -> f32 {
+        let cdf = 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
+        let pdf = exp(-0.5 * v * v) * (0.5 * FRAC_2_SQRT_PI * FRAC_1_SQRT_2);
+        cdf + v * pdf
     }
 }
