@@ -5,7 +5,7 @@
 //!     BENCH_MODELS=efficientnet_b0,convnext_tiny cargo run --release --example bench_layers [-- RUNS] [--json]
 //!
 //! `--json` prints one object per node for `scripts/bench_layers_torch.py`, which times the
-//! same models' modules in PyTorch and prints both side by side.
+//! same models' modules in PyTorch and prints both side by side, by kind.
 
 mod common;
 
@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use candle_core::Tensor;
 use common::{models, time_runs};
-use convscope::model::ops::{Op, Operation};
+use convscope::model::ops::Op;
 use convscope::model::{Keep, Model};
 
 /// The group a node's time is summed under.
@@ -33,7 +33,6 @@ fn category(op: &Op) -> String {
                 format!("conv {kh}x{kw}")
             }
         }
-        Op::Activation(a) => format!("activation {}", a.attributes()),
         other => other.kind().to_string(),
     }
 }
@@ -62,6 +61,14 @@ fn main() -> Result<()> {
         let model = Model::random(&name, 224, 0, &dev)?;
         let graph = &model.graph;
         let x = Tensor::randn(0f32, 1.0, (1, 3, 224, 224), &dev)?;
+        let forward = time_runs(runs, || {
+            graph.forward(&x, &Keep::Only(vec![]))?;
+            dev.synchronize()?;
+            Ok(())
+        })?;
+        if json {
+            println!("{{\"forward\":\"{name}\",\"forward_s\":{forward}}}");
+        }
         let acts = graph.forward(&x, &Keep::All)?;
         let mut by_kind: BTreeMap<String, (f64, f64, usize)> = BTreeMap::new();
         let mut nodes = Vec::new();
@@ -96,7 +103,11 @@ fn main() -> Result<()> {
             continue;
         }
         let total: f64 = by_kind.values().map(|v| v.0).sum();
-        println!("{name}: sum of node medians {:.1} ms", total * 1e3);
+        println!(
+            "{name}: forward {:.1} ms; sum of node medians {:.1} ms",
+            forward * 1e3,
+            total * 1e3
+        );
         let mut kinds: Vec<_> = by_kind.into_iter().collect();
         kinds.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
         for (kind, (t, f, n)) in kinds {

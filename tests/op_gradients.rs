@@ -3,7 +3,9 @@
 //! points against PyTorch's definitions evaluated in f64 (Python's `math`, `erf` for GELU).
 
 use candle_core::{DType, Device, Tensor};
-use convscope::model::ops::{Activation, Backward, Function, LayerNorm, Op};
+use convscope::model::ops::{
+    Activation, AdaptiveAvgPool, Backward, BatchNorm, Function, Gate, LayerNorm, Op,
+};
 
 fn randn(shape: &[usize], scale: f64) -> Tensor {
     (Tensor::randn(0f64, 1.0, shape, &Device::Cpu).unwrap() * scale).unwrap()
@@ -155,46 +157,134 @@ fn layer_norm_over_channels() {
     assert!(var.iter().all(|v| (v - 1.0).abs() < 1e-9), "{var:?}");
 }
 
+/// One op built for a dtype from the same f64 values, with the shapes of its inputs.
+struct KernelCase {
+    name: String,
+    op: Box<dyn Fn(DType) -> Op>,
+    inputs: Vec<Vec<usize>>,
+}
+
+/// The ops whose f32 path on the CPU is one of the engine's own kernels.
+fn kernel_cases() -> Vec<KernelCase> {
+    let shape = vec![3, 4, 9, 7];
+    let mut cases: Vec<KernelCase> = FUNCTIONS
+        .iter()
+        .map(|&f| KernelCase {
+            name: format!("{f:?}"),
+            op: Box::new(move |_| Op::Activation(Activation(f))),
+            inputs: vec![shape.clone()],
+        })
+        .collect();
+    let (weight, bias) = (randn(&[1, 4, 1, 1], 1.0), randn(&[1, 4, 1, 1], 1.0));
+    let cast = |t: &Tensor, d: DType| t.to_dtype(d).unwrap();
+    cases.push(KernelCase {
+        name: "layer norm".into(),
+        op: Box::new(move |d| {
+            Op::LayerNorm(LayerNorm {
+                weight: cast(&weight, d),
+                bias: cast(&bias, d),
+                eps: 1e-6,
+            })
+        }),
+        // A plane of 63 pixels and one of 2048 (blocks of several lengths).
+        inputs: vec![shape.clone()],
+    });
+    let (weight, bias) = (randn(&[1, 5, 1, 1], 1.0), randn(&[1, 5, 1, 1], 1.0));
+    cases.push(KernelCase {
+        name: "layer norm, long planes".into(),
+        op: Box::new(move |d| {
+            Op::LayerNorm(LayerNorm {
+                weight: cast(&weight, d),
+                bias: cast(&bias, d),
+                eps: 1e-6,
+            })
+        }),
+        inputs: vec![vec![2, 5, 32, 64]],
+    });
+    let (scale, shift) = (randn(&[1, 4, 1, 1], 1.0), randn(&[1, 4, 1, 1], 1.0));
+    cases.push(KernelCase {
+        name: "batch norm".into(),
+        op: Box::new(move |d| {
+            Op::BatchNorm(BatchNorm {
+                scale: cast(&scale, d),
+                shift: cast(&shift, d),
+            })
+        }),
+        inputs: vec![shape.clone()],
+    });
+    cases.push(KernelCase {
+        name: "gate".into(),
+        op: Box::new(|_| Op::Gate(Gate)),
+        inputs: vec![shape.clone(), vec![3, 4, 1, 1]],
+    });
+    cases.push(KernelCase {
+        name: "global average pooling".into(),
+        op: Box::new(|_| Op::AdaptiveAvgPool(AdaptiveAvgPool { out_h: 1, out_w: 1 })),
+        inputs: vec![shape],
+    });
+    cases
+}
+
 #[test]
 fn the_cpu_kernels_agree_with_the_tensor_definitions() {
-    // f32 on the CPU takes the one-pass kernels; f64 the chains of tensor ops checked above.
-    let x64 = randn(&[3, 4, 9, 7], 4.0);
-    let g64 = randn(&[3, 4, 9, 7], 1.0);
-    let (x32, g32) = (
-        x64.to_dtype(DType::F32).unwrap(),
-        g64.to_dtype(DType::F32).unwrap(),
-    );
-    for f in FUNCTIONS {
-        let op = Op::Activation(Activation(f));
-        let run = |x: &Tensor, g: &Tensor| {
-            let y = op.forward(&[x]).unwrap();
-            let at = Backward {
-                inputs: vec![Some(x)],
-                output: Some(&y),
-                input_shapes: vec![x.dims().to_vec()],
-            };
-            let dx = op.vjp(&at, g).unwrap().remove(0);
-            (
-                y.to_dtype(DType::F64).unwrap(),
-                dx.to_dtype(DType::F64).unwrap(),
-            )
-        };
-        let (y32, d32) = run(&x32, &g32);
-        let (y64, d64) = run(&x64, &g64);
-        for (what, a, b) in [("value", &y32, &y64), ("gradient", &d32, &d64)] {
-            let worst: f64 = (a - b)
+    // f32 on the CPU takes the engine's kernels; f64 the chains of tensor ops checked above.
+    for case in kernel_cases() {
+        let x64: Vec<Tensor> = case.inputs.iter().map(|s| randn(s, 4.0)).collect();
+        let run = |dtype: DType| {
+            let op = (case.op)(dtype);
+            let xs: Vec<Tensor> = x64.iter().map(|x| x.to_dtype(dtype).unwrap()).collect();
+            let refs: Vec<&Tensor> = xs.iter().collect();
+            let y = op.forward(&refs).unwrap();
+            // The same gradient for both dtypes: a fixed function of the output's position.
+            let count = y.elem_count();
+            let g = Tensor::arange(0u32, count as u32, &Device::Cpu)
                 .unwrap()
-                .abs()
+                .to_dtype(DType::F64)
                 .unwrap()
-                .max_keepdim(0)
+                .affine(0.37, 0.0)
                 .unwrap()
-                .flatten_all()
+                .sin()
                 .unwrap()
-                .max(0)
+                .reshape(y.dims())
                 .unwrap()
-                .to_scalar()
+                .to_dtype(dtype)
                 .unwrap();
-            assert!(worst < 1e-4, "{f:?} {what}: f32 kernel off by {worst}");
+            let at = Backward {
+                inputs: refs.iter().map(|x| Some(*x)).collect(),
+                output: Some(&y),
+                input_shapes: xs.iter().map(|x| x.dims().to_vec()).collect(),
+            };
+            let mut outs = vec![y.clone()];
+            outs.extend(op.vjp(&at, &g).unwrap());
+            outs.into_iter()
+                .map(|t| t.to_dtype(DType::F64).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let (ours, reference) = (run(DType::F32), run(DType::F64));
+        for (k, (a, b)) in ours.iter().zip(&reference).enumerate() {
+            let what = if k == 0 {
+                "value".to_string()
+            } else {
+                format!("gradient {k}")
+            };
+            let worst = max_abs(&(a - b).unwrap());
+            let size = max_abs(b).max(1.0);
+            assert!(
+                worst < 1e-5 * size,
+                "{} {what}: f32 kernel off by {worst} (values up to {size})",
+                case.name
+            );
         }
     }
+}
+
+fn max_abs(t: &Tensor) -> f64 {
+    t.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
 }

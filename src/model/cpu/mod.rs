@@ -1,13 +1,15 @@
 //! The engine's own CPU kernels, for the ops where candle's CPU path is slow: convolution
 //! (direct for depthwise, Winograd for wide 3x3 stride 1, im2col into `gemm` for the rest), max
-//! pooling, ReLU, batch norm and the other activations, forward and backward. Other devices use
+//! pooling, ReLU, per-plane maps and reductions (batch norm, gates, global pooling), layer
+//! norm and the other activations, forward and backward. Other devices use
 //! candle's ops.
 
-pub mod batch_norm;
 pub mod conv;
 pub mod depthwise;
 pub mod elementwise;
 pub mod fast_math;
+pub mod layer_norm;
+pub mod planes;
 pub mod pool;
 pub mod relu;
 pub mod winograd;

@@ -1,9 +1,10 @@
 //! PyTorch's `AdaptiveAvgPool2d((h, w))`: average over PyTorch's bins, computed as two small
-//! matrix products (global pooling as a mean).
+//! matrix products (global pooling as a mean per plane).
 
 use candle_core::{Result, Tensor};
 
 use super::{spatial, Backward, Operation};
+use crate::model::cpu;
 
 #[derive(Debug, Clone)]
 pub struct AdaptiveAvgPool {
@@ -36,7 +37,11 @@ impl Operation for AdaptiveAvgPool {
             return Ok(x.clone());
         }
         if (self.out_h, self.out_w) == (1, 1) {
-            return x.mean_keepdim(2)?.mean_keepdim(3);
+            return if cpu::handles(x) {
+                cpu::planes::means(x)
+            } else {
+                x.mean_keepdim(2)?.mean_keepdim(3)
+            };
         }
         let mh = bins(self.out_h, h, x)?;
         let mw = bins(self.out_w, w, x)?;
@@ -51,9 +56,12 @@ impl Operation for AdaptiveAvgPool {
             return Ok(vec![grad.clone()]);
         }
         if (out_h, out_w) == (1, 1) {
-            return Ok(vec![grad
-                .broadcast_as((n, c, h, w))?
-                .affine(1.0 / (h * w) as f64, 0.0)?]);
+            let factor = 1.0 / (h * w) as f64;
+            return Ok(vec![if cpu::handles(grad) {
+                cpu::planes::spread(grad, (h, w), factor as f32)?
+            } else {
+                grad.broadcast_as((n, c, h, w))?.affine(factor, 0.0)?
+            }]);
         }
         let mh = bins(out_h, h, grad)?;
         let mw = bins(out_w, w, grad)?;

@@ -39,7 +39,7 @@ impl Operation for BatchNorm {
     fn forward(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = inputs[0];
         if cpu::handles(x) && x.rank() == 4 {
-            cpu::batch_norm::channel_affine(x, &self.scale, Some(&self.shift))
+            cpu::planes::affine(x, &self.scale, Some(&self.shift))
         } else {
             x.broadcast_mul(&self.scale)?.broadcast_add(&self.shift)
         }
@@ -47,7 +47,7 @@ impl Operation for BatchNorm {
 
     fn vjp(&self, _: &Backward, grad: &Tensor) -> Result<Vec<Tensor>> {
         Ok(vec![if cpu::handles(grad) && grad.rank() == 4 {
-            cpu::batch_norm::channel_affine(grad, &self.scale, None)?
+            cpu::planes::affine(grad, &self.scale, None)?
         } else {
             grad.broadcast_mul(&self.scale)?
         }])

@@ -4,6 +4,7 @@
 use candle_core::{Result, Tensor};
 
 use super::{Backward, Operation};
+use crate::model::cpu;
 
 #[derive(Debug, Clone)]
 pub struct Gate;
@@ -31,15 +32,26 @@ impl Operation for Gate {
     }
 
     fn forward(&self, inputs: &[&Tensor]) -> Result<Tensor> {
-        inputs[0].broadcast_mul(inputs[1])
+        gated(inputs[0], inputs[1])
     }
 
     /// The input's gradient is gated the same way; the gate's is summed over H and W.
     fn vjp(&self, at: &Backward, grad: &Tensor) -> Result<Vec<Tensor>> {
         let (x, s) = (at.input(0)?, at.input(1)?);
-        Ok(vec![
-            grad.broadcast_mul(s)?,
-            (grad * x)?.sum_keepdim(2)?.sum_keepdim(3)?,
-        ])
+        let gate_grad = if cpu::handles(grad) && cpu::handles(x) {
+            cpu::planes::dots(grad, x)?
+        } else {
+            (grad * x)?.sum_keepdim(2)?.sum_keepdim(3)?
+        };
+        Ok(vec![gated(grad, s)?, gate_grad])
+    }
+}
+
+/// `x * s` with one factor of `s` (`(N, C, 1, 1)`) per plane of `x`.
+fn gated(x: &Tensor, s: &Tensor) -> Result<Tensor> {
+    if cpu::handles(x) && cpu::handles(s) && x.rank() == 4 {
+        cpu::planes::affine(x, s, None)
+    } else {
+        x.broadcast_mul(s)
     }
 }

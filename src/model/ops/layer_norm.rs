@@ -4,6 +4,7 @@
 use candle_core::{Result, Tensor};
 
 use super::{spatial, Backward, Operation};
+use crate::model::cpu;
 
 #[derive(Debug, Clone)]
 pub struct LayerNorm {
@@ -48,14 +49,32 @@ impl Operation for LayerNorm {
     }
 
     fn forward(&self, inputs: &[&Tensor]) -> Result<Tensor> {
-        let (xhat, _) = self.normalised(inputs[0])?;
+        let x = inputs[0];
+        if cpu::handles(x) && cpu::handles(&self.weight) {
+            let (weight, bias) = (
+                self.weight.flatten_all()?.to_vec1()?,
+                self.bias.flatten_all()?.to_vec1()?,
+            );
+            return cpu::layer_norm::forward(x, &weight, &bias, self.eps as f32);
+        }
+        let (xhat, _) = self.normalised(x)?;
         xhat.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
     }
 
     /// `(g' - mean(g') - x̂ mean(g' x̂)) / sqrt(var + eps)` with `g' = g * weight`, means over
     /// channels.
     fn vjp(&self, at: &Backward, grad: &Tensor) -> Result<Vec<Tensor>> {
-        let (xhat, inv_std) = self.normalised(at.input(0)?)?;
+        let x = at.input(0)?;
+        if cpu::handles(x) && cpu::handles(grad) && cpu::handles(&self.weight) {
+            let weight = self.weight.flatten_all()?.to_vec1()?;
+            return Ok(vec![cpu::layer_norm::backward(
+                x,
+                grad,
+                &weight,
+                self.eps as f32,
+            )?]);
+        }
+        let (xhat, inv_std) = self.normalised(x)?;
         let g = grad.broadcast_mul(&self.weight)?;
         let projection = xhat.broadcast_mul(&(&g * &xhat)?.mean_keepdim(1)?)?;
         let dx = (g.broadcast_sub(&g.mean_keepdim(1)?)? - projection)?.broadcast_mul(&inv_std)?;
