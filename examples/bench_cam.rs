@@ -1,5 +1,6 @@
 //! Grad-CAM benchmark: time to the first map (forward + backward) and per class switch with the
-//! forward pass kept, for VGG16 and ResNet50 at 224x224 with random weights, medians; on the CPU
+//! forward pass kept, at each model's default CAM layer, for VGG16 and ResNet50 (or the `--arch`
+//! names in `BENCH_MODELS`, comma-separated) at 224x224 with random weights, medians; on the CPU
 //! or the device named by `BENCH_DEVICE` (e.g. `cuda:0`).
 //!
 //!     cargo run --release --example bench_cam [-- RUNS]
@@ -12,15 +13,15 @@ use std::time::Instant;
 
 use anyhow::Result;
 use candle_core::Tensor;
-use common::{arg_or, median};
+use common::{arg_or, median, models};
 use convscope::model::Model;
 use convscope::viz::cam::{default_layer, CamMethod, CamSession};
 
 fn main() -> Result<()> {
     let runs = arg_or(5)?;
     let dev = common::device()?;
-    for name in ["vgg16", "resnet50"] {
-        let model = Model::random(name, 224, 0, &dev)?;
+    for name in models(&["vgg16", "resnet50"]) {
+        let model = Model::random(&name, 224, 0, &dev)?;
         let layer = default_layer(&model).expect("a spatial layer");
         let x = Tensor::randn(0f32, 1.0, (1, 3, 224, 224), &dev)?;
         let (mut first, mut switch) = (Vec::new(), Vec::new());

@@ -1,10 +1,13 @@
 """pytorch-grad-cam side of `cargo run --release --example bench_cam`: time to the first
 Grad-CAM and to a map for another class (pytorch-grad-cam recomputes everything), VGG16 and
-ResNet50 at 224x224 with random weights, 2 threads by default, medians.
+ResNet50 (or the torchvision names in `BENCH_MODELS`, comma-separated) at 224x224 with random
+weights, at the layer pytorch-grad-cam's README suggests for each family, 2 threads by default,
+medians.
 
     python scripts/bench_cam_torch.py [RUNS] [THREADS]
 """
 
+import os
 import statistics
 import sys
 import time
@@ -15,14 +18,25 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 
+def target_layer(model):
+    """pytorch-grad-cam's suggestion: the last residual stage of a ResNet, RegNet's trunk output,
+    the last module of `features` for the rest."""
+    if hasattr(model, "layer4"):
+        return model.layer4[-1]
+    if hasattr(model, "trunk_output"):
+        return model.trunk_output
+    return model.features[-1]
+
+
 def main():
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
     x = torch.randn(1, 3, 224, 224)
-    for name, layer in [("vgg16", lambda m: m.features[-1]), ("resnet50", lambda m: m.layer4[-1])]:
+    names = [n for n in os.environ.get("BENCH_MODELS", "vgg16,resnet50").split(",") if n]
+    for name in names:
         model = getattr(torchvision.models, name)().eval()
         times = []
-        with GradCAM(model=model, target_layers=[layer(model)]) as cam:
+        with GradCAM(model=model, target_layers=[target_layer(model)]) as cam:
             for run in range(runs + 1):
                 t = time.perf_counter()
                 cam(input_tensor=x, targets=[ClassifierOutputTarget(run)])

@@ -28,13 +28,16 @@ KINDS = {
     nn.BatchNorm2d: "batchnorm", nn.ReLU: "relu", nn.ReLU6: "relu6", nn.SiLU: "silu",
     nn.GELU: "gelu", nn.Sigmoid: "sigmoid", nn.Hardsigmoid: "hardsigmoid",
     nn.Hardswish: "hardswish", nn.AdaptiveAvgPool2d: "adaptiveavgpool", nn.Linear: "linear",
-    nn.MaxPool2d: "pool", nn.AvgPool2d: "pool", nn.Dropout: "dropout", nn.Flatten: "flatten",
+    nn.MaxPool2d: "maxpool", nn.AvgPool2d: "avgpool", nn.Dropout: "dropout", nn.Flatten: "flatten",
     nn.LayerNorm: "layernorm", torchvision.models.convnext.LayerNorm2d: "layernorm",
 }
 
 
-def category(module):
-    """The kind bench_layers sums a module's time under, None for modules it has no node for."""
+def category(module, inputs=None):
+    """The kind bench_layers sums a module's time under, None for modules it has no node for. A
+    Linear over channels-last pixels (ConvNeXt's) is convscope's pointwise convolution."""
+    if isinstance(module, nn.Linear) and inputs is not None and inputs[0].dim() == 4:
+        return "conv pointwise"
     if isinstance(module, nn.Conv2d):
         co, cg, kh, kw = module.weight.shape
         if module.groups > 1 and module.groups == module.in_channels == co:
@@ -67,7 +70,7 @@ def torch_kinds(name, runs):
         kinds = collections.defaultdict(lambda: [0.0, 0.0, 0])
         for module, inputs, out in seen:
             t = median_time(runs, lambda: module(*inputs))
-            k = kinds[category(module)]
+            k = kinds[category(module, inputs)]
             k[0] += t
             k[1] += flops(module, out)
             k[2] += 1

@@ -4,7 +4,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use convscope::model::ops::{
-    Activation, AdaptiveAvgPool, Backward, BatchNorm, Function, Gate, LayerNorm, Op,
+    Activation, AdaptiveAvgPool, Backward, BatchNorm, Function, Gate, LayerNorm, Op, Pool, PoolKind,
 };
 
 fn randn(shape: &[usize], scale: f64) -> Tensor {
@@ -217,6 +217,16 @@ fn kernel_cases() -> Vec<KernelCase> {
         op: Box::new(|_| Op::Gate(Gate)),
         inputs: vec![shape.clone(), vec![3, 4, 1, 1]],
     });
+    // Windows hanging over the padding and, with ceil_mode, past it (clipped divisors).
+    for (kind, name) in [(PoolKind::Avg, "average"), (PoolKind::Max, "max")] {
+        for (kernel, stride, padding) in [(3, 2, 1), (2, 2, 0), (3, 1, 1)] {
+            cases.push(KernelCase {
+                name: format!("{name} pooling {kernel}/{stride} padding {padding}, ceil_mode"),
+                op: Box::new(move |_| Op::Pool(Pool::square(kind, kernel, stride, padding, true))),
+                inputs: vec![vec![3, 4, 9, 7]],
+            });
+        }
+    }
     cases.push(KernelCase {
         name: "global average pooling".into(),
         op: Box::new(|_| Op::AdaptiveAvgPool(AdaptiveAvgPool { out_h: 1, out_w: 1 })),

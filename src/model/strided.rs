@@ -4,7 +4,7 @@
 //! convolution input gradient are written with these few helpers: constant padding, the view
 //! `x[..., oy + s*i, ox + s*j]`, its adjoint (scatter back), and zero dilation.
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{Result, Tensor};
 
 /// Pads dimension `dim` with `left`/`right` copies of `value`.
 pub fn pad_const(x: &Tensor, dim: usize, left: usize, right: usize, value: f32) -> Result<Tensor> {
@@ -92,5 +92,5 @@ pub fn strided_view_adjoint(
 
 /// A `0.0`/`1.0` mask of `a == b`, in `a`'s dtype.
 pub fn equal_mask(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    a.eq(b)?.to_dtype(DType::F32)
+    a.eq(b)?.to_dtype(a.dtype())
 }

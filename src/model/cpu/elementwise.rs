@@ -3,6 +3,8 @@
 //! function passed in is vectorised with the loop only when it is inlined into it: pass
 //! `#[inline(always)]` functions, not closures around larger code.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{bail, Result, Tensor};
 use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
@@ -14,12 +16,12 @@ const PIECE: usize = 1 << 14;
 
 /// `f` of every value of `x` (f32, on the CPU).
 pub fn map(x: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Result<Tensor> {
-    let mut out = vec![0f32; x.elem_count()];
-    with_data(x, |v| {
-        out.par_chunks_mut(PIECE)
-            .zip(v.par_chunks(PIECE))
-            .for_each(|(out, x)| vectorized(Map { out, x, f: &f }));
-        Ok(())
+    let out = with_data(x, |v| {
+        Ok(written(v.len(), |out| {
+            out.par_chunks_mut(PIECE)
+                .zip(v.par_chunks(PIECE))
+                .for_each(|(out, x)| vectorized(Map { out, x, f: &f }))
+        }))
     })?;
     Tensor::from_vec(out, x.dims(), x.device())
 }
@@ -27,31 +29,53 @@ pub fn map(x: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Result<Tensor> {
 /// The chain rule's step through an elementwise function: `g * slope(x)` of the paired values
 /// of `x` and the gradient `g`, which have one shape.
 pub fn chain(x: &Tensor, g: &Tensor, slope: impl Fn(f32) -> f32 + Sync) -> Result<Tensor> {
-    if x.dims() != g.dims() {
-        bail!("shapes {:?} and {:?} differ", x.dims(), g.dims());
+    zip_map(x, g, |x, g| g * slope(x))
+}
+
+/// `max(x, 0)`, NaN kept as in PyTorch.
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    map(x, |v| if v < 0.0 { 0.0 } else { v })
+}
+
+/// The gradient through a ReLU whose output was `y`: `grad` where `y > 0`, zero elsewhere.
+pub fn relu_backward(y: &Tensor, grad: &Tensor) -> Result<Tensor> {
+    zip_map(y, grad, |y, g| if y > 0.0 { g } else { 0.0 })
+}
+
+/// `a + b` of two tensors of one shape.
+pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    zip_map(a, b, |a, b| a + b)
+}
+
+/// `f(x, y)` of the paired values of `x` and `y`, which have one shape.
+fn zip_map(x: &Tensor, y: &Tensor, f: impl Fn(f32, f32) -> f32 + Sync) -> Result<Tensor> {
+    if x.dims() != y.dims() {
+        bail!("shapes {:?} and {:?} differ", x.dims(), y.dims());
     }
-    let mut out = vec![0f32; x.elem_count()];
-    with_data(x, |xv| {
-        with_data(g, |gv| {
-            out.par_chunks_mut(PIECE)
-                .zip(xv.par_chunks(PIECE).zip(gv.par_chunks(PIECE)))
-                .for_each(|(out, (x, g))| {
-                    vectorized(Chain {
-                        out,
-                        x,
-                        g,
-                        slope: &slope,
-                    })
-                });
-            Ok(())
+    let out = with_data(x, |xv| {
+        with_data(y, |yv| {
+            Ok(written(xv.len(), |out| {
+                out.par_chunks_mut(PIECE)
+                    .zip(xv.par_chunks(PIECE).zip(yv.par_chunks(PIECE)))
+                    .for_each(|(out, (x, y))| vectorized(ZipMap { out, x, y, f: &f }))
+            }))
         })
     })?;
     Tensor::from_vec(out, x.dims(), x.device())
 }
 
+/// A buffer of `len` values that `write` sets, every one (not zeroed first: a pass saved).
+fn written(len: usize, write: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut out = Vec::with_capacity(len);
+    write(&mut out.spare_capacity_mut()[..len]);
+    // SAFETY: `write` set every value (each kernel below writes its whole piece).
+    unsafe { out.set_len(len) };
+    out
+}
+
 /// One piece of [`map`].
 struct Map<'a, F> {
-    out: &'a mut [f32],
+    out: &'a mut [MaybeUninit<f32>],
     x: &'a [f32],
     f: &'a F,
 }
@@ -62,26 +86,26 @@ impl<F: Fn(f32) -> f32> WithSimd for Map<'_, F> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, _: S) {
         for (o, v) in self.out.iter_mut().zip(self.x) {
-            *o = (self.f)(*v);
+            o.write((self.f)(*v));
         }
     }
 }
 
-/// One piece of [`chain`].
-struct Chain<'a, F> {
-    out: &'a mut [f32],
+/// One piece of [`zip_map`].
+struct ZipMap<'a, F> {
+    out: &'a mut [MaybeUninit<f32>],
     x: &'a [f32],
-    g: &'a [f32],
-    slope: &'a F,
+    y: &'a [f32],
+    f: &'a F,
 }
 
-impl<F: Fn(f32) -> f32> WithSimd for Chain<'_, F> {
+impl<F: Fn(f32, f32) -> f32> WithSimd for ZipMap<'_, F> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, _: S) {
-        for ((o, x), g) in self.out.iter_mut().zip(self.x).zip(self.g) {
-            *o = g * (self.slope)(*x);
+        for ((o, x), y) in self.out.iter_mut().zip(self.x).zip(self.y) {
+            o.write((self.f)(*x, *y));
         }
     }
 }

@@ -9,9 +9,9 @@ pub mod depthwise;
 pub mod elementwise;
 pub mod fast_math;
 pub mod layer_norm;
+pub mod phases;
 pub mod planes;
 pub mod pool;
-pub mod relu;
 pub mod winograd;
 
 use candle_core::{bail, CpuStorage, DType, Device, Result, Storage, Tensor};

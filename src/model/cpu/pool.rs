@@ -1,14 +1,116 @@
-//! Max pooling on the CPU, forward and backward: one pass over each input plane, planes in
-//! parallel. Each window's maximum is its first largest value in row-major order, NaN winning,
-//! as in PyTorch; the backward pass sends the window's gradient there.
+//! Pooling on the CPU, planes in parallel. The forward pass of max and average pooling reads
+//! phase planes (see [`Phases`]): one vectorised pass per window tap over all of a plane's
+//! outputs. The maximum's reverse pass finds each window's first largest value in row-major
+//! order, NaN winning, as in PyTorch, and sends the window's gradient there.
 
 use std::ops::Range;
 
 use candle_core::{Result, Tensor};
+use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 
-use super::with_data;
+use super::phases::Phases;
+use super::{vectorized, with_data};
 use crate::model::ops::geometry::{Axis, Window};
+
+/// What a window's values become.
+pub enum Reduce {
+    /// Their maximum, NaN winning; padding never wins.
+    Max,
+    /// Their sum divided by each output's divisor (row-major, one per output).
+    Mean(Vec<f32>),
+}
+
+/// Pooling of `x` (NCHW, f32, on the CPU) over `window` to an `(oh, ow)` output.
+pub fn pool(
+    x: &Tensor,
+    window: &Window,
+    (oh, ow): (usize, usize),
+    reduce: &Reduce,
+) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let layout = Phases::new((h, w), window, (oh, ow));
+    // Each output's factor, in the layout's order of outputs.
+    let factors = match reduce {
+        Reduce::Max => None,
+        Reduce::Mean(divisors) => {
+            let mut f = vec![0f32; layout.count()];
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    f[layout.position(oy, ox)] = 1.0 / divisors[oy * ow + ox];
+                }
+            }
+            Some(f)
+        }
+    };
+    let mut out = vec![0f32; n * c * oh * ow];
+    with_data(x, |input| {
+        out.par_chunks_mut(oh * ow)
+            .zip(input.par_chunks(h * w))
+            .for_each_init(
+                || (Vec::new(), Vec::new()),
+                |(phases, flat), (out, src)| {
+                    vectorized(Plane {
+                        layout: &layout,
+                        factors: factors.as_deref(),
+                        out,
+                        src,
+                        phases,
+                        flat,
+                    })
+                },
+            );
+        Ok(())
+    })?;
+    Tensor::from_vec(out, (n, c, oh, ow), x.device())
+}
+
+/// One output plane from one input plane.
+struct Plane<'a> {
+    layout: &'a Phases,
+    /// The mean's factors; the maximum without.
+    factors: Option<&'a [f32]>,
+    out: &'a mut [f32],
+    src: &'a [f32],
+    phases: &'a mut Vec<f32>,
+    flat: &'a mut Vec<f32>,
+}
+
+impl WithSimd for Plane<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        let l = self.layout;
+        let start = if self.factors.is_some() {
+            0.0
+        } else {
+            f32::NEG_INFINITY
+        };
+        l.split(self.src, self.phases, start);
+        let count = l.count();
+        self.flat.clear();
+        self.flat.resize(count, start);
+        for &read in l.reads() {
+            let src = &self.phases[read..][..count];
+            if self.factors.is_some() {
+                for (a, &v) in self.flat.iter_mut().zip(src) {
+                    *a += v;
+                }
+            } else {
+                for (a, &v) in self.flat.iter_mut().zip(src) {
+                    *a = if v > *a || v.is_nan() { v } else { *a };
+                }
+            }
+        }
+        if let Some(factors) = self.factors {
+            for (a, f) in self.flat.iter_mut().zip(factors) {
+                *a *= f;
+            }
+        }
+        l.gather(self.flat, self.out);
+    }
+}
 
 /// The rows (or columns) of window `o` along axis `a`, clipped to the input: padding never wins.
 fn window(a: &Axis, o: usize, size: usize) -> Range<usize> {
@@ -29,26 +131,6 @@ fn argmax(plane: &[f32], w: usize, rows: Range<usize>, cols: Range<usize>) -> (u
         }
     }
     best
-}
-
-/// Max pooling of `x` (NCHW, f32, on the CPU) to an `(oh, ow)` output.
-pub fn max_pool(x: &Tensor, g: &Window, (oh, ow): (usize, usize)) -> Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    let mut out = vec![0f32; n * c * oh * ow];
-    with_data(x, |input| {
-        out.par_chunks_mut(oh * ow)
-            .zip(input.par_chunks(h * w))
-            .for_each(|(dst, plane)| {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let (_, v) = argmax(plane, w, window(&g.h, oy, h), window(&g.w, ox, w));
-                        dst[oy * ow + ox] = v;
-                    }
-                }
-            });
-        Ok(())
-    })?;
-    Tensor::from_vec(out, (n, c, oh, ow), x.device())
 }
 
 /// Gradient of max pooling w.r.t. its input `x`, given the output gradient `grad`.

@@ -3,6 +3,7 @@
 use candle_core::{Result, Tensor};
 
 use super::{first, Backward, Operation};
+use crate::model::cpu;
 
 #[derive(Debug, Clone)]
 pub struct Add;
@@ -31,7 +32,11 @@ impl Operation for Add {
     fn forward(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let mut acc = inputs[0].clone();
         for t in &inputs[1..] {
-            acc = (acc + *t)?;
+            acc = if cpu::handles(&acc) && cpu::handles(t) {
+                cpu::elementwise::add(&acc, t)?
+            } else {
+                (acc + *t)?
+            };
         }
         Ok(acc)
     }

@@ -1,7 +1,8 @@
 //! Max and average pooling over a fixed window, with PyTorch's exact semantics (padding,
 //! `ceil_mode`, `count_include_pad = true`, the first maximum of a window taking its gradient).
 //!
-//! On the CPU, max pooling runs through the engine's one-pass kernels. Elsewhere a window is the
+//! On the CPU, the forward pass and max pooling's reverse pass are the engine's kernels. Elsewhere
+//! (and for the average's reverse pass) a window is the
 //! max (or sum) of `kernel_h * kernel_w` strided views of the padded input, which handles
 //! overlapping windows, padding and `ceil_mode` alike and is differentiable by hand (ResNet's
 //! stem pool is kernel 3, stride 2, padding 1, which candle's own pooling cannot differentiate).
@@ -69,25 +70,33 @@ impl Pool {
         Ok((pad_const(&xp, 3, left, right, self.fill())?, (oh, ow)))
     }
 
-    /// Divisor of each average-pool window: its size clipped to the padded input, shaped
-    /// `(1, 1, oh, ow)`.
+    /// Divisor of each average-pool window, shaped `(1, 1, oh, ow)`: see [`Pool::divisors`].
     fn divisor(
         &self,
         (h, w): (usize, usize),
         (oh, ow): (usize, usize),
         like: &Tensor,
     ) -> Result<Tensor> {
+        Tensor::from_vec(
+            self.divisors((h, w), (oh, ow)),
+            (1, 1, oh, ow),
+            like.device(),
+        )?
+        .to_dtype(like.dtype())
+    }
+
+    /// Divisor of each average-pool window, row-major: its size clipped to the padded input.
+    fn divisors(&self, (h, w): (usize, usize), (oh, ow): (usize, usize)) -> Vec<f32> {
         let extent = |a: &Axis, i: usize, size: usize| {
             let start = (i * a.stride) as isize - a.before as isize;
             let end = (start + a.kernel as isize).min((size + a.after) as isize);
             (end - start) as f32
         };
         let (ah, aw) = (self.window.h, self.window.w);
-        let vals: Vec<f32> = (0..oh)
+        (0..oh)
             .flat_map(|i| (0..ow).map(move |j| (i, j)))
             .map(|(i, j)| extent(&ah, i, h) * extent(&aw, j, w))
-            .collect();
-        Tensor::from_vec(vals, (1, 1, oh, ow), like.device())
+            .collect()
     }
 
     fn strides(&self) -> (usize, usize) {
@@ -160,10 +169,14 @@ impl Operation for Pool {
 
     fn forward(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = inputs[0];
-        if self.kind == PoolKind::Max && cpu::handles(x) {
+        if cpu::handles(x) {
             let (_, _, h, w) = x.dims4()?;
             let out = self.output((h, w)).map_err(candle_core::Error::msg)?;
-            return cpu::pool::max_pool(x, &self.window, out);
+            let reduce = match self.kind {
+                PoolKind::Max => cpu::pool::Reduce::Max,
+                PoolKind::Avg => cpu::pool::Reduce::Mean(self.divisors((h, w), out)),
+            };
+            return cpu::pool::pool(x, &self.window, out, &reduce);
         }
         let (xp, out) = self.padded(x)?;
         let mut acc: Option<Tensor> = None;

@@ -28,7 +28,7 @@ impl Operation for Relu {
     fn forward(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = inputs[0];
         if cpu::handles(x) {
-            cpu::relu::relu(x)
+            cpu::elementwise::relu(x)
         } else {
             x.relu()
         }
@@ -37,7 +37,7 @@ impl Operation for Relu {
     fn vjp(&self, at: &Backward, grad: &Tensor) -> Result<Vec<Tensor>> {
         let y = at.output()?;
         Ok(vec![if cpu::handles(grad) {
-            cpu::relu::relu_backward(y, grad)?
+            cpu::elementwise::relu_backward(y, grad)?
         } else {
             (grad * y.gt(0f64)?.to_dtype(grad.dtype())?)?
         }])

@@ -1,0 +1,108 @@
+//! The layout the sliding-window kernels (depthwise convolution, pooling) read from: one input
+//! plane copied once, padded, into `stride_h * stride_w` phase planes (rows `py, py + stride_h,
+//! ...` by columns `px, px + stride_w, ...`). In those, every window tap reads one contiguous
+//! run for all the outputs laid out row after row with the phase planes' row length, so a
+//! kernel is a few long vectorised loops with no per-row bounds. The columns past the output's
+//! width in each row are computed and dropped by [`Phases::gather`].
+
+use crate::model::ops::geometry::Window;
+
+/// Extra values after each phase plane, so that a block of this many outputs may be read past
+/// the last one (the dropped columns) without leaving the buffer.
+pub const SLACK: usize = 64;
+
+/// Where things are in the phase planes, the same for every plane of one call.
+pub struct Phases {
+    size: (usize, usize),
+    window: Window,
+    out_size: (usize, usize),
+    /// Row length of the phase planes.
+    span: usize,
+    /// Length of one phase plane, with room for [`SLACK`] reads past its last row from its last
+    /// column.
+    stride: usize,
+    /// For each tap `ky * kernel_w + kx`: where its first read is, from the first phase plane.
+    reads: Vec<usize>,
+}
+
+impl Phases {
+    /// The layout for a window over `size` planes giving `out_size` outputs; the padded extent
+    /// covers every window, `ceil_mode`'s partial last ones included.
+    pub fn new(size: (usize, usize), window: &Window, out_size: (usize, usize)) -> Self {
+        let (ah, aw) = (window.h, window.w);
+        let extent = |a: &crate::model::ops::geometry::Axis, size: usize, out: usize| {
+            (size + a.before + a.after).max((out - 1) * a.stride + a.span())
+        };
+        let rows = extent(&ah, size.0, out_size.0).div_ceil(ah.stride);
+        let span = extent(&aw, size.1, out_size.1).div_ceil(aw.stride);
+        let stride = rows * span + span + SLACK;
+        let mut reads = Vec::with_capacity(ah.kernel * aw.kernel);
+        for ky in 0..ah.kernel {
+            for kx in 0..aw.kernel {
+                // Padded row `oy * stride_h + ky * dilation_h` is row `oy + ry` of phase `py`.
+                let (py, ry) = (
+                    (ky * ah.dilation) % ah.stride,
+                    (ky * ah.dilation) / ah.stride,
+                );
+                let (px, rx) = (
+                    (kx * aw.dilation) % aw.stride,
+                    (kx * aw.dilation) / aw.stride,
+                );
+                reads.push((py * aw.stride + px) * stride + ry * span + rx);
+            }
+        }
+        Phases {
+            size,
+            window: *window,
+            out_size,
+            span,
+            stride,
+            reads,
+        }
+    }
+
+    /// Outputs computed per plane: every column of the phase planes' rows.
+    pub fn count(&self) -> usize {
+        self.out_size.0 * self.span
+    }
+
+    /// Offsets of the taps' first reads, in row-major tap order.
+    pub fn reads(&self) -> &[usize] {
+        &self.reads
+    }
+
+    /// Output `(oy, ox)`'s place among the [`count`](Self::count) computed ones.
+    pub fn position(&self, oy: usize, ox: usize) -> usize {
+        oy * self.span + ox
+    }
+
+    /// Copies the plane `src` (`h * w`) into `phases`, the padding set to `fill`.
+    #[inline(always)]
+    pub fn split(&self, src: &[f32], phases: &mut Vec<f32>, fill: f32) {
+        let (ah, aw) = (self.window.h, self.window.w);
+        let (sh, sw, w) = (ah.stride, aw.stride, self.size.1);
+        phases.clear();
+        phases.resize(sh * sw * self.stride, fill);
+        for (y, line) in src.chunks_exact(w).enumerate() {
+            let py = y + ah.before;
+            let row = (py % sh) * sw * self.stride + (py / sh) * self.span;
+            // Column `x` goes to phase `(x + before) % sw`, at `(x + before) / sw`.
+            for phase in 0..sw.min(w) {
+                let x0 = (phase + sw - aw.before % sw) % sw;
+                let at = row + phase * self.stride + (x0 + aw.before) / sw;
+                for (d, &v) in phases[at..].iter_mut().zip(line[x0..].iter().step_by(sw)) {
+                    *d = v;
+                }
+            }
+        }
+    }
+
+    /// Copies the outputs proper (the first `ow` of every row) from the computed ones.
+    #[inline(always)]
+    pub fn gather(&self, flat: &[f32], out: &mut [f32]) {
+        let ow = self.out_size.1;
+        for (out, flat) in out.chunks_exact_mut(ow).zip(flat.chunks(self.span)) {
+            out.copy_from_slice(&flat[..ow]);
+        }
+    }
+}
