@@ -131,7 +131,7 @@ fn check_memory(path: &Path, magic: &[u8; 4]) -> Result<()> {
 
 /// Total uncompressed size of a zip's entries (what reading them all allocates).
 fn zip_entries_bytes(path: &Path) -> Option<u64> {
-    let mut archive = zip::ZipArchive::new(std::fs::File::open(path).ok()?).ok()?;
+    let mut archive = super::pth::open(path).ok()?;
     let mut total = 0u64;
     for i in 0..archive.len() {
         total = total.saturating_add(archive.by_index_raw(i).ok()?.size());
@@ -208,7 +208,7 @@ fn load_pth(path: &Path) -> Result<Vec<(String, Tensor)>> {
                 first_line(why)
             )
         };
-        match without_panics(|| candle_core::pickle::read_all_with_key(path, key)) {
+        match without_panics(|| super::pth::read(path, key)) {
             Some(Ok(tensors)) => Ok(tensors),
             Some(Err(e)) => Err(unreadable(&e.to_string())),
             None => Err(unreadable("its pickle is malformed")),

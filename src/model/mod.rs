@@ -9,6 +9,7 @@ pub mod graph;
 pub mod load;
 pub mod ops;
 pub mod prediction;
+mod pth;
 mod strided;
 pub mod tree;
 pub mod weights;

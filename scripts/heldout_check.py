@@ -1,0 +1,140 @@
+"""Held-out check: one architecture of every family at full size, against PyTorch, with weights
+and photos that the test fixtures never saw.
+
+Weights: torchvision's own initialisation under a seed the fixtures do not use, at full width,
+with batch norm's running statistics drawn at random (so that folding them is exercised), saved
+as a plain .pth state dict. Photos: scikit-image's bundled ones (Chelsea the cat, the astronaut,
+the coffee cup, the rocket), centre-cropped square and resized to the model's input in Python
+and saved as PNG, so that convscope's `--crop resize` reads them unchanged and both sides see the
+same pixels. For every model and photo:
+
+- `convscope predict --json`: all logits against PyTorch's, the largest difference relative to
+  the largest logit, and whether the top-5 classes agree;
+- `convscope cam --npy`: Grad-CAM at the family's default layer for the top class, at the layer's
+  resolution before upsampling, against the same map computed in PyTorch with hooks (the ReLU of
+  the gradient-weighted channel sum, min-max normalised), largest difference.
+
+    pip install torch torchvision scikit-image
+    cargo build --release
+    python scripts/heldout_check.py [ARCH ...]
+
+Prints one line per model and photo and exits non-zero when a difference passes the tolerance.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import skimage.data
+import torch
+import torchvision
+from PIL import Image
+
+BINARY = "target/release/convscope"
+ARCHS = ["alexnet", "vgg11_bn", "resnet50", "resnext50_32x4d", "wide_resnet50_2",
+         "squeezenet1_1", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0",
+         "efficientnet_v2_s", "convnext_tiny", "densenet121", "regnet_y_400mf", "regnet_x_400mf",
+         "mnasnet1_0", "shufflenet_v2_x1_0", "googlenet", "inception_v3"]
+PHOTOS = ["chelsea", "astronaut", "coffee", "rocket"]
+MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+SEED = 20261127
+LOGIT_TOLERANCE = 1e-4
+CAM_TOLERANCE = 1e-3
+
+
+def make_model(arch):
+    torch.manual_seed(SEED)
+    kwargs = {"aux_logits": False, "init_weights": True} if arch in ("googlenet", "inception_v3") else {}
+    model = getattr(torchvision.models, arch)(**kwargs).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0.0, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return model
+
+
+def photo(name, size, folder):
+    img = Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
+    side = min(img.size)
+    left, top = (img.width - side) // 2, (img.height - side) // 2
+    img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
+    path = os.path.join(folder, f"{name}_{size}.png")
+    img.save(path)
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    x = (x - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
+    return path, x[None]
+
+
+def module_for(model, layer):
+    """The torch module whose output is convscope's node `layer`: the module of that path, or,
+    for a step named inside a module's forward (ResNet's `relu3`, ConvNeXt's `add`), the module
+    it ends."""
+    try:
+        return model.get_submodule(layer), layer
+    except AttributeError:
+        parent = layer.rsplit(".", 1)[0]
+        return model.get_submodule(parent), parent
+
+
+def torch_gradcam(model, x, layer, cls):
+    module, used = module_for(model, layer)
+    kept = {}
+    handle = module.register_forward_hook(lambda m, i, o: kept.update(a=o))
+    x = x.clone().requires_grad_(False)
+    out = model(x)
+    handle.remove()
+    a = kept["a"]
+    (g,) = torch.autograd.grad(out[0, cls], a)
+    cam = torch.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(1))[0].detach().numpy()
+    lo, hi = cam.min(), cam.max()
+    return (cam - lo) / (hi - lo if hi > lo else 1.0), used
+
+
+def run(args):
+    result = subprocess.run([BINARY, *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"convscope {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def main():
+    archs = sys.argv[1:] or ARCHS
+    torch.set_num_threads(2)
+    failures = 0
+    with tempfile.TemporaryDirectory() as folder:
+        for arch in archs:
+            model = make_model(arch)
+            size = 299 if arch == "inception_v3" else 224
+            ckpt = os.path.join(folder, f"{arch}_heldout.pth")
+            torch.save(model.state_dict(), ckpt)
+            for name in PHOTOS:
+                path, x = photo(name, size, folder)
+                ours = json.loads(run(["predict", "--json", "--crop", "resize", ckpt, path]))
+                with torch.no_grad():
+                    theirs = model(x)[0]
+                logits = torch.tensor(ours["logits"])
+                logit_err = float((logits - theirs).abs().max() / theirs.abs().max())
+                top_same = logits.topk(5).indices.tolist() == theirs.topk(5).indices.tolist()
+                cls = int(theirs.argmax())
+                npy = os.path.join(folder, "cam.npy")
+                cam = json.loads(run(["cam", "--json", "--crop", "resize", "--class", str(cls),
+                                      "--npy", npy, "-o", os.path.join(folder, "cam.png"),
+                                      ckpt, path]))
+                ours_map = np.load(npy)
+                theirs_map, used = torch_gradcam(model, x, cam["layer"], cls)
+                cam_err = (float(np.abs(ours_map - theirs_map).max())
+                           if ours_map.shape == theirs_map.shape else float("inf"))
+                ok = logit_err < LOGIT_TOLERANCE and cam_err < CAM_TOLERANCE
+                failures += not ok
+                print(f"{'ok  ' if ok else 'FAIL'} {arch:<20} {name:<10} logits {logit_err:.1e} "
+                      f"top-5 {'same' if top_same else 'differs'}  Grad-CAM at {cam['layer']} "
+                      f"(torch {used}) {cam_err:.1e}", flush=True)
+    print(f"{failures} of {len(archs) * len(PHOTOS)} failed")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Makes the PyTorch-format fixtures of tests/checkpoint_formats.rs: checkpoints as torch.save
+writes them in the cases convscope's reader must handle, each beside the same tensors made
+contiguous and saved as safetensors.
+
+- `strided_checkpoint_21.pth`: saved under a 21-character file stem (the archive's first entry,
+  `<stem>/data.pkl`, is then 76 bytes long in the central directory, the case the zip crate's
+  offset guess got wrong), holding tensors in every storage layout a state dict meets:
+  channels_last 4-D weights (f32 and f16), a transposed 2-D view, a view starting inside its
+  storage, two views of one shared storage, and a plain one.
+
+    python scripts/make_checkpoint_fixtures.py
+"""
+
+import os
+
+import torch
+from safetensors.torch import save_file
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures")
+
+
+def main():
+    gen = torch.Generator().manual_seed(77)
+    base = torch.randn(6, 5, generator=gen)
+    shared = torch.randn(10, generator=gen)
+    tensors = {
+        "conv.weight": torch.randn(4, 3, 3, 2, generator=gen).to(memory_format=torch.channels_last),
+        "half.weight": torch.randn(2, 3, 2, 2, generator=gen).half().to(memory_format=torch.channels_last),
+        "fc.weight": base.t(),
+        "fc.bias": shared[3:7],
+        "other.bias": shared[:4],
+        "plain": torch.arange(12, dtype=torch.float32).reshape(3, 4),
+    }
+    assert not tensors["conv.weight"].is_contiguous() and not tensors["fc.weight"].is_contiguous()
+    stem = "strided_checkpoint_21"
+    assert len(stem) == 21
+    torch.save(tensors, os.path.join(OUT, f"{stem}.pth"))
+    save_file({k: v.float().contiguous().clone() for k, v in tensors.items()},
+              os.path.join(OUT, f"{stem}_expected.safetensors"))
+
+
+if __name__ == "__main__":
+    main()
