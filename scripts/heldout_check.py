@@ -12,7 +12,11 @@ same pixels. For every model and photo:
   the largest logit, and whether the top-5 classes agree;
 - `convscope cam --npy`: Grad-CAM at the family's default layer for the top class, at the layer's
   resolution before upsampling, against the same map computed in PyTorch with hooks (the ReLU of
-  the gradient-weighted channel sum, min-max normalised), largest difference.
+  the gradient-weighted channel sum, min-max normalised as pytorch-grad-cam does) in float64,
+  largest difference. Random
+  weights can leave a map with little contrast, which min-max normalisation magnifies along with
+  float32 rounding: a map passes within 1e-3 of the float64 one, or within twice the difference
+  of PyTorch's own float32 map.
 
     pip install torch torchvision scikit-image
     cargo build --release
@@ -71,7 +75,10 @@ def photo(name, size, folder):
 def module_for(model, layer):
     """The torch module whose output is convscope's node `layer`: the module of that path, or,
     for a step named inside a module's forward (ResNet's `relu3`, ConvNeXt's `add`), the module
-    it ends."""
+    it ends. DenseNet's `relu` follows `features` in `DenseNet.forward` and is applied in place,
+    so a hook on `features` keeps its output."""
+    if layer == "relu" and isinstance(model, torchvision.models.DenseNet):
+        return model.features, "features (ReLU'd in place)"
     try:
         return model.get_submodule(layer), layer
     except AttributeError:
@@ -89,8 +96,9 @@ def torch_gradcam(model, x, layer, cls):
     a = kept["a"]
     (g,) = torch.autograd.grad(out[0, cls], a)
     cam = torch.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(1))[0].detach().numpy()
-    lo, hi = cam.min(), cam.max()
-    return (cam - lo) / (hi - lo if hi > lo else 1.0), used
+    # pytorch-grad-cam's scale_cam_image: its 1e-7 matters for the tiny maps of random weights.
+    cam = cam - cam.min()
+    return cam / (1e-7 + cam.max()), used
 
 
 def run(args):
@@ -124,14 +132,17 @@ def main():
                                       "--npy", npy, "-o", os.path.join(folder, "cam.png"),
                                       ckpt, path]))
                 ours_map = np.load(npy)
-                theirs_map, used = torch_gradcam(model, x, cam["layer"], cls)
-                cam_err = (float(np.abs(ours_map - theirs_map).max())
-                           if ours_map.shape == theirs_map.shape else float("inf"))
-                ok = logit_err < LOGIT_TOLERANCE and cam_err < CAM_TOLERANCE
+                exact, used = torch_gradcam(model.double(), x.double(), cam["layer"], cls)
+                float32, _ = torch_gradcam(model.float(), x, cam["layer"], cls)
+                cam_err = (float(np.abs(ours_map - exact).max())
+                           if ours_map.shape == exact.shape else float("inf"))
+                torch_err = float(np.abs(float32 - exact).max())
+                ok = logit_err < LOGIT_TOLERANCE and (cam_err < CAM_TOLERANCE
+                                                      or cam_err <= 2 * torch_err)
                 failures += not ok
                 print(f"{'ok  ' if ok else 'FAIL'} {arch:<20} {name:<10} logits {logit_err:.1e} "
                       f"top-5 {'same' if top_same else 'differs'}  Grad-CAM at {cam['layer']} "
-                      f"(torch {used}) {cam_err:.1e}", flush=True)
+                      f"(torch {used}) {cam_err:.1e}, PyTorch float32 {torch_err:.1e}", flush=True)
     print(f"{failures} of {len(archs) * len(PHOTOS)} failed")
     sys.exit(1 if failures else 0)
 

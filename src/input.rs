@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use image::{imageops::FilterType, ImageReader, RgbImage};
+use image::{imageops::FilterType, DynamicImage, ImageDecoder, ImageReader, RgbImage};
 
 use crate::model::Normalisation;
 
@@ -71,8 +71,8 @@ pub fn load_image(path: &Path, limits: ImageLimits) -> Result<RgbImage> {
     l.max_image_width = Some(limits.max_side);
     l.max_image_height = Some(limits.max_side);
     l.max_alloc = Some(limits.max_mebibytes * 1024 * 1024);
-    reader.limits(l);
-    let img = reader.decode().map_err(|e| match e {
+    reader.limits(l.clone());
+    let img = decode_upright(reader, l).map_err(|e| match e {
         image::ImageError::Limits(_) => anyhow::anyhow!(
             "image {} is larger than the limit ({} px a side, {} MiB decoded)",
             path.display(),
@@ -90,6 +90,20 @@ pub fn load_image(path: &Path, limits: ImageLimits) -> Result<RgbImage> {
         );
     }
     Ok(img.to_rgb8())
+}
+
+/// Decodes within `limits` and turns the picture upright by its EXIF orientation (a phone's
+/// portrait photo is stored sideways with orientation 6).
+fn decode_upright<R: std::io::BufRead + std::io::Seek>(
+    reader: ImageReader<R>,
+    mut limits: image::Limits,
+) -> image::ImageResult<DynamicImage> {
+    let mut decoder = reader.into_decoder()?;
+    limits.reserve(decoder.total_bytes())?;
+    let orientation = decoder.orientation()?;
+    let mut img = DynamicImage::from_decoder(decoder)?;
+    img.apply_orientation(orientation);
+    Ok(img)
 }
 
 /// The image as the network sees it, at its input size.

@@ -308,7 +308,7 @@ fn default_cam_layers_are_the_ones_pytorch_grad_cam_suggests() {
         ("efficientnet_b0_small", "features.8.2"),
         ("efficientnet_v2_s_small", "features.7.2"),
         ("convnext_tiny_small", "features.7.2.add"),
-        ("densenet121_small", "features.norm5"),
+        ("densenet121_small", "relu"),
         ("resnext50_small", "layer4.2.relu3"),
         ("regnet_y_small", "trunk_output.block4.block4-5.activation"),
         ("mnasnet_small", "layers.16"),

@@ -141,3 +141,63 @@ fn tensors_are_normalised_per_channel() {
     assert!((v[12] + 1.0).abs() < 1e-6);
     assert!((v[24] - 0.2).abs() < 1e-6);
 }
+
+/// `jpeg` with an EXIF segment (APP1) saying `orientation`, inserted after its start marker.
+fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    // Little-endian TIFF header, one IFD entry: tag 0x0112 (Orientation), type SHORT, count 1.
+    let mut tiff = b"II*\0\x08\0\0\0".to_vec();
+    tiff.extend_from_slice(&1u16.to_le_bytes());
+    tiff.extend_from_slice(&0x0112u16.to_le_bytes());
+    tiff.extend_from_slice(&3u16.to_le_bytes());
+    tiff.extend_from_slice(&1u32.to_le_bytes());
+    tiff.extend_from_slice(&orientation.to_le_bytes());
+    tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let mut segment = b"Exif\0\0".to_vec();
+    segment.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((segment.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&segment);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+#[test]
+fn exif_orientation_turns_a_photo_upright() {
+    // 30x20, left half red and right half blue; orientation 6 means "rotate 90° clockwise to
+    // display", so upright it is 20x30 with red on top.
+    let img = image::RgbImage::from_fn(30, 20, |x, _| {
+        if x < 15 {
+            Rgb([230, 20, 20])
+        } else {
+            Rgb([20, 20, 230])
+        }
+    });
+    let mut jpeg = Vec::new();
+    DynamicImage::ImageRgb8(img)
+        .write_to(
+            &mut std::io::Cursor::new(&mut jpeg),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("phone.jpg");
+    std::fs::write(&p, with_exif_orientation(&jpeg, 6)).unwrap();
+    let upright = load_image(&p, ImageLimits::default()).unwrap();
+    assert_eq!(upright.dimensions(), (20, 30));
+    let (top, bottom) = (upright.get_pixel(10, 3), upright.get_pixel(10, 26));
+    assert!(
+        top.0[0] > 150 && top.0[2] < 100,
+        "top {top:?} should be red"
+    );
+    assert!(
+        bottom.0[2] > 150 && bottom.0[0] < 100,
+        "bottom {bottom:?} should be blue"
+    );
+    // Without the EXIF segment the same file stays as stored.
+    std::fs::write(&p, &jpeg).unwrap();
+    assert_eq!(
+        load_image(&p, ImageLimits::default()).unwrap().dimensions(),
+        (30, 20)
+    );
+}

@@ -184,9 +184,11 @@ impl Layout for DenseNetConfig {
         Ok(())
     }
 
-    /// `features[-1]`, the last batch norm (`features.norm5`).
+    /// pytorch-grad-cam's `features[-1]` (`features.norm5`) as it really computes it: the ReLU
+    /// that `DenseNet.forward` applies in place to that output rewrites the activations it keeps,
+    /// so its maps are those of the ReLU after `norm5` (named `relu` here).
     fn cam_layer(&self) -> Option<String> {
-        Some("features.norm5".into())
+        Some("relu".into())
     }
 
     fn input_size(&self) -> Option<[usize; 2]> {
