@@ -148,7 +148,7 @@ fn activations_write_a_grid_a_channel_and_the_raw_tensor() {
     );
     assert!(d
         .path()
-        .join("convscope-out/vgg16_small_features.4_activations_grid.png")
+        .join("convscope-out/vgg16_small_img_features.4_activations_grid.png")
         .is_file());
 }
 
@@ -182,7 +182,7 @@ fn a_config_file_supplies_the_defaults() {
     );
     assert!(d
         .path()
-        .join("pictures/vgg16_small_features.9_activations_grid.png")
+        .join("pictures/vgg16_small_img_features.9_activations_grid.png")
         .is_file());
 }
 
@@ -247,4 +247,80 @@ fn written_files_get_the_mode_of_any_new_file() {
             assert_eq!(got, mode, "{} under umask {umask:o}", f.display());
         }
     }
+}
+
+#[test]
+fn default_names_carry_the_image_and_never_replace_an_earlier_output() {
+    let d = tempfile::tempdir().unwrap();
+    let m = fixture("vgg16_small.safetensors");
+    let a = image(d.path());
+    let b = d.path().join("other.png");
+    std::fs::copy(&a, &b).unwrap();
+    let cam = |img: &str| {
+        run(
+            &[
+                "cam",
+                m.to_str().unwrap(),
+                img,
+                "--layer",
+                "features.16",
+                "--class",
+                "3",
+            ],
+            d.path(),
+        );
+    };
+    cam(&a);
+    cam(b.to_str().unwrap());
+    let out = d.path().join("convscope-out");
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names[0].contains("_img_") && names[1].contains("_other_"),
+        "{names:?}"
+    );
+    // The same run again writes beside the first picture instead of over it, and --top's
+    // ranked names are kept apart the same way.
+    let first = out.join(&names[0]);
+    let before = std::fs::metadata(&first).unwrap().modified().unwrap();
+    cam(&a);
+    let again = out.join(names[0].replace(".png", "-2.png"));
+    assert!(
+        again.is_file(),
+        "{:?}",
+        std::fs::read_dir(&out).unwrap().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        std::fs::metadata(&first).unwrap().modified().unwrap(),
+        before
+    );
+    for _ in 0..2 {
+        run(
+            &[
+                "cam",
+                m.to_str().unwrap(),
+                &a,
+                "--layer",
+                "features.16",
+                "--top",
+                "2",
+            ],
+            d.path(),
+        );
+    }
+    let ranked = std::fs::read_dir(&out)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("_top")
+        })
+        .count();
+    assert_eq!(ranked, 4);
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::info::shape_text;
 use std::fmt::Write;
 
-use super::{default_output, emit, print_json, show, Loaded, Session, Subject};
+use super::{default_output, emit, image_stem, print_json, show, Loaded, Session, Subject};
 use crate::model::Keep;
 use crate::viz::activations::{ChannelNorm, GridStyle, LayerOutput};
 use crate::viz::colormap::Colormap;
@@ -48,7 +48,10 @@ pub struct Args {
 
 pub fn run(session: &Session, args: &Args) -> Result<()> {
     let Loaded {
-        model, image, fit, ..
+        model,
+        image,
+        fit,
+        image_path,
     } = session.load(&args.subject)?;
     let node = model.graph.find(&args.layer)?;
     let acts = model.run(&image, fit, &Keep::Only(vec![node]))?;
@@ -73,12 +76,14 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
         None => default_output(
             session,
             &format!(
-                "{}_{}_activations_{}.png",
+                "{}_{}_{}_activations_{}",
                 model.name,
+                image_stem(&image_path),
                 layer_name,
                 args.channel
                     .map_or("grid".to_string(), |c| format!("ch{c}"))
             ),
+            |base| vec![base.to_path_buf()],
         )?,
     };
     save_png(&picture, &path, &[("convscope:layer", layer_name.clone())])?;

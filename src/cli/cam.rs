@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
 use serde_json::json;
 
-use super::{default_output, emit, print_json, show, Loaded, Session, Subject};
+use super::{default_output, emit, image_stem, print_json, show, Loaded, Session, Subject};
 use crate::model::Model;
 use crate::viz::cam::{default_layer, smoothed, CamMap, CamMethod, CamSession};
 use crate::viz::colormap::Colormap;
@@ -116,8 +116,9 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
         None => default_output(
             session,
             &format!(
-                "{}_{}_{}_{}.png",
+                "{}_{}_{}_{}_{}",
                 model.name,
+                image_stem(&image_path),
                 layer_name,
                 args.method.key(),
                 if args.top.is_some() {
@@ -126,6 +127,14 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
                     model.labels[classes[0]].as_str()
                 }
             ),
+            |base| match args.top {
+                Some(_) => classes
+                    .iter()
+                    .enumerate()
+                    .map(|(rank, &c)| ranked_path(base, rank + 1, &model.labels[c]))
+                    .collect(),
+                None => vec![base.to_path_buf()],
+            },
         )?,
     };
     let mut text = String::new();

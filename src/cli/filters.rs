@@ -123,11 +123,12 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
         None => default_output(
             session,
             &format!(
-                "{}_{}_filters_{}.png",
+                "{}_{}_filters_{}",
                 model.name,
                 layer_name,
                 format!("{:?}", args.recipe).to_lowercase()
             ),
+            |base| vec![base.to_path_buf()],
         )?,
     };
     let listed: Vec<String> = patterns.iter().map(|p| p.channel.to_string()).collect();

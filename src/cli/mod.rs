@@ -181,11 +181,31 @@ impl Session {
     }
 }
 
-/// `{output_dir}/{name}`, creating the folder: where a picture goes without `-o`.
-fn default_output(session: &Session, name: &str) -> Result<PathBuf> {
+/// Where a picture goes without `-o`: `{output_dir}/{stem}.png`, creating the folder, or
+/// `{stem}-2.png`, `{stem}-3.png`, ... when `writes` of that path (the files a run derives from
+/// it) would replace a file: a default name never overwrites the output of an earlier run.
+fn default_output(
+    session: &Session,
+    stem: &str,
+    writes: impl Fn(&Path) -> Vec<PathBuf>,
+) -> Result<PathBuf> {
     let dir = &session.config.output_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(dir.join(name.replace(['/', ' '], "_")))
+    let stem = stem.replace(['/', ' '], "_");
+    (1..)
+        .map(|n| match n {
+            1 => dir.join(format!("{stem}.png")),
+            n => dir.join(format!("{stem}-{n}.png")),
+        })
+        .find(|base| writes(base).iter().all(|p| !p.exists()))
+        .context("no free file name")
+}
+
+/// The image's file stem, for default output names.
+fn image_stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into())
 }
 
 /// Prints a picture in the terminal with viuer (kitty, iTerm2, sixel or half blocks), at most
