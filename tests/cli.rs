@@ -324,3 +324,58 @@ fn default_names_carry_the_image_and_never_replace_an_earlier_output() {
         .count();
     assert_eq!(ranked, 4);
 }
+
+#[test]
+fn utf8_labels_with_a_byte_order_mark_and_crlf_name_classes_and_outputs() {
+    // The demo model with its labels rewritten as a Windows editor saves them, in Japanese.
+    let d = tempfile::tempdir().unwrap();
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/shapes");
+    let folder = d.path().join("shapes");
+    std::fs::create_dir(&folder).unwrap();
+    for f in ["model.toml", "shapes.safetensors", "two_shapes.png"] {
+        std::fs::copy(demo.join(f), folder.join(f)).unwrap();
+    }
+    let labels = ["円", "正方形", "三角形", "星", "十字", "輪"];
+    std::fs::write(
+        folder.join("labels.txt"),
+        format!("\u{feff}{}\r\n", labels.join("\r\n")),
+    )
+    .unwrap();
+    let m = folder.to_str().unwrap();
+    let img = folder.join("two_shapes.png");
+    let out = d.path().join("cam.png");
+    let v = json(&run(
+        &[
+            "cam",
+            m,
+            img.to_str().unwrap(),
+            "--class",
+            "円",
+            "-o",
+            out.to_str().unwrap(),
+            "--json",
+        ],
+        d.path(),
+    ));
+    assert_eq!(v["maps"][0]["class"], 0);
+    assert_eq!(v["maps"][0]["label"], "円");
+    // The label travels in the PNG as UTF-8 text.
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&out).unwrap()));
+    let reader = decoder.read_info().unwrap();
+    let class = reader
+        .info()
+        .utf8_text
+        .iter()
+        .find(|t| t.keyword == "convscope:class")
+        .unwrap()
+        .get_text()
+        .unwrap();
+    assert_eq!(class, "0 円");
+    // Without -o the default name takes the label too.
+    run(&["cam", m, img.to_str().unwrap(), "--class", "4"], d.path());
+    let names: Vec<String> = std::fs::read_dir(d.path().join("convscope-out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with("十字.png")), "{names:?}");
+}

@@ -185,6 +185,8 @@ fn display_name(path: &Path) -> String {
 fn read_labels(path: &Path, classes: usize) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read labels {}", path.display()))?;
+    // A byte-order mark (Windows editors write one) is not part of the first label.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let labels: Vec<String> = text
         .lines()
         .map(|l| l.trim().to_string())

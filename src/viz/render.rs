@@ -83,9 +83,13 @@ fn write_png(img: &RgbImage, path: &Path, text: &[(&str, String)], replace: bool
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
         for (k, v) in text {
-            encoder
-                .add_text_chunk(k.to_string(), v.clone())
-                .with_context(fail)?;
+            // tEXt holds Latin-1 only; iTXt holds UTF-8 (a CJK class label).
+            if v.chars().all(|c| (c as u32) < 0x100) {
+                encoder.add_text_chunk(k.to_string(), v.clone())
+            } else {
+                encoder.add_itxt_chunk(k.to_string(), v.clone())
+            }
+            .with_context(fail)?;
         }
         let mut writer = encoder.write_header().with_context(fail)?;
         writer.write_image_data(img.as_raw()).with_context(fail)?;
