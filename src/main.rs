@@ -16,7 +16,14 @@ fn main() -> ExitCode {
         );
     }));
     let args = convscope::cli::with_default_subcommand(std::env::args().collect());
-    let cli = convscope::cli::Cli::parse_from(args);
+    let cli = match convscope::cli::Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help and --version
+        Err(e) => {
+            eprintln!("{}", usage_line(&e));
+            return ExitCode::from(2);
+        }
+    };
     match convscope::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -25,6 +32,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// clap's message for a command line it cannot parse, on one line: the error, its details and
+/// tips, without the usage block (`--help` shows that).
+fn usage_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let mut line = String::new();
+    for part in text.lines().map(str::trim).filter(|l| {
+        !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information")
+    }) {
+        let part = part.strip_prefix("tip: ").unwrap_or(part);
+        if !line.is_empty() {
+            line.push_str(if line.ends_with(':') { " " } else { "; " });
+        }
+        line.push_str(part);
+    }
+    format!("{line} (see --help)")
 }
 
 /// The error and its causes on one line, without backtraces.

@@ -15,6 +15,11 @@ struct Failure {
 
 /// Runs the binary, expecting failure with exactly one line on stderr containing `expect`.
 fn fails(args: &[&str], expect: &str) -> Failure {
+    fails_with(args, expect, 1)
+}
+
+/// [`fails`] with exit code `code`: 2 for a command line that does not parse.
+fn fails_with(args: &[&str], expect: &str, code: i32) -> Failure {
     let out = Command::new(env!("CARGO_BIN_EXE_convscope"))
         .args(args)
         .env("RUST_BACKTRACE", "1")
@@ -24,7 +29,7 @@ fn fails(args: &[&str], expect: &str) -> Failure {
     assert!(!out.status.success(), "{args:?} succeeded");
     assert_eq!(
         out.status.code(),
-        Some(1),
+        Some(code),
         "{args:?}: exit code {:?}, stderr {stderr}",
         out.status.code()
     );
@@ -68,6 +73,28 @@ fn sample_image(dir: &Path) -> PathBuf {
 }
 
 const VGG: &str = "vgg16_small.safetensors";
+
+#[test]
+fn command_lines_that_do_not_parse_get_one_line() {
+    let d = tmp();
+    let img = sample_image(d.path());
+    let m = fixture(VGG);
+    let (m, img) = (s(&m), s(&img));
+    fails_with(
+        &["cam", m, img, "--method", "gradcam++"],
+        "invalid value 'gradcam++' for '--method <METHOD>'; [possible values: gradcam,",
+        2,
+    );
+    fails_with(
+        &["activations", m, img],
+        "the following required arguments were not provided: --layer <LAYER>",
+        2,
+    );
+    fails_with(&["cam", m, img, "--alpha", "x"], "invalid value 'x'", 2);
+    fails_with(&["predict", "--no-such-flag"], "unexpected argument", 2);
+    // A negative class is a value, refused as a class.
+    fails(&["cam", m, img, "--class", "-1"], "unknown class '-1'");
+}
 
 #[test]
 fn missing_model_file() {

@@ -22,7 +22,7 @@ pub struct Args {
     #[arg(long)]
     pub layer: Option<String>,
     /// Target class: an index or a label (default: the top prediction).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub class: Option<String>,
     #[arg(long, value_enum, default_value_t = CamMethod::Gradcam)]
     pub method: CamMethod,
