@@ -50,9 +50,29 @@ fn tensor_infos(
         .find(|name| name.ends_with("data.pkl"))
         .map(|name| name.into_owned())
         .ok_or_else(|| candle_core::Error::Msg("the archive has no data.pkl".into()))?;
+    if archive
+        .file_names()
+        .filter_map(|name| name.ok())
+        .any(|name| name.ends_with("constants.pkl") || name.contains("/code/"))
+    {
+        candle_core::bail!(
+            "it is a TorchScript file (torch.jit.save), not a state dict; in Python, save \
+             torch.jit.load(path).state_dict() with torch.save or safetensors"
+        );
+    }
     let dir = std::path::PathBuf::from(pickle.strip_suffix(".pkl").unwrap_or(&pickle));
+    let mut bytes = Vec::new();
+    archive.by_name(&pickle)?.read_to_end(&mut bytes)?;
+    if let [0x80, protocol, ..] = bytes[..] {
+        if protocol > 3 {
+            candle_core::bail!(
+                "it is pickled with protocol {protocol}, which convscope reads up to 3; re-save \
+                 it with torch.save's default protocol or as .safetensors"
+            );
+        }
+    }
     let mut stack = Stack::empty();
-    stack.read_loop(&mut BufReader::new(archive.by_name(&pickle)?))?;
+    stack.read_loop(&mut bytes.as_slice())?;
     let mut object = stack.finalize()?;
     // A TorchScript-style wrapper around the dict.
     if let Object::Build { callable, args } = object {
@@ -68,6 +88,12 @@ fn tensor_infos(
                 args,
             },
         };
+    }
+    if let Some(class) = pickled_class(&object) {
+        candle_core::bail!(
+            "it holds a whole pickled {class} (torch.save(model)), not a state dict; save \
+             model.state_dict() instead"
+        );
     }
     if let Some(key) = key {
         let Object::Dict(entries) = object else {
@@ -89,6 +115,26 @@ fn tensor_infos(
         }
     }
     Ok(infos)
+}
+
+/// The class of a pickled object that is not a dict (a whole module saved with
+/// `torch.save(model)`), as `module.Class`.
+fn pickled_class(object: &Object) -> Option<String> {
+    let class: &Object = match object {
+        Object::Build { callable, .. } => match callable.as_ref() {
+            Object::Reduce { callable, .. } => callable.as_ref(),
+            other => other,
+        },
+        Object::Reduce { callable, .. } => callable.as_ref(),
+        _ => return None,
+    };
+    match class {
+        Object::Class {
+            module_name,
+            class_name,
+        } if !class_name.contains("Dict") => Some(format!("{module_name}.{class_name}")),
+        _ => None,
+    }
 }
 
 /// One tensor, contiguous, in its stored dtype: its storage read whole, then its elements taken
