@@ -181,3 +181,63 @@ fn pth_safetensors_and_nested_dataparallel_checkpoints_give_the_same_outputs() {
         assert_close(file, acts.get(graph.output()).unwrap(), &exp["logits"], TOL);
     }
 }
+
+#[test]
+fn wrapped_checkpoints_open_as_the_model_inside() {
+    use convscope::model::Model;
+    let exp = expected("vgg16_small_expected.safetensors");
+    let d = tempfile::tempdir().unwrap();
+    let logits = |model: &Model| {
+        let acts = model
+            .graph
+            .forward(&exp["input"], &Keep::Only(vec![]))
+            .unwrap();
+        acts.get(model.graph.output()).unwrap().clone()
+    };
+    let rename = |prefix: &'static str, extra: bool| {
+        move |t: &mut std::collections::HashMap<String, candle_core::Tensor>| {
+            let mut renamed: std::collections::HashMap<_, _> = t
+                .drain()
+                .map(|(k, v)| (format!("{prefix}{k}"), v))
+                .collect();
+            if extra {
+                // What else a Lightning module holds: a loss's weights, an EMA copy's counter.
+                let w = candle_core::Tensor::ones(10, candle_core::DType::F32, &Device::Cpu);
+                renamed.insert("criterion.weight".into(), w.unwrap());
+            }
+            *t = renamed;
+        }
+    };
+    // Lightning (`model.`, beside other modules' tensors), torch.compile (`_orig_mod.`) inside
+    // DataParallel (`module.`), a backbone wrapper.
+    for (name, prefix, extra) in [
+        ("lightning.safetensors", "model.", true),
+        ("compiled.safetensors", "module._orig_mod.", false),
+        ("backbone.safetensors", "backbone.", false),
+    ] {
+        let path = common::edited_vgg(d.path(), name, rename(prefix, extra));
+        let model = Model::open(&path, None, &Device::Cpu).unwrap();
+        assert_eq!(model.arch, "vgg16", "{name}");
+        assert_close(name, &logits(&model), &exp["logits"], TOL);
+    }
+    // Any other prefix, named in model.toml.
+    common::edited_vgg(d.path(), "custom.safetensors", rename("net.", true));
+    let card = d.path().join("model.toml");
+    std::fs::write(
+        &card,
+        "weights = \"custom.safetensors\"\nprefix = \"net.\"\ninput_size = [64, 80]\n",
+    )
+    .unwrap();
+    let model = Model::open(&card, None, &Device::Cpu).unwrap();
+    assert_close("prefix in model.toml", &logits(&model), &exp["logits"], TOL);
+    std::fs::write(
+        &card,
+        "weights = \"custom.safetensors\"\nprefix = \"nope.\"\n",
+    )
+    .unwrap();
+    let err = match Model::open(&card, None, &Device::Cpu) {
+        Ok(_) => panic!("a prefix without tensors opened"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("no tensors under the prefix 'nope.'"), "{err}");
+}

@@ -23,6 +23,9 @@ pub struct ModelCard {
     pub architecture: String,
     /// Checkpoint file, relative to the model.toml.
     pub weights: PathBuf,
+    /// Prefix of the model's own names in the checkpoint (`"net."`), taken off them; without
+    /// it, the common wrappers' prefixes are found by themselves.
+    pub prefix: Option<String>,
     /// `[height, width]` the network expects.
     #[serde(default = "default_size")]
     pub input_size: [usize; 2],
@@ -91,6 +94,7 @@ impl ModelCard {
             name: None,
             architecture: auto(),
             weights: path.to_path_buf(),
+            prefix: None,
             input_size: default_size(),
             mean: IMAGENET_MEAN,
             std: IMAGENET_STD,

@@ -1,5 +1,6 @@
 //! Checkpoints to named `f32` tensors: safetensors and PyTorch zip `.pt`/`.pth` state dicts,
-//! including ones nested under `state_dict`/`model` and ones saved from `DataParallel`.
+//! including ones nested under `state_dict`/`model`, and the model's own tensors found inside a
+//! wrapper's names (`module.`, `model.`, `_orig_mod.`, ...).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,6 +13,11 @@ use candle_core::{DType, Device, Tensor};
 pub struct StateDict {
     tensors: HashMap<String, Tensor>,
 }
+
+/// Prefixes that wrappers put before a model's own names: DataParallel (`module.`), PyTorch
+/// Lightning (`model.`), `torch.compile` (`_orig_mod.`), and backbone/encoder wrappers.
+pub const WRAPPER_PREFIXES: [&str; 5] =
+    ["module.", "model.", "_orig_mod.", "backbone.", "encoder."];
 
 /// Keys under which training scripts commonly nest the state dict.
 const NESTED_KEYS: [&str; 3] = ["state_dict", "model", "model_state_dict"];
@@ -66,7 +72,6 @@ impl StateDict {
         }
         let mut tensors = HashMap::with_capacity(raw.len());
         for (name, t) in raw {
-            let name = name.strip_prefix("module.").unwrap_or(&name).to_string();
             let t = t
                 .to_dtype(DType::F32)
                 .and_then(|t| t.to_device(device))
@@ -74,6 +79,52 @@ impl StateDict {
             tensors.insert(name, t);
         }
         Ok(StateDict { tensors })
+    }
+
+    /// The tensors under `prefix` (`"model."`), with the prefix taken off their names.
+    pub fn under(&self, prefix: &str) -> StateDict {
+        StateDict {
+            tensors: self
+                .tensors
+                .iter()
+                .filter_map(|(k, t)| Some((k.strip_prefix(prefix)?.to_string(), t.clone())))
+                .collect(),
+        }
+    }
+
+    /// The model's own tensors inside a wrapper's: the dict itself when `fits` it, else the
+    /// first dict under [`WRAPPER_PREFIXES`] (nested ones too, `model._orig_mod.`) that `fits`;
+    /// when none does, the dict under the prefixes that every key shares; else the dict itself.
+    pub fn unwrapped(&self, fits: &dyn Fn(&StateDict) -> bool) -> StateDict {
+        fn search(
+            d: &StateDict,
+            fits: &dyn Fn(&StateDict) -> bool,
+            depth: usize,
+        ) -> Option<StateDict> {
+            if fits(d) {
+                return Some(d.clone());
+            }
+            if depth == 0 {
+                return None;
+            }
+            WRAPPER_PREFIXES.iter().find_map(|p| {
+                let inner = d.under(p);
+                (!inner.is_empty())
+                    .then(|| search(&inner, fits, depth - 1))
+                    .flatten()
+            })
+        }
+        if let Some(found) = search(self, fits, 3) {
+            return found;
+        }
+        let mut d = self.clone();
+        while let Some(p) = WRAPPER_PREFIXES
+            .iter()
+            .find(|p| !d.is_empty() && d.names().all(|n| n.starts_with(*p)))
+        {
+            d = d.under(p);
+        }
+        d
     }
 
     pub fn get(&self, name: &str) -> Option<&Tensor> {

@@ -86,6 +86,19 @@ impl Model {
     ) -> Result<Model> {
         let weights_path = base.join(&card.weights);
         let dict = StateDict::load(&weights_path, device)?;
+        let dict = match &card.prefix {
+            Some(prefix) => {
+                let inner = dict.under(prefix);
+                if inner.is_empty() {
+                    bail!(
+                        "{} has no tensors under the prefix '{prefix}' that model.toml names",
+                        weights_path.display()
+                    );
+                }
+                inner
+            }
+            None => dict.unwrapped(&|d| arch::detect(d).is_ok()),
+        };
         let arch = match (
             arch_override.unwrap_or(&card.architecture),
             card.layers.is_empty(),

@@ -188,7 +188,8 @@ impl Arch {
 }
 
 /// The first family that recognises the checkpoint.
-fn detect(dict: &StateDict) -> Result<Arch> {
+/// The architecture a checkpoint's names and shapes describe.
+pub fn detect(dict: &StateDict) -> Result<Arch> {
     if let Some(found) = FAMILIES.iter().find_map(|f| (f.detect)(dict)) {
         return found;
     }
