@@ -14,12 +14,17 @@ use super::{vectorized, with_data};
 /// Values per parallel piece: small enough to spread, large enough to pay for the spread.
 const PIECE: usize = 1 << 14;
 
+/// Pieces one task takes at least: a smaller tensor is mapped on the calling thread, since
+/// waking the others costs more than the work.
+const MIN_PIECES: usize = super::MIN_TASK_VALUES / PIECE;
+
 /// `f` of every value of `x` (f32, on the CPU).
 pub fn map(x: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Result<Tensor> {
     let out = with_data(x, |v| {
         Ok(written(v.len(), |out| {
             out.par_chunks_mut(PIECE)
                 .zip(v.par_chunks(PIECE))
+                .with_min_len(MIN_PIECES)
                 .for_each(|(out, x)| vectorized(Map { out, x, f: &f }))
         }))
     })?;
@@ -57,6 +62,7 @@ fn zip_map(x: &Tensor, y: &Tensor, f: impl Fn(f32, f32) -> f32 + Sync) -> Result
             Ok(written(xv.len(), |out| {
                 out.par_chunks_mut(PIECE)
                     .zip(xv.par_chunks(PIECE).zip(yv.par_chunks(PIECE)))
+                    .with_min_len(MIN_PIECES)
                     .for_each(|(out, (x, y))| vectorized(ZipMap { out, x, y, f: &f }))
             }))
         })

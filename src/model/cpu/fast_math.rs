@@ -21,7 +21,10 @@ pub fn exp(x: f32) -> f32 {
         .mul_add(r, 1.666_666_5e-1)
         .mul_add(r, 5.000_000_1e-1);
     let e_r = (p * r * r) + r + 1.0;
-    e_r * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // `n` as an integer through the float's bits (adding 1.5 * 2^23 puts it in the low
+    // mantissa): Rust's saturating `as i32` would not be vectorised.
+    let k = (n + 12_582_912.0).to_bits() as i32 - 0x4B40_0000;
+    e_r * f32::from_bits(((k + 127) as u32) << 23)
 }
 
 /// `1 / (1 + e^-x)`.

@@ -20,6 +20,10 @@ use rayon::prelude::*;
 
 use super::ops::geometry::Window;
 
+/// Fewest values an elementwise or per-plane task takes: below this, spreading a pass over
+/// rayon's threads costs more (waking them) than it saves.
+pub const MIN_TASK_VALUES: usize = 1 << 16;
+
 /// Runs a loop compiled for the widest vector instructions this CPU has (AVX-512, or AVX2 with
 /// FMA), so that the compiler vectorises it for them. The loop is the body of `kernel`'s
 /// `with_simd`, which must be `#[inline(always)]` (as must anything it calls that holds a loop

@@ -30,6 +30,7 @@ pub fn affine(x: &Tensor, scale: &Tensor, shift: Option<&Tensor>) -> Result<Tens
     with_data(x, |v| {
         out.par_chunks_mut(plane)
             .zip(v.par_chunks(plane))
+            .with_min_len(min_planes(plane))
             .enumerate()
             .for_each(|(i, (out, x))| {
                 let k = i % scale.len();
@@ -51,6 +52,7 @@ pub fn means(x: &Tensor) -> Result<Tensor> {
     let scale = 1.0 / (h * w) as f32;
     let sums = with_data(x, |v| {
         Ok(v.par_chunks(h * w)
+            .with_min_len(min_planes(h * w))
             .map(|x| vectorized(Dot { a: x, b: None }) * scale)
             .collect::<Vec<f32>>())
     })?;
@@ -68,6 +70,7 @@ pub fn dots(a: &Tensor, b: &Tensor) -> Result<Tensor> {
             Ok(av
                 .par_chunks(h * w)
                 .zip(bv.par_chunks(h * w))
+                .with_min_len(min_planes(h * w))
                 .map(|(a, b)| vectorized(Dot { a, b: Some(b) }))
                 .collect::<Vec<f32>>())
         })
@@ -82,8 +85,14 @@ pub fn spread(v: &Tensor, (h, w): (usize, usize), factor: f32) -> Result<Tensor>
     let mut out = vec![0f32; n * c * h * w];
     out.par_chunks_mut(h * w)
         .zip(values.par_iter())
+        .with_min_len(min_planes(h * w))
         .for_each(|(plane, &value)| plane.fill(value * factor));
     Tensor::from_vec(out, (n, c, h, w), v.device())
+}
+
+/// Planes one task takes at least (see [`super::MIN_TASK_VALUES`]).
+fn min_planes(plane: usize) -> usize {
+    super::MIN_TASK_VALUES.div_ceil(plane.max(1))
 }
 
 /// One plane of [`affine`].
