@@ -379,3 +379,27 @@ fn utf8_labels_with_a_byte_order_mark_and_crlf_name_classes_and_outputs() {
         .collect();
     assert!(names.iter().any(|n| n.ends_with("十字.png")), "{names:?}");
 }
+
+#[test]
+fn a_labels_file_beside_a_bare_checkpoint_names_its_classes() {
+    let d = tempfile::tempdir().unwrap();
+    let img = image(d.path());
+    let m = d.path().join("finetuned.safetensors");
+    std::fs::copy(fixture("vgg16_small.safetensors"), &m).unwrap();
+    let names: Vec<String> = (0..10).map(|i| format!("kind{i}")).collect();
+    std::fs::write(d.path().join("labels.txt"), names.join("\n")).unwrap();
+    let label = |v: &serde_json::Value| v["top"][0]["label"].as_str().unwrap().to_string();
+    let v = json(&run(
+        &["predict", m.to_str().unwrap(), &img, "--json"],
+        d.path(),
+    ));
+    assert!(label(&v).starts_with("kind"), "{v}");
+    // `<stem>.labels.txt` is the checkpoint's own and wins over a shared labels.txt.
+    let own: Vec<String> = (0..10).map(|i| format!("own{i}")).collect();
+    std::fs::write(d.path().join("finetuned.labels.txt"), own.join("\n")).unwrap();
+    let v = json(&run(
+        &["predict", m.to_str().unwrap(), &img, "--json"],
+        d.path(),
+    ));
+    assert!(label(&v).starts_with("own"), "{v}");
+}

@@ -127,10 +127,13 @@ impl Model {
             .iter()
             .skip(1)
             .product::<usize>();
-        let labels = match &card.labels {
-            Some(file) => read_labels(&base.join(file), classes)?,
-            None if classes == 1000 => IMAGENET_LABELS.lines().map(str::to_string).collect(),
-            None => (0..classes).map(|i| format!("class {i}")).collect(),
+        let labels = match (&card.labels, labels_beside(&weights_path)) {
+            (Some(file), _) => read_labels(&base.join(file), classes)?,
+            (None, Some(file)) => read_labels(&file, classes)?,
+            (None, None) if classes == 1000 => {
+                IMAGENET_LABELS.lines().map(str::to_string).collect()
+            }
+            (None, None) => (0..classes).map(|i| format!("class {i}")).collect(),
         };
         Ok(Model {
             name: card.name.clone().unwrap_or(name),
@@ -193,6 +196,16 @@ fn display_name(path: &Path) -> String {
     p.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| p.display().to_string())
+}
+
+/// A labels file next to a checkpoint that names none: `<stem>.labels.txt`, else `labels.txt`.
+fn labels_beside(checkpoint: &Path) -> Option<PathBuf> {
+    let dir = checkpoint.parent().unwrap_or(Path::new("."));
+    let stem = checkpoint.file_stem()?.to_string_lossy();
+    [format!("{stem}.labels.txt"), "labels.txt".to_string()]
+        .into_iter()
+        .map(|name| dir.join(name))
+        .find(|p| p.is_file())
 }
 
 fn read_labels(path: &Path, classes: usize) -> Result<Vec<String>> {
