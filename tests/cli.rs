@@ -403,3 +403,52 @@ fn a_labels_file_beside_a_bare_checkpoint_names_its_classes() {
     ));
     assert!(label(&v).starts_with("own"), "{v}");
 }
+
+#[test]
+fn saving_over_a_link_writes_its_target_and_keeps_the_file_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let img = image(d.path());
+    let m = fixture("resnet50_small.safetensors");
+    let target = d.path().join("kept").join("target.png");
+    std::fs::create_dir(target.parent().unwrap()).unwrap();
+    std::fs::write(&target, b"old").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o604)).unwrap();
+    let link = d.path().join("link.png");
+    std::os::unix::fs::symlink("kept/target.png", &link).unwrap();
+    let npy = d.path().join("map.npy");
+    std::os::unix::fs::symlink("kept/map_target.npy", &npy).unwrap(); // dangling until written
+    run(
+        &[
+            "activations",
+            m.to_str().unwrap(),
+            &img,
+            "--layer",
+            "conv1",
+            "-o",
+            link.to_str().unwrap(),
+            "--npy",
+            npy.to_str().unwrap(),
+        ],
+        d.path(),
+    );
+    for (l, t) in [
+        (&link, target.clone()),
+        (&npy, d.path().join("kept/map_target.npy")),
+    ] {
+        assert!(
+            std::fs::symlink_metadata(l)
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "{l:?}"
+        );
+        assert!(
+            std::fs::metadata(&t).unwrap().len() > 100,
+            "{t:?} not written"
+        );
+    }
+    assert!(image::open(&target).is_ok());
+    let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o604);
+}

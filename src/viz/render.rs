@@ -53,7 +53,8 @@ pub fn grid(cells: &[RgbImage], per_row: usize, gap: u32) -> RgbImage {
 }
 
 /// Writes a PNG through a temporary file in the same folder, renamed into place at the end, so
-/// no half-written file is ever left behind. `text` entries become PNG tEXt chunks.
+/// no half-written file is ever left behind. `text` entries become PNG text chunks. Saving over
+/// a symbolic link writes its target; a replaced file keeps its permissions.
 pub fn save_png(img: &RgbImage, path: &Path, text: &[(&str, String)]) -> Result<()> {
     write_png(img, path, text, true)
 }
@@ -74,7 +75,42 @@ fn temporary_beside(path: &Path, suffix: &str) -> Result<tempfile::NamedTempFile
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn write_png(img: &RgbImage, path: &Path, text: &[(&str, String)], replace: bool) -> Result<()> {
+/// Where writing `path` lands: the file a symbolic link points to (through any chain of them),
+/// so that saving over a link updates its target and keeps the link.
+fn destination(path: &Path) -> PathBuf {
+    let mut path = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::read_link(&path) {
+            Ok(target) => {
+                path = match path.parent() {
+                    Some(dir) if target.is_relative() => dir.join(target),
+                    _ => target,
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    path
+}
+
+/// Renames the written temporary file to `path`, keeping the permissions of the file it
+/// replaces.
+fn replace(tmp: tempfile::NamedTempFile, path: &Path) -> Result<()> {
+    let fail = || format!("cannot write {}", path.display());
+    if let Ok(old) = std::fs::metadata(path) {
+        std::fs::set_permissions(tmp.path(), old.permissions()).with_context(fail)?;
+    }
+    tmp.persist(path).map_err(|e| e.error).with_context(fail)?;
+    Ok(())
+}
+
+fn write_png(
+    img: &RgbImage,
+    path: &Path,
+    text: &[(&str, String)],
+    replace_old: bool,
+) -> Result<()> {
+    let path = &destination(path);
     let fail = || format!("cannot write {}", path.display());
     let mut tmp = temporary_beside(path, ".png.tmp")?;
     {
@@ -97,8 +133,8 @@ fn write_png(img: &RgbImage, path: &Path, text: &[(&str, String)], replace: bool
         buf.flush().with_context(fail)?;
     }
     tmp.as_file().sync_all().with_context(fail)?;
-    if replace {
-        tmp.persist(path).map_err(|e| e.error).with_context(fail)?;
+    if replace_old {
+        replace(tmp, path)?;
     } else {
         tmp.persist_noclobber(path)
             .map_err(|e| e.error)
@@ -109,11 +145,11 @@ fn write_png(img: &RgbImage, path: &Path, text: &[(&str, String)], replace: bool
 
 /// Writes a tensor as a NumPy `.npy` file, through a temporary file like [`save_png`].
 pub fn save_npy(t: &candle_core::Tensor, path: &Path) -> Result<()> {
+    let path = &destination(path);
     let fail = || format!("cannot write {}", path.display());
     let tmp = temporary_beside(path, ".npy.tmp")?;
     t.write_npy(tmp.path()).with_context(fail)?;
-    tmp.persist(path).map_err(|e| e.error).with_context(fail)?;
-    Ok(())
+    replace(tmp, path)
 }
 
 /// Saves a PNG as `{dir}/{stem}.png`, or `{stem}-2.png`, `{stem}-3.png`, ... if taken: an
