@@ -289,3 +289,46 @@ fn files_that_are_not_state_dicts_say_what_they_are() {
         fails(&["info", s(&fixture(file))], expect);
     }
 }
+
+#[test]
+fn outputs_never_overwrite_each_other_and_a_late_failure_names_what_was_written() {
+    let d = tmp();
+    let img = sample_image(d.path());
+    let m = fixture(VGG);
+    let png = d.path().join("x.png");
+    fails(
+        &[
+            "cam",
+            s(&m),
+            s(&img),
+            "--layer",
+            "features.16",
+            "-o",
+            s(&png),
+            "--npy",
+            s(&png),
+        ],
+        "x.png is named for two outputs",
+    );
+    assert!(
+        !png.exists(),
+        "nothing is written for a refused command line"
+    );
+    let unwritable = d.path().join("no/such/folder/x.npy");
+    let f = fails(
+        &[
+            "activations",
+            s(&m),
+            s(&img),
+            "--layer",
+            "features.4",
+            "-o",
+            s(&png),
+            "--npy",
+            s(&unwritable),
+        ],
+        "written before this failed: ",
+    );
+    assert!(f.stderr.contains(s(&png)), "{}", f.stderr);
+    assert!(png.is_file());
+}

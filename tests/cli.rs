@@ -452,3 +452,32 @@ fn saving_over_a_link_writes_its_target_and_keeps_the_file_mode() {
     let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o604);
 }
+
+#[test]
+fn ctrl_c_ends_a_headless_command_with_the_signal_status_and_no_leftovers() {
+    let d = tempfile::tempdir().unwrap();
+    let m = fixture("vgg16_small.safetensors");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_convscope"))
+        .args([
+            "filters",
+            m.to_str().unwrap(),
+            "--layer",
+            "features.16",
+            "--steps",
+            "100000",
+            "-o",
+            "f.png",
+        ])
+        .current_dir(d.path())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + libc::SIGINT));
+    let left: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -8,7 +8,10 @@ use serde_json::json;
 use super::info::shape_text;
 use std::fmt::Write;
 
-use super::{default_output, emit, image_stem, print_json, show, Loaded, Session, Subject};
+use super::{
+    default_output, distinct_outputs, emit, image_stem, print_json, show, Loaded, Session, Subject,
+    Written,
+};
 use crate::model::Keep;
 use crate::viz::activations::{ChannelNorm, GridStyle, LayerOutput};
 use crate::viz::colormap::Colormap;
@@ -53,6 +56,7 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
         fit,
         image_path,
     } = session.load(&args.subject)?;
+    distinct_outputs(&[args.output.as_ref(), args.npy.as_ref()])?;
     let node = model.graph.find(&args.layer)?;
     let acts = model.run(&image, fit, &Keep::Only(vec![node]))?;
     let tensor = acts.get(node).context("the layer's output was not kept")?;
@@ -86,12 +90,15 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
             |base| vec![base.to_path_buf()],
         )?,
     };
-    save_png(&picture, &path, &[("convscope:layer", layer_name.clone())])?;
+    let mut written = Written::default();
+    written.save(&path, || {
+        save_png(&picture, &path, &[("convscope:layer", layer_name.clone())])
+    })?;
     if args.show {
         show(&picture)?;
     }
     if let Some(npy) = &args.npy {
-        save_npy(&tensor.get(0)?, npy)?;
+        written.save(npy, || save_npy(&tensor.get(0)?, npy))?;
     }
     let shape = &model.graph.node(node).shape;
     if args.json {

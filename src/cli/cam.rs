@@ -4,10 +4,13 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use serde_json::json;
 
-use super::{default_output, emit, image_stem, print_json, show, Loaded, Session, Subject};
+use super::{
+    default_output, distinct_outputs, emit, image_stem, print_json, show, Loaded, Session, Subject,
+    Written,
+};
 use crate::model::Model;
 use crate::viz::cam::{default_layer, smoothed, CamMap, CamMethod, CamSession};
 use crate::viz::colormap::Colormap;
@@ -87,6 +90,11 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
     if !(0.0..=1.0).contains(&args.alpha) {
         bail!("--alpha must be between 0 and 1");
     }
+    distinct_outputs(&[
+        args.output.as_ref(),
+        args.heatmap.as_ref(),
+        args.npy.as_ref(),
+    ])?;
     let Loaded {
         model,
         image_path,
@@ -139,6 +147,7 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
     };
     let mut text = String::new();
     let mut results = Vec::new();
+    let mut written = Written::default();
     for (rank, &class) in classes.iter().enumerate() {
         let map = compute(&model, &mut cams, &input, layer, args, class)?;
         if let Some(reason) = map.empty_reason(&model.labels[class], &layer_name) {
@@ -158,20 +167,20 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
                 format!("{class} {}", model.labels[class]),
             ),
         ];
-        save_png(&picture, &path, &meta)?;
+        written.save(&path, || save_png(&picture, &path, &meta))?;
         if args.show {
             show(&picture)?;
         }
         if rank == 0 {
             if let Some(h) = &args.heatmap {
-                save_png(&heatmap(&map.map, map.size, args.colormap), h, &meta)?;
+                written.save(h, || {
+                    save_png(&heatmap(&map.map, map.size, args.colormap), h, &meta)
+                })?;
             }
             if let Some(npy) = &args.npy {
                 let (h, w) = map.layer_size;
-                save_npy(
-                    &Tensor::from_vec(map.layer_map.clone(), (h, w), &candle_core::Device::Cpu)?,
-                    npy,
-                )?;
+                let values = Tensor::from_vec(map.layer_map.clone(), (h, w), &Device::Cpu)?;
+                written.save(npy, || save_npy(&values, npy))?;
             }
         }
         writeln!(

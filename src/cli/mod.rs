@@ -8,7 +8,7 @@ mod predict;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::{Parser, Subcommand};
 use image::RgbImage;
@@ -201,6 +201,42 @@ fn default_output(
         .context("no free file name")
 }
 
+/// Refuses a command line that names one file for two outputs (`-o x.png --npy x.png`), of
+/// which only the last written would remain.
+fn distinct_outputs(paths: &[Option<&PathBuf>]) -> Result<()> {
+    let mut seen: Vec<PathBuf> = Vec::new();
+    for path in paths.iter().flatten() {
+        let absolute = std::path::absolute(path)
+            .with_context(|| format!("cannot resolve {}", path.display()))?;
+        if seen.contains(&absolute) {
+            bail!("{} is named for two outputs", path.display());
+        }
+        seen.push(absolute);
+    }
+    Ok(())
+}
+
+/// The files a command has written, named in the error when a later one fails, so that no
+/// written file goes unreported.
+#[derive(Default)]
+struct Written(Vec<PathBuf>);
+
+impl Written {
+    fn save(&mut self, path: &Path, save: impl FnOnce() -> Result<()>) -> Result<()> {
+        match save() {
+            Ok(()) => {
+                self.0.push(path.to_path_buf());
+                Ok(())
+            }
+            Err(e) if self.0.is_empty() => Err(e),
+            Err(e) => {
+                let list: Vec<String> = self.0.iter().map(|p| p.display().to_string()).collect();
+                bail!("{e:#} (written before this failed: {})", list.join(", "))
+            }
+        }
+    }
+}
+
 /// The image's file stem, for default output names.
 fn image_stem(path: &Path) -> String {
     path.file_stem()
@@ -224,6 +260,9 @@ fn show(picture: &image::RgbImage) -> Result<()> {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let session = Session::new(&cli)?;
+    if !matches!(cli.command, Command::Explore(_)) {
+        end_cleanly_on_signals()?;
+    }
     match &cli.command {
         Command::Explore(a) => {
             let model = session.model(a.model.as_deref())?;
@@ -237,6 +276,21 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Cam(a) => cam::run(&session, a),
         Command::Filters(a) => filters::run(&session, a),
     }
+}
+
+/// Ends a headless command on Ctrl-C, SIGTERM or a hang-up as the signal would (exit status
+/// 128 + signal), but first deletes the temporary files of saves still in progress, which the
+/// default action would leave behind. (The explorer handles signals itself.)
+fn end_cleanly_on_signals() -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            crate::viz::temporary::remove_unfinished();
+            std::process::exit(128 + signal);
+        }
+    });
+    Ok(())
 }
 
 /// Writes text to stdout; a closed pipe (`| head`) ends the output quietly.

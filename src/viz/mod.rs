@@ -7,3 +7,4 @@ pub mod filters;
 pub mod overlay;
 pub mod render;
 pub mod resize;
+pub mod temporary;

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use image::{Rgb, RgbImage};
 
+use super::temporary::Temporary;
+
 /// Colour of the gaps between grid cells.
 pub const GAP_COLOUR: Rgb<u8> = Rgb([32, 32, 32]);
 
@@ -59,22 +61,6 @@ pub fn save_png(img: &RgbImage, path: &Path, text: &[(&str, String)]) -> Result<
     write_png(img, path, text, true)
 }
 
-/// A temporary file in `path`'s folder, to be renamed to `path` once written. Created with mode
-/// 0666 less the umask, as any new file is (a temporary file's own 0600 would stay with it).
-fn temporary_beside(path: &Path, suffix: &str) -> Result<tempfile::NamedTempFile> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    tempfile::Builder::new()
-        .prefix(".convscope-")
-        .suffix(suffix)
-        .permissions(std::fs::Permissions::from_mode(0o666))
-        .tempfile_in(&dir)
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
 /// Where writing `path` lands: the file a symbolic link points to (through any chain of them),
 /// so that saving over a link updates its target and keeps the link.
 fn destination(path: &Path) -> PathBuf {
@@ -93,17 +79,6 @@ fn destination(path: &Path) -> PathBuf {
     path
 }
 
-/// Renames the written temporary file to `path`, keeping the permissions of the file it
-/// replaces.
-fn replace(tmp: tempfile::NamedTempFile, path: &Path) -> Result<()> {
-    let fail = || format!("cannot write {}", path.display());
-    if let Ok(old) = std::fs::metadata(path) {
-        std::fs::set_permissions(tmp.path(), old.permissions()).with_context(fail)?;
-    }
-    tmp.persist(path).map_err(|e| e.error).with_context(fail)?;
-    Ok(())
-}
-
 fn write_png(
     img: &RgbImage,
     path: &Path,
@@ -112,7 +87,7 @@ fn write_png(
 ) -> Result<()> {
     let path = &destination(path);
     let fail = || format!("cannot write {}", path.display());
-    let mut tmp = temporary_beside(path, ".png.tmp")?;
+    let mut tmp = Temporary::beside(path, ".png.tmp")?;
     {
         let mut buf = std::io::BufWriter::new(tmp.as_file_mut());
         let mut encoder = png::Encoder::new(&mut buf, img.width(), img.height());
@@ -134,22 +109,19 @@ fn write_png(
     }
     tmp.as_file().sync_all().with_context(fail)?;
     if replace_old {
-        replace(tmp, path)?;
+        tmp.replace(path)
     } else {
-        tmp.persist_noclobber(path)
-            .map_err(|e| e.error)
-            .with_context(fail)?;
+        tmp.place_new(path)
     }
-    Ok(())
 }
 
 /// Writes a tensor as a NumPy `.npy` file, through a temporary file like [`save_png`].
 pub fn save_npy(t: &candle_core::Tensor, path: &Path) -> Result<()> {
     let path = &destination(path);
     let fail = || format!("cannot write {}", path.display());
-    let tmp = temporary_beside(path, ".npy.tmp")?;
+    let tmp = Temporary::beside(path, ".npy.tmp")?;
     t.write_npy(tmp.path()).with_context(fail)?;
-    replace(tmp, path)
+    tmp.replace(path)
 }
 
 /// Saves a PNG as `{dir}/{stem}.png`, or `{stem}-2.png`, `{stem}-3.png`, ... if taken: an
