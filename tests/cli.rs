@@ -481,3 +481,78 @@ fn ctrl_c_ends_a_headless_command_with_the_signal_status_and_no_leftovers() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn a_one_logit_sigmoid_head_is_a_binary_classifier() {
+    let d = tempfile::tempdir().unwrap();
+    let img = image(d.path());
+    // The VGG fixture cut to its first output: Keras' Dense(1, activation="sigmoid") in shape.
+    let m = common::edited_vgg(d.path(), "binary.safetensors", |t| {
+        for name in ["classifier.6.weight", "classifier.6.bias"] {
+            let one = t[name].narrow(0, 0, 1).unwrap();
+            t.insert(name.to_string(), one);
+        }
+    });
+    std::fs::write(d.path().join("labels.txt"), "cat\ndog\n").unwrap();
+    let m = m.to_str().unwrap();
+    let v = json(&run(&["predict", m, &img, "--json"], d.path()));
+    assert_eq!(v["head"], "sigmoid");
+    let logits: Vec<f64> = serde_json::from_value(v["logits"].clone()).unwrap();
+    assert_eq!(logits.len(), 2);
+    assert_eq!(logits[0], -logits[1]);
+    let l = logits[1];
+    let p_dog = 1.0 / (1.0 + (-l).exp());
+    let top = v["top"].as_array().unwrap();
+    assert_eq!(top.len(), 2);
+    for t in top {
+        let p = t["probability"].as_f64().unwrap();
+        let want = if t["label"] == "dog" {
+            p_dog
+        } else {
+            1.0 - p_dog
+        };
+        assert!((p - want).abs() < 1e-6, "{t}");
+    }
+    // Each class has its own map: the negative class's is the negated logit's.
+    let maps: Vec<Vec<f32>> = ["cat", "dog"]
+        .iter()
+        .map(|class| {
+            let npy = d.path().join(format!("{class}.npy"));
+            let out = d.path().join(format!("{class}.png"));
+            run(
+                &[
+                    "cam",
+                    m,
+                    &img,
+                    "--layer",
+                    "features.16",
+                    "--class",
+                    class,
+                    "--method",
+                    "hirescam",
+                    "-o",
+                    out.to_str().unwrap(),
+                    "--npy",
+                    npy.to_str().unwrap(),
+                ],
+                d.path(),
+            );
+            candle_core::Tensor::read_npy(&npy)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        })
+        .collect();
+    // HiResCAM is relu(sum of gradient * activation): the negated logit's map lies exactly
+    // where the logit's is zero.
+    assert!(maps.iter().all(|m| m.iter().any(|&v| v > 0.0)));
+    assert!(
+        maps[0]
+            .iter()
+            .zip(&maps[1])
+            .all(|(a, b)| *a == 0.0 || *b == 0.0),
+        "the two classes' maps overlap"
+    );
+}

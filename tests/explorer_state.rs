@@ -42,7 +42,10 @@ fn opened(app: &mut App, logits: Vec<f32>) -> u64 {
         app,
         Reply::Opened {
             id,
-            result: Ok(convscope::model::Prediction::from_logits(logits)),
+            result: Ok(convscope::model::Prediction::new(
+                &logits,
+                convscope::model::Head::Softmax,
+            )),
         },
     );
     id

@@ -37,6 +37,7 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
             "model": model.name,
             "image": image_path,
             "top": top,
+            "head": model.head.name(),
             "logits": prediction.logits,
         }));
     }

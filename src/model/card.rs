@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 
 use super::arch::LayerSpec;
+use super::head::Head;
 
 /// ImageNet statistics, torchvision's defaults.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -35,6 +36,9 @@ pub struct ModelCard {
     pub std: [f32; 3],
     /// A text file with one class name per line, relative to the model.toml.
     pub labels: Option<PathBuf>,
+    /// How the outputs read: "softmax", "sigmoid" (one logit, two classes) or "multilabel"
+    /// (a sigmoid per class); by default a sigmoid for one output, else a softmax.
+    pub output: Option<Head>,
     #[serde(default)]
     pub layers: Vec<LayerSpec>,
 }
@@ -99,6 +103,7 @@ impl ModelCard {
             mean: IMAGENET_MEAN,
             std: IMAGENET_STD,
             labels: None,
+            output: None,
             layers: Vec::new(),
         }
     }

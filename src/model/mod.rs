@@ -6,6 +6,7 @@ pub mod card;
 mod cpu;
 pub mod device;
 pub mod graph;
+pub mod head;
 pub mod load;
 pub mod ops;
 pub mod prediction;
@@ -22,6 +23,7 @@ use candle_core::Device;
 pub use arch::Arch;
 pub use card::{ModelCard, Normalisation};
 pub use graph::{Activations, Graph, Keep, NodeId, UnknownLayer};
+pub use head::Head;
 pub use load::StateDict;
 pub use prediction::Prediction;
 pub use weights::{CheckpointWeights, RandomWeights, Weights};
@@ -40,8 +42,10 @@ pub struct Model {
     pub cam_layer: Option<String>,
     pub graph: Graph,
     pub normalisation: Normalisation,
-    /// One name per output class.
+    /// One name per class.
     pub labels: Vec<String>,
+    /// How the outputs become class scores and probabilities.
+    pub head: Head,
     pub device: Device,
     /// The model folder, model.toml or checkpoint it came from.
     pub path: PathBuf,
@@ -121,12 +125,14 @@ impl Model {
                 arch.name()
             )
         })?;
-        let classes = graph
+        let outputs = graph
             .node(graph.output())
             .shape
             .iter()
             .skip(1)
             .product::<usize>();
+        let head = Head::resolve(card.output, outputs)?;
+        let classes = head.classes(outputs);
         let labels = match (&card.labels, labels_beside(&weights_path)) {
             (Some(file), _) => read_labels(&base.join(file), classes)?,
             (None, Some(file)) => read_labels(&file, classes)?,
@@ -142,6 +148,7 @@ impl Model {
             graph,
             normalisation: card.normalisation(),
             labels,
+            head,
             device: device.clone(),
             path: path.to_path_buf(),
         })
@@ -164,6 +171,7 @@ impl Model {
             graph,
             normalisation,
             labels: IMAGENET_LABELS.lines().map(str::to_string).collect(),
+            head: Head::Softmax,
             device: device.clone(),
             path: PathBuf::from(arch_name),
         })

@@ -5,22 +5,24 @@ use candle_core::Tensor;
 use image::RgbImage;
 
 use super::graph::{Activations, Keep};
+use super::head::Head;
 use super::Model;
 use crate::input::{fit_image, to_tensor, Fit};
 
-/// Logits and softmax probabilities of one image.
+/// Class scores (logits) and probabilities of one image, as the model's [`Head`] reads its
+/// outputs.
 #[derive(Debug, Clone)]
 pub struct Prediction {
+    /// One score per class (for a one-logit sigmoid head, `[-l, l]`).
     pub logits: Vec<f32>,
     pub probabilities: Vec<f32>,
 }
 
 impl Prediction {
-    pub fn from_logits(logits: Vec<f32>) -> Prediction {
-        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let exp: Vec<f64> = logits.iter().map(|&l| ((l - max) as f64).exp()).collect();
-        let sum: f64 = exp.iter().sum();
-        let probabilities = exp.iter().map(|e| (e / sum) as f32).collect();
+    /// The prediction of a network's outputs through `head`.
+    pub fn new(outputs: &[f32], head: Head) -> Prediction {
+        let logits = head.scores(outputs);
+        let probabilities = head.probabilities(&logits);
         Prediction {
             logits,
             probabilities,
@@ -60,7 +62,7 @@ impl Model {
                 "the model's output holds NaN or infinite values (an overflow in the network)"
             );
         }
-        Ok(Prediction::from_logits(logits))
+        Ok(Prediction::new(&logits, self.head))
     }
 
     pub fn predict(&self, image: &RgbImage, fit: Fit) -> Result<Prediction> {

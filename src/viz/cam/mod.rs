@@ -113,12 +113,13 @@ impl<'m> CamSession<'m> {
         let data: Vec<f32> = a.get(0)?.flatten_all()?.to_vec1()?;
         let activation = data.chunks(h * w).map(<[f32]>::to_vec).collect::<Vec<_>>();
         debug_assert_eq!(activation.len(), c);
-        let logits = acts
+        let outputs: Vec<f32> = acts
             .get(model.graph.output())
             .context("the forward pass kept no output")?
             .get(0)?
             .flatten_all()?
             .to_vec1()?;
+        let logits = model.head.scores(&outputs);
         Ok(CamSession {
             model,
             layer,
@@ -149,14 +150,13 @@ impl<'m> CamSession<'m> {
         &self.model.graph.node(self.layer).name
     }
 
-    /// d logit[class] / d layer output, from the kept forward pass (cached per class).
+    /// d score[class] / d layer output, from the kept forward pass (cached per class).
     fn gradient(&mut self, class: usize) -> Result<&Vec<Vec<f32>>> {
         if !self.gradients.contains_key(&class) {
             let g = &self.model.graph;
-            let classes = self.logits.len();
-            let mut onehot = vec![0f32; classes];
-            onehot[class] = 1.0;
-            let seed = Tensor::from_vec(onehot, (1, classes), &self.model.device)?;
+            let outputs = g.node(g.output()).shape[1..].iter().product();
+            let seed = self.model.head.seed(class, outputs);
+            let seed = Tensor::from_vec(seed, (1, outputs), &self.model.device)?;
             let grad = g.gradient(&self.acts, self.layer, g.output(), &seed)?;
             let data: Vec<f32> = grad.get(0)?.flatten_all()?.to_vec1()?;
             let (h, w) = self.layer_size;
@@ -269,7 +269,7 @@ impl<'m> CamSession<'m> {
             .as_ref()
             .expect("set above")
             .iter()
-            .map(|row| row[class])
+            .map(|row| self.model.head.scores(row)[class])
             .collect();
         let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let exp: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
