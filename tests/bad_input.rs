@@ -332,3 +332,54 @@ fn outputs_never_overwrite_each_other_and_a_late_failure_names_what_was_written(
     assert!(f.stderr.contains(s(&png)), "{}", f.stderr);
     assert!(png.is_file());
 }
+
+#[test]
+fn a_pass_larger_than_the_memory_available_is_refused_before_it_runs() {
+    // One 3x3 convolution to 4096 channels at 4096x4096 pixels: 256 GiB of output, more than
+    // any machine this runs on has, from a 450 KiB checkpoint.
+    let d = tmp();
+    let mut tensors = std::collections::HashMap::new();
+    let conv = Tensor::zeros((4096, 3, 3, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
+    tensors.insert("conv.weight".to_string(), conv);
+    let fc = Tensor::zeros((2, 4096), candle_core::DType::F32, &Device::Cpu).unwrap();
+    tensors.insert("fc.weight".to_string(), fc);
+    StateDict::from_tensors(tensors)
+        .save(&d.path().join("w.safetensors"))
+        .unwrap();
+    std::fs::write(
+        d.path().join("model.toml"),
+        r#"weights = "w.safetensors"
+architecture = "sequential"
+input_size = [4096, 4096]
+output = "softmax"
+[[layers]]
+name = "conv"
+op = "conv2d"
+out_channels = 4096
+kernel = 3
+padding = 1
+bias = false
+[[layers]]
+name = "gap"
+op = "adaptive_avg_pool"
+output_size = [1, 1]
+[[layers]]
+name = "flatten"
+op = "flatten"
+[[layers]]
+name = "fc"
+op = "linear"
+bias = false
+"#,
+    )
+    .unwrap();
+    let img = sample_image(d.path());
+    let out = d.path().join("x.png");
+    for args in [
+        vec!["predict", s(d.path()), s(&img)],
+        vec!["cam", s(d.path()), s(&img), "-o", s(&out)],
+    ] {
+        fails(&args, "of memory available");
+    }
+    assert!(!out.exists());
+}

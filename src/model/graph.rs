@@ -233,6 +233,22 @@ impl Graph {
         ids
     }
 
+    /// Bytes a pass will hold, from a `value` it is given for node `id`: every node output
+    /// through `stop` when all are kept (twice that, for the reverse pass they are kept for),
+    /// else the largest few at once.
+    fn pass_bytes(&self, (id, value): (NodeId, &[usize]), stop: NodeId, keep: &Keep) -> u64 {
+        let planned = self.nodes[id].shape.iter().product::<usize>().max(1);
+        let scale = value.iter().product::<usize>() as f64 / planned as f64;
+        let floats = self.nodes[..=stop]
+            .iter()
+            .map(|n| n.shape.iter().product::<usize>() as f64);
+        let floats = match keep {
+            Keep::All => 2.0 * floats.sum::<f64>(),
+            Keep::Only(_) => 3.0 * floats.fold(0.0, f64::max),
+        };
+        (floats * scale * 4.0) as u64
+    }
+
     fn run(
         &self,
         mut values: Vec<Option<Tensor>>,
@@ -240,6 +256,25 @@ impl Graph {
         stop: NodeId,
         keep: &Keep,
     ) -> Result<Activations> {
+        let given = values
+            .iter()
+            .enumerate()
+            .find_map(|(id, v)| Some((id, v.as_ref()?)));
+        if let Some((id, value)) = given {
+            let need = self.pass_bytes((id, value.dims()), stop, keep);
+            let batch = value.dims().first().copied().unwrap_or(1);
+            super::memory::ensure_fits(need, || {
+                let images = if batch == 1 { "image" } else { "images" };
+                let (_, h, w) = self.input_size();
+                let d = value.dims();
+                let size = if id == 0 { (d[2], d[3]) } else { (h, w) };
+                format!(
+                    "the pass through {} ({batch} {images} at {}x{})",
+                    self.nodes[stop].name, size.0, size.1
+                )
+            })
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        }
         let last_use = match keep {
             Keep::All => None,
             Keep::Only(kept) => {

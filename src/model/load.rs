@@ -166,7 +166,7 @@ fn check_memory(path: &Path, magic: &[u8; 4]) -> Result<()> {
     } else {
         safetensors_bytes(path)
     };
-    let (Some(declared), Some(free)) = (declared, available_memory()) else {
+    let (Some(declared), Some(free)) = (declared, super::memory::available()) else {
         return Ok(());
     };
     if declared > free {
@@ -224,13 +224,6 @@ fn safetensors_bytes(path: &Path) -> Option<u64> {
 }
 
 /// Memory available to this process, from /proc/meminfo (Linux); `None` elsewhere.
-fn available_memory() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 fn is_pickle_without_zip(magic: &[u8; 4]) -> bool {
     magic[0] == 0x80 && (2..=5).contains(&magic[1])
 }

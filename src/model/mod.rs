@@ -8,6 +8,7 @@ pub mod device;
 pub mod graph;
 pub mod head;
 pub mod load;
+pub mod memory;
 pub mod ops;
 pub mod prediction;
 mod pth;

@@ -164,8 +164,13 @@ pub fn optimise(
             node.shape[1]
         );
     }
-    let per_chunk = (settings.budget_bytes / bytes_per_image(model, layer, settings.size))
-        .clamp(1, channels.len());
+    // A budget beyond half the memory available would only end in the allocator.
+    let budget = match crate::model::memory::available() {
+        Some(free) => settings.budget_bytes.min((free / 2) as usize),
+        None => settings.budget_bytes,
+    };
+    let per_chunk =
+        (budget / bytes_per_image(model, layer, settings.size)).clamp(1, channels.len());
     let chunks: Vec<&[usize]> = channels.chunks(per_chunk).collect();
     let total = settings.steps * chunks.len();
     let mut done = 0;
