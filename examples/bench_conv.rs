@@ -50,12 +50,7 @@ fn cases(dev: &Device) -> Result<Vec<Case>> {
 }
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let json = args.iter().any(|a| a == "--json");
-    let runs = args
-        .iter()
-        .find_map(|a| a.parse::<usize>().ok())
-        .unwrap_or(3);
+    let (runs, json) = common::runs_and_json(3);
     let dev = Device::Cpu;
     if !json {
         println!(

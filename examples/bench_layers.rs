@@ -50,12 +50,7 @@ fn flops(op: &Op, out: &[usize]) -> f64 {
 }
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let json = args.iter().any(|a| a == "--json");
-    let runs = args
-        .iter()
-        .find_map(|a| a.parse::<usize>().ok())
-        .unwrap_or(5);
+    let (runs, json) = common::runs_and_json(5);
     let dev = common::device()?;
     for name in models(&["efficientnet_b0", "convnext_tiny"]) {
         let model = Model::random(&name, 224, 0, &dev)?;

@@ -164,6 +164,25 @@ struct KernelCase {
     inputs: Vec<Vec<usize>>,
 }
 
+/// Layer norm over the channels of inputs of `shape`, with random weight and bias.
+fn layer_norm_case(name: &str, shape: Vec<usize>) -> KernelCase {
+    let (weight, bias) = (
+        randn(&[1, shape[1], 1, 1], 1.0),
+        randn(&[1, shape[1], 1, 1], 1.0),
+    );
+    KernelCase {
+        name: name.into(),
+        op: Box::new(move |d| {
+            Op::LayerNorm(LayerNorm {
+                weight: weight.to_dtype(d).unwrap(),
+                bias: bias.to_dtype(d).unwrap(),
+                eps: 1e-6,
+            })
+        }),
+        inputs: vec![shape],
+    }
+}
+
 /// The ops whose f32 path on the CPU is one of the engine's own kernels.
 fn kernel_cases() -> Vec<KernelCase> {
     let shape = vec![3, 4, 9, 7];
@@ -175,32 +194,13 @@ fn kernel_cases() -> Vec<KernelCase> {
             inputs: vec![shape.clone()],
         })
         .collect();
-    let (weight, bias) = (randn(&[1, 4, 1, 1], 1.0), randn(&[1, 4, 1, 1], 1.0));
+    // A plane of 63 pixels and one of 2048 (blocks of several lengths).
+    cases.push(layer_norm_case("layer norm", shape.clone()));
+    cases.push(layer_norm_case(
+        "layer norm, long planes",
+        vec![2, 5, 32, 64],
+    ));
     let cast = |t: &Tensor, d: DType| t.to_dtype(d).unwrap();
-    cases.push(KernelCase {
-        name: "layer norm".into(),
-        op: Box::new(move |d| {
-            Op::LayerNorm(LayerNorm {
-                weight: cast(&weight, d),
-                bias: cast(&bias, d),
-                eps: 1e-6,
-            })
-        }),
-        // A plane of 63 pixels and one of 2048 (blocks of several lengths).
-        inputs: vec![shape.clone()],
-    });
-    let (weight, bias) = (randn(&[1, 5, 1, 1], 1.0), randn(&[1, 5, 1, 1], 1.0));
-    cases.push(KernelCase {
-        name: "layer norm, long planes".into(),
-        op: Box::new(move |d| {
-            Op::LayerNorm(LayerNorm {
-                weight: cast(&weight, d),
-                bias: cast(&bias, d),
-                eps: 1e-6,
-            })
-        }),
-        inputs: vec![vec![2, 5, 32, 64]],
-    });
     let (scale, shift) = (randn(&[1, 4, 1, 1], 1.0), randn(&[1, 4, 1, 1], 1.0));
     cases.push(KernelCase {
         name: "batch norm".into(),

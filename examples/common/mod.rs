@@ -48,3 +48,14 @@ pub fn models(default: &[&str]) -> Vec<String> {
         _ => default.iter().map(|s| s.to_string()).collect(),
     }
 }
+
+/// The command line of a benchmark that prints JSON for its PyTorch side: the first number is
+/// the run count (`default` without one), `--json` asks for JSON.
+pub fn runs_and_json(default: usize) -> (usize, bool) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runs = args
+        .iter()
+        .find_map(|a| a.parse::<usize>().ok())
+        .unwrap_or(default);
+    (runs, args.iter().any(|a| a == "--json"))
+}

@@ -11,21 +11,45 @@ use super::{vectorized, with_data, SharedOut};
 /// `(x - mean) / sqrt(var + eps) * weight + bias` over the channels of every pixel of `x`
 /// (NCHW), with `C` weights and biases.
 pub fn forward(x: &Tensor, weight: &[f32], bias: &[f32], eps: f32) -> Result<Tensor> {
-    let dims = x.dims4()?;
-    if weight.len() != dims.1 || bias.len() != dims.1 {
+    if bias.len() != weight.len() {
         bail!(
-            "layer norm of {} channels applied to {}",
+            "layer norm with {} weights and {} biases",
             weight.len(),
-            dims.1
+            bias.len()
+        );
+    }
+    run(x, None, weight, bias, eps)
+}
+
+/// The input gradient: `(g' - mean(g') - x̂ mean(g' x̂)) / sqrt(var + eps)` with
+/// `g' = grad * weight` and means over channels.
+pub fn backward(x: &Tensor, grad: &Tensor, weight: &[f32], eps: f32) -> Result<Tensor> {
+    run(x, Some(grad), weight, &[], eps)
+}
+
+/// The forward pass, or with `grad` the reverse pass, over every block of pixels.
+fn run(
+    x: &Tensor,
+    grad: Option<&Tensor>,
+    weight: &[f32],
+    bias: &[f32],
+    eps: f32,
+) -> Result<Tensor> {
+    let dims = x.dims4()?;
+    if weight.len() != dims.1 || grad.is_some_and(|g| g.dims() != x.dims()) {
+        bail!(
+            "layer norm of {} channels applied to {:?}",
+            weight.len(),
+            x.dims()
         );
     }
     let mut out = vec![0f32; x.elem_count()];
     let shared = SharedOut::new(&mut out);
-    with_data(x, |x| {
+    let blocks = |x: &[f32], grad: Option<&[f32]>| {
         for_blocks(dims, |start, len| {
             vectorized(Normalise {
                 x,
-                grad: None,
+                grad,
                 out: shared,
                 weight,
                 bias,
@@ -34,42 +58,17 @@ pub fn forward(x: &Tensor, weight: &[f32], bias: &[f32], eps: f32) -> Result<Ten
                 start,
                 len,
             })
-        });
-        Ok(())
-    })?;
-    Tensor::from_vec(out, x.dims(), x.device())
-}
-
-/// The input gradient: `(g' - mean(g') - x̂ mean(g' x̂)) / sqrt(var + eps)` with
-/// `g' = grad * weight` and means over channels.
-pub fn backward(x: &Tensor, grad: &Tensor, weight: &[f32], eps: f32) -> Result<Tensor> {
-    let dims = x.dims4()?;
-    if grad.dims() != x.dims() || weight.len() != dims.1 {
-        bail!(
-            "layer norm gradient of shape {:?} for input {:?}",
-            grad.dims(),
-            x.dims()
-        );
-    }
-    let mut out = vec![0f32; x.elem_count()];
-    let shared = SharedOut::new(&mut out);
-    with_data(x, |x| {
-        with_data(grad, |g| {
-            for_blocks(dims, |start, len| {
-                vectorized(Normalise {
-                    x,
-                    grad: Some(g),
-                    out: shared,
-                    weight,
-                    bias: &[],
-                    eps,
-                    plane: dims.2 * dims.3,
-                    start,
-                    len,
-                })
-            });
-            Ok(())
         })
+    };
+    with_data(x, |x| match grad {
+        Some(g) => with_data(g, |g| {
+            blocks(x, Some(g));
+            Ok(())
+        }),
+        None => {
+            blocks(x, None);
+            Ok(())
+        }
     })?;
     Tensor::from_vec(out, x.dims(), x.device())
 }
