@@ -383,3 +383,40 @@ bias = false
     }
     assert!(!out.exists());
 }
+
+#[test]
+fn a_backbone_without_a_head_serves_its_layers_and_refuses_classes() {
+    let d = tmp();
+    let img = sample_image(d.path());
+    let mut t = candle_core::safetensors::load(fixture("resnet50_small.safetensors"), &Device::Cpu)
+        .unwrap();
+    t.retain(|k, _| !k.starts_with("fc."));
+    let m = d.path().join("backbone.safetensors");
+    StateDict::from_tensors(t).save(&m).unwrap();
+    let ok = Command::new(env!("CARGO_BIN_EXE_convscope"))
+        .args([
+            "activations",
+            s(&m),
+            s(&img),
+            "--layer",
+            "layer2",
+            "-o",
+            s(&d.path().join("a.png")),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    for args in [
+        vec!["predict", s(&m), s(&img)],
+        vec!["cam", s(&m), s(&img), "-o", s(&d.path().join("c.png"))],
+    ] {
+        fails(
+            &args,
+            "has no classification head (a backbone saved without one)",
+        );
+    }
+}

@@ -241,3 +241,55 @@ fn wrapped_checkpoints_open_as_the_model_inside() {
     };
     assert!(err.contains("no tensors under the prefix 'nope.'"), "{err}");
 }
+
+#[test]
+fn fine_tuned_heads_and_backbones_open() {
+    use convscope::model::Model;
+    let exp = expected("resnet50_small_expected.safetensors");
+    let d = tempfile::tempdir().unwrap();
+    let original =
+        candle_core::safetensors::load(fixture("resnet50_small.safetensors"), &Device::Cpu)
+            .unwrap();
+    let save = |name: &str, edit: &dyn Fn(&mut std::collections::HashMap<String, Tensor>)| {
+        let mut t = original.clone();
+        edit(&mut t);
+        let path = d.path().join(name);
+        StateDict::from_tensors(t).save(&path).unwrap();
+        path
+    };
+    // fc = Sequential(Dropout, Linear): the Linear is `fc.1`.
+    let sequential = save("sequential_head.safetensors", &|t| {
+        for p in ["weight", "bias"] {
+            let v = t.remove(&format!("fc.{p}")).unwrap();
+            t.insert(format!("fc.1.{p}"), v);
+        }
+    });
+    let model = Model::open(&sequential, None, &Device::Cpu).unwrap();
+    assert_eq!(model.arch, "resnet50");
+    let classifier = model.graph.classifier().unwrap();
+    assert_eq!(model.graph.node(classifier).name, "fc.1");
+    let acts = model
+        .graph
+        .forward(&exp["input"], &Keep::Only(vec![]))
+        .unwrap();
+    assert_close(
+        "fc.1 head",
+        acts.get(model.graph.output()).unwrap(),
+        &exp["logits"],
+        TOL,
+    );
+    // A backbone saved without its head: the layers are there, the classes are not.
+    let backbone = save("backbone.safetensors", &|t| {
+        t.retain(|k, _| !k.starts_with("fc."))
+    });
+    let model = Model::open(&backbone, None, &Device::Cpu).unwrap();
+    assert!(model.head.is_none() && model.labels.is_empty());
+    assert_eq!(model.graph.node(model.graph.output()).name, "flatten");
+    let acts = model
+        .graph
+        .forward(&exp["input"], &Keep::Only(vec![]))
+        .unwrap();
+    assert!(acts.get(model.graph.output()).is_some());
+    let err = model.require_head().unwrap_err().to_string();
+    assert!(err.contains("has no classification head"), "{err}");
+}

@@ -37,7 +37,7 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
             "model": model.name,
             "image": image_path,
             "top": top,
-            "head": model.head.name(),
+            "head": model.head.map(|h| h.name()),
             "logits": prediction.logits,
         }));
     }

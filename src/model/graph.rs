@@ -56,6 +56,8 @@ impl Activations {
 pub struct Graph {
     nodes: Vec<Node>,
     by_name: HashMap<String, NodeId>,
+    /// The layer whose outputs are the class scores; `None` for a backbone without a head.
+    classifier: Option<NodeId>,
 }
 
 /// Why a layer name could not be resolved, with the nearest names to suggest.
@@ -86,7 +88,18 @@ impl Graph {
         Graph {
             by_name: HashMap::from([("input".to_string(), 0)]),
             nodes: vec![input],
+            classifier: None,
         }
+    }
+
+    /// The layer whose outputs are the class scores, if the network has a classification head.
+    pub fn classifier(&self) -> Option<NodeId> {
+        self.classifier
+    }
+
+    /// Marks `id` as the classification head's output.
+    pub fn set_classifier(&mut self, id: NodeId) {
+        self.classifier = Some(id);
     }
 
     /// Appends a node, checking its input shapes; returns its id.

@@ -45,8 +45,9 @@ pub struct Model {
     pub normalisation: Normalisation,
     /// One name per class.
     pub labels: Vec<String>,
-    /// How the outputs become class scores and probabilities.
-    pub head: Head,
+    /// How the outputs become class scores and probabilities; `None` for a backbone saved
+    /// without its classification head (its layers can be explored, it has no classes).
+    pub head: Option<Head>,
     pub device: Device,
     /// The model folder, model.toml or checkpoint it came from.
     pub path: PathBuf,
@@ -132,8 +133,11 @@ impl Model {
             .iter()
             .skip(1)
             .product::<usize>();
-        let head = Head::resolve(card.output, outputs)?;
-        let classes = head.classes(outputs);
+        let head = match graph.classifier() {
+            Some(_) => Some(Head::resolve(card.output, outputs)?),
+            None => None,
+        };
+        let classes = head.map_or(0, |h| h.classes(outputs));
         let labels = match (&card.labels, labels_beside(&weights_path)) {
             (Some(file), _) => read_labels(&base.join(file), classes)?,
             (None, Some(file)) => read_labels(&file, classes)?,
@@ -172,9 +176,20 @@ impl Model {
             graph,
             normalisation,
             labels: IMAGENET_LABELS.lines().map(str::to_string).collect(),
-            head: Head::Softmax,
+            head: Some(Head::Softmax),
             device: device.clone(),
             path: PathBuf::from(arch_name),
+        })
+    }
+
+    /// The head, or why a request that needs classes cannot be served.
+    pub fn require_head(&self) -> Result<Head> {
+        self.head.with_context(|| {
+            format!(
+                "{} has no classification head (a backbone saved without one): predictions and \
+                 class activation maps need one; activations and filter patterns work",
+                self.name
+            )
         })
     }
 

@@ -62,10 +62,18 @@ impl Model {
                 "the model's output holds NaN or infinite values (an overflow in the network)"
             );
         }
-        Ok(Prediction::new(&logits, self.head))
+        Ok(match self.head {
+            Some(head) => Prediction::new(&logits, head),
+            // A backbone has no classes.
+            None => Prediction {
+                logits: Vec::new(),
+                probabilities: Vec::new(),
+            },
+        })
     }
 
     pub fn predict(&self, image: &RgbImage, fit: Fit) -> Result<Prediction> {
+        self.require_head()?;
         let acts = self.run(image, fit, &Keep::Only(vec![]))?;
         self.prediction(&acts)
     }

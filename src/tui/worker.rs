@@ -411,11 +411,12 @@ fn info_text(model: &Model, cur: &Current, id: usize) -> Result<String> {
             if nonfinite > 0 { format!("\n  NaN or Inf values: {nonfinite}") } else { String::new() }
         );
     }
-    let top = cur.prediction.top(1);
-    s += &format!(
-        "\nprediction  {} ({:.1}%)\n",
-        model.labels[top[0].0],
-        top[0].1 * 100.0
-    );
+    if let Some(&(class, p)) = cur.prediction.top(1).first() {
+        s += &format!(
+            "\nprediction  {} ({:.1}%)\n",
+            model.labels[class],
+            p * 100.0
+        );
+    }
     Ok(s)
 }

@@ -110,7 +110,7 @@ impl Layout for AlexNetConfig {
         x = b.op("classifier.3", Op::Dropout(Dropout), &[x])?;
         x = b.linear("classifier.4", x, self.hidden, true)?;
         x = b.relu("classifier.5", x)?;
-        b.linear("classifier.6", x, self.classes, true)?;
+        b.classifier("classifier.6", x, self.classes)?;
         Ok(())
     }
 

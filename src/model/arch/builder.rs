@@ -196,6 +196,19 @@ impl<'a> Builder<'a> {
         self.op(name, op, &[input])
     }
 
+    /// The final linear layer, whose outputs are the class scores.
+    pub fn classifier(&mut self, name: &str, input: NodeId, classes: usize) -> Result<NodeId> {
+        let id = self.linear(name, input, classes, true)?;
+        self.scores(id);
+        Ok(id)
+    }
+
+    /// Marks `id` as the node whose outputs are the class scores (a network built without one
+    /// is a backbone).
+    pub fn scores(&mut self, id: NodeId) {
+        self.graph.set_classifier(id);
+    }
+
     pub fn linear(&mut self, name: &str, input: NodeId, out: usize, bias: bool) -> Result<NodeId> {
         let features = self.shape(input).get(1).copied().unwrap_or(0);
         let weight = self.param(name, "weight", &[out, features])?;

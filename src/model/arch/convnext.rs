@@ -158,7 +158,7 @@ impl Layout for ConvNextConfig {
         x = b.op("avgpool", Op::AdaptiveAvgPool(gap), &[x])?;
         x = b.layer_norm("classifier.0", x, EPS)?;
         x = b.op("classifier.1", Op::Flatten(Flatten), &[x])?;
-        b.linear("classifier.2", x, self.classes, true)?;
+        b.classifier("classifier.2", x, self.classes)?;
         Ok(())
     }
 

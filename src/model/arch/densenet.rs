@@ -180,7 +180,7 @@ impl Layout for DenseNetConfig {
         let gap = AdaptiveAvgPool { out_h: 1, out_w: 1 };
         x = b.op("adaptive_avg_pool2d", Op::AdaptiveAvgPool(gap), &[x])?;
         x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
-        b.linear("classifier", x, self.classes, true)?;
+        b.classifier("classifier", x, self.classes)?;
         Ok(())
     }
 

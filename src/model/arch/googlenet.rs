@@ -175,7 +175,7 @@ impl Layout for GoogLeNetConfig {
         x = b.op("avgpool", Op::AdaptiveAvgPool(gap), &[x])?;
         x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
         x = b.op("dropout", Op::Dropout(Dropout), &[x])?;
-        b.linear("fc", x, self.classes, true)?;
+        b.classifier("fc", x, self.classes)?;
         Ok(())
     }
 

@@ -341,7 +341,7 @@ impl Layout for InceptionConfig {
         x = b.op("avgpool", Op::AdaptiveAvgPool(gap), &[x])?;
         x = b.op("dropout", Op::Dropout(Dropout), &[x])?;
         x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
-        b.linear("fc", x, self.classes, true)?;
+        b.classifier("fc", x, self.classes)?;
         Ok(())
     }
 

@@ -206,7 +206,7 @@ impl Layout for MnasNetConfig {
         x = b.op("mean", Op::AdaptiveAvgPool(gap), &[x])?;
         x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
         x = b.op("classifier.0", Op::Dropout(Dropout), &[x])?;
-        b.linear("classifier.1", x, self.classes, true)?;
+        b.classifier("classifier.1", x, self.classes)?;
         Ok(())
     }
 

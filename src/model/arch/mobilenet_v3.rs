@@ -243,7 +243,7 @@ impl Layout for MobileNetV3Config {
         x = b.linear("classifier.0", x, self.hidden, true)?;
         x = b.activation("classifier.1", x, Function::Hardswish)?;
         x = b.op("classifier.2", Op::Dropout(Dropout), &[x])?;
-        b.linear("classifier.3", x, self.classes, true)?;
+        b.classifier("classifier.3", x, self.classes)?;
         Ok(())
     }
 

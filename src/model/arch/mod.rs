@@ -88,6 +88,28 @@ fn conv_shape(dict: &StateDict, name: &str) -> Option<[usize; 4]> {
     }
 }
 
+/// A final linear layer named `name` in a checkpoint, with its class count: `name` itself, or
+/// the one Linear of a Sequential there (`fc.1` after a Dropout, as fine-tuning scripts write
+/// it). `None` when there is neither (no head, or several linear layers whose activations in
+/// between the checkpoint does not say).
+fn linear_head(dict: &StateDict, name: &str) -> Option<(String, usize)> {
+    if let Some(n) = rows(dict, &format!("{name}.weight")) {
+        return Some((name.to_string(), n));
+    }
+    let prefix = format!("{name}.");
+    let mut linears = dict.names().filter_map(|k| {
+        let index = k.strip_prefix(&prefix)?.strip_suffix(".weight")?;
+        let is_linear = index.parse::<usize>().is_ok() && dict.shape(k)?.len() == 2;
+        is_linear.then(|| format!("{prefix}{index}"))
+    });
+    let (first, more) = (linears.next()?, linears.next());
+    if more.is_some() {
+        return None;
+    }
+    let classes = rows(dict, &format!("{first}.weight"))?;
+    Some((first, classes))
+}
+
 /// The first dimension (the output width) of a tensor in `dict`, if it has one by that name.
 fn rows(dict: &StateDict, name: &str) -> Option<usize> {
     dict.shape(name)?.first().copied()

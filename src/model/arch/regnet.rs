@@ -319,7 +319,7 @@ impl Layout for RegNetConfig {
         let gap = AdaptiveAvgPool { out_h: 1, out_w: 1 };
         x = b.op("avgpool", Op::AdaptiveAvgPool(gap), &[x])?;
         x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
-        b.linear("fc", x, self.classes, true)?;
+        b.classifier("fc", x, self.classes)?;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! torchvision's ResNet: stem `conv1, bn1, relu, maxpool`, four stages `layerS.B` of basic or
 //! bottleneck blocks (stride on the 3x3 conv, `downsample.0/1` where the shape changes),
-//! `avgpool` to 1x1 and `fc`. ResNeXt is the same with a grouped 3x3 conv and wider blocks, Wide
+//! `avgpool` to 1x1 and `fc` (or the Linear of a fine-tuned `fc = Sequential(Dropout, Linear)`,
+//! or no head at all in a backbone). ResNeXt is the same with a grouped 3x3 conv and wider blocks, Wide
 //! ResNet with twice the inner width; both are read from the weights.
 //!
 //! PyTorch reuses one `relu` module several times per block; here each use is its own node:
@@ -10,7 +11,7 @@
 use anyhow::{bail, Result};
 
 use super::builder::{Builder, ConvSpec};
-use super::{conv_shape, rows, sized, Arch, Family, Layout};
+use super::{conv_shape, linear_head, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{AdaptiveAvgPool, Add, Flatten, Op, Pool, PoolKind};
@@ -26,6 +27,9 @@ pub struct ResNetConfig {
     /// Groups of the bottleneck's 3x3 conv (ResNeXt).
     pub groups: usize,
     pub classes: usize,
+    /// The final linear layer: `fc`, `fc.1` in a fine-tuned `Sequential(Dropout, Linear)`, or
+    /// none in a backbone saved without its head.
+    pub head: Option<String>,
 }
 
 const DEPTHS: [(u32, [usize; 4], bool); 5] = [
@@ -53,7 +57,7 @@ pub const FAMILY: Family = Family {
     detect: |dict| {
         (dict.contains("conv1.weight")
             && dict.contains("layer1.0.conv1.weight")
-            && dict.contains("fc.weight"))
+            && dict.contains("layer4.0.conv1.weight"))
         .then(|| detect(dict).map(Arch::new))
     },
     standard: |name, classes, dict| {
@@ -90,6 +94,7 @@ impl ResNetConfig {
             widths,
             groups,
             classes,
+            head: Some("fc".into()),
         })
     }
 
@@ -108,8 +113,10 @@ impl ResNetConfig {
                 w.1 = n;
             }
         }
-        if let Some(n) = rows("fc.weight") {
-            self.classes = n;
+        match linear_head(dict, "fc") {
+            Some((head, classes)) => (self.head, self.classes) = (Some(head), classes),
+            None if !dict.names().any(|n| n.starts_with("fc.")) => self.head = None,
+            None => {}
         }
         if self.bottleneck {
             // A grouped conv's weight holds inner / groups input channels.
@@ -226,7 +233,9 @@ fn build(cfg: &ResNetConfig, b: &mut Builder) -> Result<()> {
     let gap = AdaptiveAvgPool { out_h: 1, out_w: 1 };
     x = b.op("avgpool", Op::AdaptiveAvgPool(gap), &[x])?;
     x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
-    b.linear("fc", x, cfg.classes, true)?;
+    if let Some(head) = &cfg.head {
+        b.classifier(head, x, cfg.classes)?;
+    }
     Ok(())
 }
 

@@ -191,5 +191,7 @@ fn build(layers: &[LayerSpec], b: &mut Builder) -> Result<()> {
             LayerOp::Dropout => b.op(name, Op::Dropout(Dropout), &[x])?,
         };
     }
+    // A network described layer by layer ends in its class scores.
+    b.scores(x);
     Ok(())
 }

@@ -178,7 +178,8 @@ impl Layout for SqueezeNetConfig {
         x = b.relu("classifier.2", x)?;
         let gap = AdaptiveAvgPool { out_h: 1, out_w: 1 };
         x = b.op("classifier.3", Op::AdaptiveAvgPool(gap), &[x])?;
-        b.op("flatten", Op::Flatten(Flatten), &[x])?;
+        let scores = b.op("flatten", Op::Flatten(Flatten), &[x])?;
+        b.scores(scores);
         Ok(())
     }
 

@@ -197,7 +197,7 @@ fn build(cfg: &VggConfig, b: &mut Builder) -> Result<()> {
     x = b.linear("classifier.3", x, cfg.hidden, true)?;
     x = b.relu("classifier.4", x)?;
     x = b.op("classifier.5", Op::Dropout(Dropout), &[x])?;
-    b.linear("classifier.6", x, cfg.classes, true)?;
+    b.classifier("classifier.6", x, cfg.classes)?;
     Ok(())
 }
 

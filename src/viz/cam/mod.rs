@@ -14,7 +14,7 @@ pub use methods::CamMethod;
 pub use smooth::smoothed;
 
 use crate::model::ops::{AdaptiveAvgPool, Linear, Op};
-use crate::model::{Activations, Keep, Model, NodeId};
+use crate::model::{Activations, Head, Keep, Model, NodeId};
 use crate::viz::resize::{min_max, resize_bilinear};
 
 /// A computed map, normalised as pytorch-grad-cam does.
@@ -79,7 +79,9 @@ pub struct CamSession<'m> {
     /// The layer's output, `C` channels of `h*w`.
     activation: Vec<Vec<f32>>,
     layer_size: (usize, usize),
+    /// Class scores (see [`Head::scores`]).
     logits: Vec<f32>,
+    head: Head,
     gradients: HashMap<usize, Vec<Vec<f32>>>,
     /// Score-CAM: the logits of every masked input, one row per channel.
     masked_logits: Option<Vec<Vec<f32>>>,
@@ -119,7 +121,8 @@ impl<'m> CamSession<'m> {
             .get(0)?
             .flatten_all()?
             .to_vec1()?;
-        let logits = model.head.scores(&outputs);
+        let head = model.require_head()?;
+        let logits = head.scores(&outputs);
         Ok(CamSession {
             model,
             layer,
@@ -128,6 +131,7 @@ impl<'m> CamSession<'m> {
             activation,
             layer_size: (h, w),
             logits,
+            head,
             gradients: HashMap::new(),
             masked_logits: None,
         })
@@ -155,7 +159,7 @@ impl<'m> CamSession<'m> {
         if !self.gradients.contains_key(&class) {
             let g = &self.model.graph;
             let outputs = g.node(g.output()).shape[1..].iter().product();
-            let seed = self.model.head.seed(class, outputs);
+            let seed = self.head.seed(class, outputs);
             let seed = Tensor::from_vec(seed, (1, outputs), &self.model.device)?;
             let grad = g.gradient(&self.acts, self.layer, g.output(), &seed)?;
             let data: Vec<f32> = grad.get(0)?.flatten_all()?.to_vec1()?;
@@ -269,7 +273,7 @@ impl<'m> CamSession<'m> {
             .as_ref()
             .expect("set above")
             .iter()
-            .map(|row| self.model.head.scores(row)[class])
+            .map(|row| self.head.scores(row)[class])
             .collect();
         let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let exp: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
