@@ -233,48 +233,53 @@ fn im2col(s: &Shape, image: &[f32], t: Tile, cols: &mut [f32]) {
     let (stride_h, stride) = (s.stride.0 as isize, s.stride.1 as isize);
     let (dil_h, dil) = (s.dilation.0 as isize, s.dilation.1 as isize);
     let (pad_top, pad) = (s.pad.0 as isize, s.pad.1 as isize);
+    // The tile's pixels as runs along output rows, the same for every row of the matrix:
+    // (output row, first output column, length, offset in the tile).
+    let mut runs = Vec::new();
+    let (mut p, mut filled) = (t.start, 0);
+    while filled < t.len {
+        let (oy, ox0) = (p / ow, p % ow);
+        let run = (ow - ox0).min(t.len - filled);
+        runs.push((oy as isize, ox0 as isize, run, filled));
+        filled += run;
+        p += run;
+    }
     let mut rows = cols.chunks_exact_mut(t.len);
     for c in 0..s.group_in() {
         let plane = &image[c * s.height * s.width..][..s.height * s.width];
         for i in 0..s.kh as isize {
             for j in 0..s.kw as isize {
                 let row = rows.next().expect("one row per tap");
-                let mut p = t.start;
-                let mut filled = 0;
-                while filled < t.len {
-                    let (oy, ox0) = (p / ow, p % ow);
-                    let run = (ow - ox0).min(t.len - filled);
+                for &(oy, ox0, run, filled) in &runs {
                     let dst = &mut row[filled..filled + run];
-                    let iy = oy as isize * stride_h - pad_top + i * dil_h;
+                    let iy = oy * stride_h - pad_top + i * dil_h;
                     if iy < 0 || iy >= h {
                         dst.fill(0.0);
+                        continue;
+                    }
+                    let line = &plane[iy as usize * s.width..][..s.width];
+                    // Input column of output column `ox0 + q` is `x0 + q * stride`; the taps
+                    // inside the row are those with `0 <= x0 + q * stride < w`.
+                    let x0 = ox0 * stride + j * dil - pad;
+                    let lo = ((-x0).max(0) as usize).div_ceil(stride as usize).min(run);
+                    let hi = if x0 >= w {
+                        lo
                     } else {
-                        let line = &plane[iy as usize * s.width..][..s.width];
-                        // Input column of output column `ox0 + q` is `x0 + q * stride`; the
-                        // taps inside the row are those with `0 <= x0 + q * stride < w`.
-                        let x0 = (ox0 as isize) * stride + j * dil - pad;
-                        let lo = ((-x0).max(0) as usize).div_ceil(stride as usize).min(run);
-                        let hi = if x0 >= w {
-                            lo
+                        ((w - x0) as usize).div_ceil(stride as usize).clamp(lo, run)
+                    };
+                    dst[..lo].fill(0.0);
+                    if hi > lo {
+                        let from = (x0 + lo as isize * stride) as usize;
+                        if stride == 1 {
+                            dst[lo..hi].copy_from_slice(&line[from..from + hi - lo]);
                         } else {
-                            ((w - x0) as usize).div_ceil(stride as usize).clamp(lo, run)
-                        };
-                        dst[..lo].fill(0.0);
-                        if hi > lo {
-                            let from = (x0 + lo as isize * stride) as usize;
-                            if stride == 1 {
-                                dst[lo..hi].copy_from_slice(&line[from..from + hi - lo]);
-                            } else {
-                                let taps = line[from..].iter().step_by(stride as usize);
-                                for (v, x) in dst[lo..hi].iter_mut().zip(taps) {
-                                    *v = *x;
-                                }
+                            let taps = line[from..].iter().step_by(stride as usize);
+                            for (v, x) in dst[lo..hi].iter_mut().zip(taps) {
+                                *v = *x;
                             }
                         }
-                        dst[hi..].fill(0.0);
                     }
-                    filled += run;
-                    p += run;
+                    dst[hi..].fill(0.0);
                 }
             }
         }
