@@ -19,7 +19,7 @@ pub fn exp(x: f32) -> f32 {
         .mul_add(r, 8.333_452e-3)
         .mul_add(r, 4.166_579_6e-2)
         .mul_add(r, 1.666_666_5e-1)
-        .mul_add(r, 5.000_000_1e-1);
+        .mul_add(r, 0.5);
     let e_r = (p * r * r) + r + 1.0;
     // `n` as an integer through the float's bits (adding 1.5 * 2^23 puts it in the low
     // mantissa): Rust's saturating `as i32` would not be vectorised.

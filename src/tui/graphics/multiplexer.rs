@@ -106,7 +106,7 @@ fn read_passthrough(pane: Option<&str>) -> Passthrough {
 /// The value `tmux show-options -v allow-passthrough` prints; the last line is the pane's own
 /// (with `-A`, inherited values come first).
 pub fn parse_passthrough(text: &str) -> Passthrough {
-    match text.lines().map(str::trim).filter(|l| !l.is_empty()).last() {
+    match text.lines().map(str::trim).rfind(|l| !l.is_empty()) {
         Some("on") | Some("all") => Passthrough::On,
         Some("off") => Passthrough::Off,
         _ => Passthrough::Unknown,
