@@ -131,14 +131,34 @@ pub fn fit_image(img: &RgbImage, norm: &Normalisation, fit: Fit) -> RgbImage {
 }
 
 /// `(1, 3, H, W)` tensor of `(pixel / 255 - mean) / std`.
-pub fn to_tensor(img: &RgbImage, norm: &Normalisation, device: &Device) -> Result<Tensor> {
+pub fn to_tensor(
+    img: &RgbImage,
+    norm: &Normalisation,
+    channels: usize,
+    device: &Device,
+) -> Result<Tensor> {
     let (w, h) = (img.width() as usize, img.height() as usize);
-    let mut data = vec![0f32; 3 * h * w];
-    for (x, y, p) in img.enumerate_pixels() {
-        for c in 0..3 {
-            let v = p.0[c] as f32 / 255.0;
-            data[c * h * w + y as usize * w + x as usize] = (v - norm.mean[c]) / norm.std[c];
+    let mut data = vec![0f32; channels * h * w];
+    match channels {
+        3 => {
+            for (x, y, p) in img.enumerate_pixels() {
+                for c in 0..3 {
+                    let v = p.0[c] as f32 / 255.0;
+                    data[c * h * w + y as usize * w + x as usize] =
+                        (v - norm.mean[c]) / norm.std[c];
+                }
+            }
         }
+        // A grayscale model: the image's luma (ITU-R 601, as PIL's convert("L")), normalised
+        // by the first mean and std.
+        1 => {
+            for (x, y, p) in img.enumerate_pixels() {
+                let [r, g, b] = p.0.map(|v| v as f32);
+                let luma = (r * 299.0 + g * 587.0 + b * 114.0) / 1000.0 / 255.0;
+                data[y as usize * w + x as usize] = (luma - norm.mean[0]) / norm.std[0];
+            }
+        }
+        n => bail!("the model takes {n} input channels; images feed 3 (RGB) or 1 (gray)"),
     }
-    Ok(Tensor::from_vec(data, (1, 3, h, w), device)?)
+    Ok(Tensor::from_vec(data, (1, channels, h, w), device)?)
 }

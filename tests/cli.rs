@@ -556,3 +556,53 @@ fn a_one_logit_sigmoid_head_is_a_binary_classifier() {
         "the two classes' maps overlap"
     );
 }
+
+#[test]
+fn a_grayscale_model_reads_the_image_luma() {
+    // The VGG fixture's first convolution summed over its input channels: on a gray image (the
+    // same value in R, G and B) and with one mean and std for all, the 1-channel model computes
+    // what the 3-channel one does.
+    let d = tempfile::tempdir().unwrap();
+    let gray = d.path().join("gray.png");
+    image::RgbImage::from_fn(80, 64, |x, y| {
+        let v = ((x * 3 + y * 2) % 256) as u8;
+        image::Rgb([v, v, v])
+    })
+    .save(&gray)
+    .unwrap();
+    let card = |weights: &str| {
+        format!("weights = \"{weights}\"\ninput_size = [64, 80]\nmean = [0.5, 0.5, 0.5]\nstd = [0.25, 0.25, 0.25]\n")
+    };
+    common::edited_vgg(d.path(), "rgb.safetensors", |_| {});
+    common::edited_vgg(d.path(), "gray.safetensors", |t| {
+        let w = t["features.0.weight"].sum_keepdim(1).unwrap();
+        t.insert("features.0.weight".into(), w);
+    });
+    let logits = |weights: &str| -> Vec<f64> {
+        let folder = d.path().join(weights.replace(".safetensors", ""));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::copy(d.path().join(weights), folder.join(weights)).unwrap();
+        std::fs::write(folder.join("model.toml"), card(weights)).unwrap();
+        let v = json(&run(
+            &[
+                "predict",
+                folder.to_str().unwrap(),
+                gray.to_str().unwrap(),
+                "--json",
+            ],
+            d.path(),
+        ));
+        serde_json::from_value(v["logits"].clone()).unwrap()
+    };
+    let (rgb, one) = (logits("rgb.safetensors"), logits("gray.safetensors"));
+    for (a, b) in rgb.iter().zip(&one) {
+        assert!(
+            (a - b).abs() < 1e-4 * a.abs().max(1.0),
+            "{rgb:?} vs {one:?}"
+        );
+    }
+    let info =
+        String::from_utf8(run(&["info", d.path().join("gray").to_str().unwrap()], d.path()).stdout)
+            .unwrap();
+    assert!(info.contains("input 1x64x80"), "{info}");
+}

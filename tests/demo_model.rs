@@ -20,7 +20,7 @@ fn logits(model: &Model, samples: &[Sample]) -> Vec<Vec<f32>> {
     for chunk in samples.chunks(50) {
         let xs: Vec<Tensor> = chunk
             .iter()
-            .map(|s| to_tensor(&s.image, &model.normalisation, &Device::Cpu).unwrap())
+            .map(|s| to_tensor(&s.image, &model.normalisation, 3, &Device::Cpu).unwrap())
             .collect();
         let x = Tensor::cat(&xs, 0).unwrap();
         let acts = model.graph.forward(&x, &Keep::Only(vec![])).unwrap();
@@ -99,7 +99,7 @@ pub fn localisation(
     let mut g = Generator::new(seed);
     for i in 0..singles + pairs {
         let s = if i < singles { g.single() } else { g.pair() };
-        let x = to_tensor(&s.image, &model.normalisation, &Device::Cpu).unwrap();
+        let x = to_tensor(&s.image, &model.normalisation, 3, &Device::Cpu).unwrap();
         let mut session = CamSession::new(model, &x, layer).unwrap();
         let all_in = s.objects.iter().all(|o| {
             let map = session.compute(method, o.class).unwrap();

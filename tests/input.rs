@@ -134,7 +134,7 @@ fn fitting_resizes_or_centre_crops_and_keeps_exact_sizes() {
 #[test]
 fn tensors_are_normalised_per_channel() {
     let img = image::RgbImage::from_pixel(4, 3, Rgb([255, 0, 51]));
-    let t = to_tensor(&img, &norm(3, 4), &Device::Cpu).unwrap();
+    let t = to_tensor(&img, &norm(3, 4), 3, &Device::Cpu).unwrap();
     assert_eq!(t.dims(), [1, 3, 3, 4]);
     let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
     assert!((v[0] - 1.0).abs() < 1e-6);

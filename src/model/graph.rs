@@ -97,6 +97,15 @@ impl Graph {
         self.classifier
     }
 
+    /// Changes the input's channel count, before any node reads the input.
+    pub fn set_input_channels(&mut self, channels: usize) -> std::result::Result<(), String> {
+        if self.nodes.iter().any(|n| n.inputs.contains(&0)) {
+            return Err("the input's channels are fixed once a layer reads it".into());
+        }
+        self.nodes[0].shape[1] = channels;
+        Ok(())
+    }
+
     /// Marks `id` as the classification head's output.
     pub fn set_classifier(&mut self, id: NodeId) {
         self.classifier = Some(id);

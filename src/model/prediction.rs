@@ -39,10 +39,12 @@ impl Prediction {
 }
 
 impl Model {
-    /// The image fitted to the input size and normalised, as a `(1, 3, H, W)` tensor.
+    /// The image fitted to the input size and normalised, as a `(1, C, H, W)` tensor (C = 3,
+    /// or 1 for a grayscale model).
     pub fn input_tensor(&self, image: &RgbImage, fit: Fit) -> Result<Tensor> {
         let fitted = fit_image(image, &self.normalisation, fit);
-        to_tensor(&fitted, &self.normalisation, &self.device)
+        let (channels, _, _) = self.graph.input_size();
+        to_tensor(&fitted, &self.normalisation, channels, &self.device)
     }
 
     /// Runs the network on an image, keeping the requested node outputs.

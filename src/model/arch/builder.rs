@@ -113,6 +113,16 @@ impl<'a> Builder<'a> {
     }
 
     pub fn conv(&mut self, name: &str, input: NodeId, spec: ConvSpec) -> Result<NodeId> {
+        // The network takes the channels its first convolution's weight has (1 for a
+        // grayscale model), whatever the input was started with.
+        if input == 0 && spec.groups == 1 {
+            if let Some(&[_, c, _, _]) = self.weights.shape_of(&format!("{name}.weight")).as_deref()
+            {
+                if c > 0 && c != self.channels(input) {
+                    self.graph.set_input_channels(c).map_err(|e| anyhow!(e))?;
+                }
+            }
+        }
         let cin = self.channels(input);
         if spec.groups == 0
             || !cin.is_multiple_of(spec.groups)

@@ -314,7 +314,10 @@ impl<'m> CamSession<'m> {
             let acts = self.model.graph.forward(&x, &Keep::Only(vec![]))?;
             let logits = acts.get(self.model.graph.output()).context("no output")?;
             let logits = logits.flatten_from(1)?;
-            debug_assert_eq!(logits.dim(D::Minus1)?, self.logits.len());
+            debug_assert_eq!(
+                self.head.scores(&vec![0.0; logits.dim(D::Minus1)?]).len(),
+                self.logits.len()
+            );
             rows.extend(logits.to_vec2::<f32>()?);
         }
         Ok(rows)

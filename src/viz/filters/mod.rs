@@ -153,6 +153,14 @@ pub fn optimise(
     if channels.is_empty() {
         bail!("no channels to optimise");
     }
+    let (inputs, _, _) = model.graph.input_size();
+    if inputs != 3 {
+        bail!(
+            "filter patterns are optimised as RGB images; {} takes {inputs} input channel{}",
+            model.name,
+            if inputs == 1 { "" } else { "s" }
+        );
+    }
     if settings.size < 16 || settings.size > 1024 {
         bail!("the image size must be between 16 and 1024 pixels");
     }
