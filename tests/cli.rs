@@ -606,3 +606,35 @@ fn a_grayscale_model_reads_the_image_luma() {
             .unwrap();
     assert!(info.contains("input 1x64x80"), "{info}");
 }
+
+#[test]
+fn prefix_names_where_the_model_is_inside_a_checkpoint() {
+    let d = tempfile::tempdir().unwrap();
+    let img = image(d.path());
+    let m = common::edited_vgg(d.path(), "wrapped.safetensors", |t| {
+        let mut renamed: std::collections::HashMap<_, _> =
+            t.drain().map(|(k, v)| (format!("net.{k}"), v)).collect();
+        let extra =
+            candle_core::Tensor::ones(3, candle_core::DType::F32, &candle_core::Device::Cpu);
+        renamed.insert("criterion.weight".to_string(), extra.unwrap());
+        *t = renamed;
+    });
+    let m = m.to_str().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_convscope"))
+        .args(["predict", m, &img])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let v = json(&run(
+        &["--prefix", "net.", "predict", m, &img, "--json"],
+        d.path(),
+    ));
+    assert_eq!(v["logits"].as_array().unwrap().len(), 10);
+    // Also before the subcommand is implied: `convscope --prefix net. MODEL` opens the explorer.
+    let args = convscope::cli::with_default_subcommand(
+        ["convscope", "--prefix", "net.", m]
+            .map(String::from)
+            .to_vec(),
+    );
+    assert_eq!(args, ["convscope", "explore", "--prefix", "net.", m]);
+}

@@ -35,6 +35,10 @@ pub struct Cli {
     /// families table).
     #[arg(long, global = true, help = arch_help())]
     pub arch: Option<String>,
+    /// The prefix of the model's own names in the checkpoint (`net.`), taken off them; the
+    /// common wrappers' prefixes (module., model., _orig_mod., ...) are found without it.
+    #[arg(long, global = true)]
+    pub prefix: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -75,7 +79,7 @@ fn arch_help() -> String {
 }
 
 /// Global options that take a value (to find the first positional argument).
-const VALUED_OPTIONS: [&str; 4] = ["--config", "--device", "--arch", "--protocol"];
+const VALUED_OPTIONS: [&str; 5] = ["--config", "--device", "--arch", "--prefix", "--protocol"];
 
 /// `convscope [OPTIONS] [MODEL] [IMAGE]` means `convscope explore ...`: inserts the `explore`
 /// subcommand when the first positional argument names no subcommand.
@@ -137,6 +141,7 @@ pub struct Session {
     pub config: Config,
     pub device: Device,
     pub arch: Option<String>,
+    pub prefix: Option<String>,
 }
 
 impl Session {
@@ -147,12 +152,18 @@ impl Session {
             config,
             device,
             arch: cli.arch.clone(),
+            prefix: cli.prefix.clone(),
         })
     }
 
     pub fn model(&self, path: Option<&Path>) -> Result<Model> {
         let path = path.unwrap_or(&self.config.model);
-        Model::open(path, self.arch.as_deref(), &self.device)
+        Model::open_with(
+            path,
+            self.arch.as_deref(),
+            self.prefix.as_deref(),
+            &self.device,
+        )
     }
 
     /// Opens the model, then reads the image (so a bad model is reported first).

@@ -56,6 +56,17 @@ pub struct Model {
 impl Model {
     /// Opens a model folder (with model.toml), a model.toml, or a checkpoint file.
     pub fn open(path: &Path, arch: Option<&str>, device: &Device) -> Result<Model> {
+        Model::open_with(path, arch, None, device)
+    }
+
+    /// [`Model::open`], with `prefix` (the model's names inside the checkpoint's, e.g. `net.`)
+    /// taking the place of model.toml's.
+    pub fn open_with(
+        path: &Path,
+        arch: Option<&str>,
+        prefix: Option<&str>,
+        device: &Device,
+    ) -> Result<Model> {
         let meta = std::fs::metadata(path)
             .with_context(|| format!("cannot open model {}", path.display()))?;
         let toml_path = if meta.is_dir() {
@@ -69,13 +80,16 @@ impl Model {
         } else {
             None
         };
-        let (card, base) = match &toml_path {
+        let (mut card, base) = match &toml_path {
             Some(p) => (
                 ModelCard::read(p)?,
                 p.parent().unwrap_or(Path::new(".")).to_path_buf(),
             ),
             None => (ModelCard::for_checkpoint(path), PathBuf::from(".")),
         };
+        if let Some(prefix) = prefix {
+            card.prefix = Some(prefix.to_string());
+        }
         let name = display_name(path);
         let bare = toml_path.is_none();
         Model::from_card(&card, &base, arch, device, name, path, bare)
@@ -97,7 +111,7 @@ impl Model {
                 let inner = dict.under(prefix);
                 if inner.is_empty() {
                     bail!(
-                        "{} has no tensors under the prefix '{prefix}' that model.toml names",
+                        "{} has no tensors under the prefix '{prefix}'",
                         weights_path.display()
                     );
                 }
