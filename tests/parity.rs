@@ -293,3 +293,56 @@ fn fine_tuned_heads_and_backbones_open() {
     let err = model.require_head().unwrap_err().to_string();
     assert!(err.contains("has no classification head"), "{err}");
 }
+
+#[test]
+fn every_single_linear_head_may_sit_in_a_sequential_or_be_missing() {
+    // Families whose head is one Linear: moved to `name.1` (after a Dropout) it is found there;
+    // left out, the network is a backbone ending in its pooled features.
+    for (file, head) in [
+        ("densenet121_small", "classifier"),
+        ("googlenet_small", "fc"),
+        ("regnet_y_small", "fc"),
+        ("shufflenet_v2_small", "fc"),
+        ("inception_v3_small", "fc"),
+        ("resnext50_small", "fc"),
+    ] {
+        let exp = expected(&format!("{file}_expected.safetensors"));
+        let (_, _, h, w) = exp["input"].dims4().unwrap();
+        let original =
+            StateDict::load(&fixture(&format!("{file}.safetensors")), &Device::Cpu).unwrap();
+        let build = |dict: StateDict| {
+            let arch = Arch::for_checkpoint(None, &dict).unwrap();
+            let mut weights = CheckpointWeights::new(dict, Device::Cpu);
+            arch.build((3, h, w), &mut weights).unwrap()
+        };
+        let mut moved = std::collections::HashMap::new();
+        let mut headless = std::collections::HashMap::new();
+        for name in original.names() {
+            let t = original.get(name).unwrap().clone();
+            match name.strip_prefix(&format!("{head}.")) {
+                Some(rest) => {
+                    moved.insert(format!("{head}.1.{rest}"), t);
+                }
+                None => {
+                    moved.insert(name.to_string(), t.clone());
+                    headless.insert(name.to_string(), t);
+                }
+            }
+        }
+        let graph = build(StateDict::from_tensors(moved));
+        assert_eq!(
+            graph.node(graph.classifier().unwrap()).name,
+            format!("{head}.1"),
+            "{file}"
+        );
+        let acts = graph.forward(&exp["input"], &Keep::Only(vec![])).unwrap();
+        assert_close(file, acts.get(graph.output()).unwrap(), &exp["logits"], TOL);
+        let graph = build(StateDict::from_tensors(headless));
+        assert!(graph.classifier().is_none(), "{file}");
+        assert_eq!(
+            graph.node(graph.output()).shape.len(),
+            2,
+            "{file}: ends in pooled features"
+        );
+    }
+}

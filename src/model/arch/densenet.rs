@@ -11,7 +11,7 @@
 use anyhow::{bail, Result};
 
 use super::builder::{Builder, ConvSpec};
-use super::{rows, sized, Arch, Family, Layout};
+use super::{read_head, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{AdaptiveAvgPool, Concat, Flatten, Op, Pool, PoolKind};
@@ -27,6 +27,9 @@ pub struct DenseNetConfig {
     /// Output width of each transition (half its input in torchvision).
     pub transitions: [usize; 3],
     pub classes: usize,
+    /// The final linear layer (`classifier`, the Linear of a fine-tuned Sequential there, or none in a
+    /// backbone saved without it).
+    pub head: Option<String>,
 }
 
 /// torchvision's variants: depth, layers per block, growth, initial width.
@@ -42,8 +45,7 @@ pub const FAMILY: Family = Family {
     names: &["densenet121", "densenet161", "densenet169", "densenet201"],
     detect: |dict| {
         (dict.contains("features.conv0.weight")
-            && dict.contains("features.denseblock1.denselayer1.conv1.weight")
-            && dict.contains("classifier.weight"))
+            && dict.contains("features.denseblock1.denselayer1.conv1.weight"))
         .then(|| detect(dict).map(Arch::new))
     },
     standard: |name, classes, dict| {
@@ -71,6 +73,7 @@ impl DenseNetConfig {
             blocks,
             transitions,
             classes,
+            head: Some("classifier".into()),
         })
     }
 
@@ -92,9 +95,7 @@ impl DenseNetConfig {
                 *t = n;
             }
         }
-        if let Some(n) = rows("classifier.weight") {
-            self.classes = n;
-        }
+        read_head(dict, "classifier", &mut self.head, &mut self.classes);
         self
     }
 }
@@ -180,7 +181,9 @@ impl Layout for DenseNetConfig {
         let gap = AdaptiveAvgPool { out_h: 1, out_w: 1 };
         x = b.op("adaptive_avg_pool2d", Op::AdaptiveAvgPool(gap), &[x])?;
         x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
-        b.classifier("classifier", x, self.classes)?;
+        if let Some(head) = &self.head {
+            b.classifier(head, x, self.classes)?;
+        }
         Ok(())
     }
 

@@ -10,7 +10,7 @@
 use anyhow::{bail, Result};
 
 use super::builder::{Builder, ConvSpec};
-use super::{rows, sized, Arch, Family, Layout};
+use super::{read_head, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{AdaptiveAvgPool, Concat, Dropout, Flatten, Op, Pool, PoolKind};
@@ -26,6 +26,9 @@ pub struct GoogLeNetConfig {
     pub stem: [usize; 3],
     pub modules: [Widths; 9],
     pub classes: usize,
+    /// The final linear layer (`fc`, the Linear of a fine-tuned Sequential there, or none in a
+    /// backbone saved without it).
+    pub head: Option<String>,
 }
 
 const MODULES: [&str; 9] = [
@@ -50,10 +53,8 @@ pub const FAMILY: Family = Family {
     title: "torchvision GoogLeNet",
     names: &["googlenet"],
     detect: |dict| {
-        (dict.contains("conv1.conv.weight")
-            && dict.contains("inception3a.branch1.conv.weight")
-            && dict.contains("fc.weight"))
-        .then(|| detect(dict).map(Arch::new))
+        (dict.contains("conv1.conv.weight") && dict.contains("inception3a.branch1.conv.weight"))
+            .then(|| detect(dict).map(Arch::new))
     },
     standard: |name, classes, dict| {
         (name == "googlenet").then(|| {
@@ -82,6 +83,7 @@ impl GoogLeNetConfig {
                 [384, 192, 384, 48, 128, 128],
             ],
             classes,
+            head: Some("fc".into()),
         }
     }
 
@@ -108,9 +110,7 @@ impl GoogLeNetConfig {
                 }
             }
         }
-        if let Some(n) = rows("fc.weight") {
-            self.classes = n;
-        }
+        read_head(dict, "fc", &mut self.head, &mut self.classes);
         self
     }
 }
@@ -175,7 +175,9 @@ impl Layout for GoogLeNetConfig {
         x = b.op("avgpool", Op::AdaptiveAvgPool(gap), &[x])?;
         x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
         x = b.op("dropout", Op::Dropout(Dropout), &[x])?;
-        b.classifier("fc", x, self.classes)?;
+        if let Some(head) = &self.head {
+            b.classifier(head, x, self.classes)?;
+        }
         Ok(())
     }
 

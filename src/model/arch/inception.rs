@@ -12,7 +12,7 @@
 use anyhow::{bail, Result};
 
 use super::builder::{Builder, ConvSpec};
-use super::{rows, sized, Arch, Family, Layout};
+use super::{read_head, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{AdaptiveAvgPool, Concat, Dropout, Flatten, Op, Pool, PoolKind};
@@ -59,6 +59,9 @@ const STEM: [(&str, usize, usize, usize, Option<&str>); 5] = [
 pub struct InceptionConfig {
     pub widths: std::collections::BTreeMap<String, usize>,
     pub classes: usize,
+    /// The final linear layer (`fc`, the Linear of a fine-tuned Sequential there, or none in a
+    /// backbone saved without it).
+    pub head: Option<String>,
 }
 
 pub const FAMILY: Family = Family {
@@ -172,6 +175,7 @@ impl InceptionConfig {
         InceptionConfig {
             widths: standard_widths().into_iter().collect(),
             classes,
+            head: Some("fc".into()),
         }
     }
 
@@ -182,9 +186,7 @@ impl InceptionConfig {
                 *w = n;
             }
         }
-        if let Some(n) = rows(dict, "fc.weight") {
-            self.classes = n;
-        }
+        read_head(dict, "fc", &mut self.head, &mut self.classes);
         self
     }
 }
@@ -341,7 +343,9 @@ impl Layout for InceptionConfig {
         x = b.op("avgpool", Op::AdaptiveAvgPool(gap), &[x])?;
         x = b.op("dropout", Op::Dropout(Dropout), &[x])?;
         x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
-        b.classifier("fc", x, self.classes)?;
+        if let Some(head) = &self.head {
+            b.classifier(head, x, self.classes)?;
+        }
         Ok(())
     }
 

@@ -88,6 +88,18 @@ fn conv_shape(dict: &StateDict, name: &str) -> Option<[usize; 4]> {
     }
 }
 
+/// Reads a family's final linear layer `name` from a checkpoint into `head` and `classes`: the
+/// Linear at `name` or the one inside a Sequential there (see [`linear_head`]), none for a
+/// backbone with no tensors under `name`; otherwise both stay as they are (and the build says
+/// what it misses).
+fn read_head(dict: &StateDict, name: &str, head: &mut Option<String>, classes: &mut usize) {
+    match linear_head(dict, name) {
+        Some((path, n)) => (*head, *classes) = (Some(path), n),
+        None if !dict.names().any(|k| k.starts_with(&format!("{name}."))) => *head = None,
+        None => {}
+    }
+}
+
 /// A final linear layer named `name` in a checkpoint, with its class count: `name` itself, or
 /// the one Linear of a Sequential there (`fc.1` after a Dropout, as fine-tuning scripts write
 /// it). `None` when there is neither (no head, or several linear layers whose activations in

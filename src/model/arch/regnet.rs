@@ -10,7 +10,7 @@ use anyhow::{bail, Result};
 
 use super::blocks::{conv_norm_act, squeeze_excitation, Act};
 use super::builder::{Builder, ConvSpec};
-use super::{conv_shape, rows, sized, Arch, Family, Layout};
+use super::{conv_shape, read_head, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{AdaptiveAvgPool, Add, Flatten, Function, Op};
@@ -31,6 +31,9 @@ pub struct RegNetConfig {
     pub stem: usize,
     pub stages: Vec<Vec<Block>>,
     pub classes: usize,
+    /// The final linear layer (`fc`, the Linear of a fine-tuned Sequential there, or none in a
+    /// backbone saved without it).
+    pub head: Option<String>,
 }
 
 /// torchvision's variants: name, blocks per stage, width per stage, group width per stage, SE.
@@ -165,8 +168,7 @@ pub const FAMILY: Family = Family {
     ],
     detect: |dict| {
         (dict.contains("stem.0.weight")
-            && dict.contains("trunk_output.block1.block1-0.f.a.0.weight")
-            && dict.contains("fc.weight"))
+            && dict.contains("trunk_output.block1.block1-0.f.a.0.weight"))
         .then(|| Ok(Arch::new(RegNetConfig::empty().with_widths_of(dict))))
     },
     standard: |name, classes, dict| {
@@ -205,6 +207,7 @@ impl RegNetConfig {
             stem: 32,
             stages,
             classes,
+            head: Some("fc".into()),
         })
     }
 
@@ -215,6 +218,7 @@ impl RegNetConfig {
             stem: 32,
             stages: vec![Vec::new(); 4],
             classes: 1000,
+            head: Some("fc".into()),
         }
     }
 
@@ -246,9 +250,7 @@ impl RegNetConfig {
                 })
                 .collect();
         }
-        if let Some(n) = rows(dict, "fc.weight") {
-            self.classes = n;
-        }
+        read_head(dict, "fc", &mut self.head, &mut self.classes);
         let depths: Vec<usize> = self.stages.iter().map(Vec::len).collect();
         let widths: Vec<usize> = self
             .stages
@@ -319,7 +321,9 @@ impl Layout for RegNetConfig {
         let gap = AdaptiveAvgPool { out_h: 1, out_w: 1 };
         x = b.op("avgpool", Op::AdaptiveAvgPool(gap), &[x])?;
         x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
-        b.classifier("fc", x, self.classes)?;
+        if let Some(head) = &self.head {
+            b.classifier(head, x, self.classes)?;
+        }
         Ok(())
     }
 

@@ -11,7 +11,7 @@
 use anyhow::{bail, Result};
 
 use super::builder::{Builder, ConvSpec};
-use super::{conv_shape, linear_head, rows, sized, Arch, Family, Layout};
+use super::{conv_shape, read_head, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{AdaptiveAvgPool, Add, Flatten, Op, Pool, PoolKind};
@@ -113,11 +113,7 @@ impl ResNetConfig {
                 w.1 = n;
             }
         }
-        match linear_head(dict, "fc") {
-            Some((head, classes)) => (self.head, self.classes) = (Some(head), classes),
-            None if !dict.names().any(|n| n.starts_with("fc.")) => self.head = None,
-            None => {}
-        }
+        read_head(dict, "fc", &mut self.head, &mut self.classes);
         if self.bottleneck {
             // A grouped conv's weight holds inner / groups input channels.
             if let Some([inner, per_group, _, _]) = conv_shape(dict, "layer1.0.conv2.weight") {

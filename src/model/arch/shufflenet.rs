@@ -12,7 +12,7 @@ use anyhow::{bail, Result};
 
 use super::blocks::conv_bn_at;
 use super::builder::{Builder, ConvSpec};
-use super::{rows, sized, Arch, Family, Layout};
+use super::{read_head, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{
@@ -26,6 +26,9 @@ pub struct ShuffleNetConfig {
     /// conv1, stage2, stage3, stage4 and conv5 widths.
     pub widths: [usize; 5],
     pub classes: usize,
+    /// The final linear layer (`fc`, the Linear of a fine-tuned Sequential there, or none in a
+    /// backbone saved without it).
+    pub head: Option<String>,
 }
 
 const VARIANTS: [(&str, [usize; 5]); 4] = [
@@ -44,10 +47,8 @@ pub const FAMILY: Family = Family {
         "shufflenet_v2_x2_0",
     ],
     detect: |dict| {
-        (dict.contains("conv1.0.weight")
-            && dict.contains("stage2.0.branch1.0.weight")
-            && dict.contains("fc.weight"))
-        .then(|| detect(dict).map(Arch::new))
+        (dict.contains("conv1.0.weight") && dict.contains("stage2.0.branch1.0.weight"))
+            .then(|| detect(dict).map(Arch::new))
     },
     standard: |name, classes, dict| {
         let cfg = ShuffleNetConfig::standard(name, classes)?;
@@ -63,6 +64,7 @@ impl ShuffleNetConfig {
             repeats: [4, 8, 4],
             widths,
             classes,
+            head: Some("fc".into()),
         })
     }
 
@@ -88,9 +90,7 @@ impl ShuffleNetConfig {
         if let Some(n) = rows("conv5.0.weight") {
             self.widths[4] = n;
         }
-        if let Some(n) = rows("fc.weight") {
-            self.classes = n;
-        }
+        read_head(dict, "fc", &mut self.head, &mut self.classes);
         self.variant = VARIANTS.iter().find(|v| v.1 == self.widths).map(|v| v.0);
         self
     }
@@ -196,7 +196,9 @@ impl Layout for ShuffleNetConfig {
         let gap = AdaptiveAvgPool { out_h: 1, out_w: 1 };
         x = b.op("mean", Op::AdaptiveAvgPool(gap), &[x])?;
         x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
-        b.classifier("fc", x, self.classes)?;
+        if let Some(head) = &self.head {
+            b.classifier(head, x, self.classes)?;
+        }
         Ok(())
     }
 
