@@ -420,3 +420,24 @@ fn a_backbone_without_a_head_serves_its_layers_and_refuses_classes() {
         );
     }
 }
+
+#[test]
+fn filter_channels_past_the_layer_are_refused_as_ranges_and_as_indices() {
+    let m = fixture(VGG);
+    // features.2 has 4 channels in the reduced fixture.
+    fails(
+        &[
+            "filters",
+            s(&m),
+            "--layer",
+            "features.2",
+            "--channels",
+            "0..64",
+        ],
+        "channels 0..64 reach past the layer's 4 channels (0..4)",
+    );
+    fails(
+        &["filters", s(&m), "--layer", "features.2", "--channels", "9"],
+        "channel 9 is out of range: the layer has 4 channels",
+    );
+}

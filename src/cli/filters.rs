@@ -57,7 +57,10 @@ pub fn parse_channels(spec: &str, count: usize) -> Result<Vec<usize>> {
             Some((a, b)) => {
                 let a: usize = a.trim().parse().with_context(bad)?;
                 let b: usize = b.trim().parse().with_context(bad)?;
-                out.extend(a..b.min(count));
+                if b > count {
+                    bail!("channels {a}..{b} reach past the layer's {count} channels (0..{count})");
+                }
+                out.extend(a..b);
             }
             None => out.push(part.parse().with_context(bad)?),
         }

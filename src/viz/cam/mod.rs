@@ -154,6 +154,18 @@ impl<'m> CamSession<'m> {
         &self.model.graph.node(self.layer).name
     }
 
+    /// A gradient method's raw map: `weigh(activations, gradients)` for the class's gradient.
+    fn from_gradient(
+        &mut self,
+        class: usize,
+        weigh: fn(&[Vec<f32>], &[Vec<f32>]) -> Vec<f32>,
+    ) -> Result<Vec<f32>> {
+        let acts = std::mem::take(&mut self.activation);
+        let raw = self.gradient(class).map(|grads| weigh(&acts, grads));
+        self.activation = acts;
+        raw
+    }
+
     /// d score[class] / d layer output, from the kept forward pass (cached per class).
     fn gradient(&mut self, class: usize) -> Result<&Vec<Vec<f32>>> {
         if !self.gradients.contains_key(&class) {
@@ -195,18 +207,11 @@ impl<'m> CamSession<'m> {
                 let w = self.score_cam_weights(class)?;
                 methods::weighted_sum(&self.activation, &w)
             }
-            _ => {
-                let acts = std::mem::take(&mut self.activation);
-                let result = self.gradient(class).map(|grads| match method {
-                    CamMethod::Gradcam => methods::grad_cam(&acts, grads),
-                    CamMethod::Gradcamplusplus => methods::grad_cam_plus_plus(&acts, grads),
-                    CamMethod::Hirescam => methods::hires_cam(&acts, grads),
-                    CamMethod::Xgradcam => methods::xgrad_cam(&acts, grads),
-                    _ => methods::layer_cam(&acts, grads),
-                });
-                self.activation = acts;
-                result?
-            }
+            CamMethod::Gradcam => self.from_gradient(class, methods::grad_cam)?,
+            CamMethod::Gradcamplusplus => self.from_gradient(class, methods::grad_cam_plus_plus)?,
+            CamMethod::Hirescam => self.from_gradient(class, methods::hires_cam)?,
+            CamMethod::Xgradcam => self.from_gradient(class, methods::xgrad_cam)?,
+            CamMethod::Layercam => self.from_gradient(class, methods::layer_cam)?,
         };
         let relu: Vec<f32> = raw
             .iter()
