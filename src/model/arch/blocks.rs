@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use super::builder::{Builder, ConvSpec};
 use crate::model::graph::NodeId;
-use crate::model::ops::{AdaptiveAvgPool, Function, Gate, Op};
+use crate::model::ops::{Function, Gate, Op};
 
 /// The activation after a conv + norm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,8 +71,7 @@ pub fn squeeze_excitation(
 ) -> Result<NodeId> {
     let p = |s: &str| format!("{name}.{s}");
     let channels = b.shape(x)[1];
-    let gap = AdaptiveAvgPool { out_h: 1, out_w: 1 };
-    let s = b.op(&p("avgpool"), Op::AdaptiveAvgPool(gap), &[x])?;
+    let s = b.global_avg_pool(&p("avgpool"), x)?;
     let s = b.conv(&p("fc1"), s, ConvSpec::new(squeeze, 1, 0, true))?;
     let s = activate(b, &p("activation"), s, activation)?;
     let s = b.conv(&p("fc2"), s, ConvSpec::new(channels, 1, 0, true))?;

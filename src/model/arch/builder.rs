@@ -7,7 +7,7 @@ use candle_core::Tensor;
 use crate::model::graph::{Graph, NodeId};
 use crate::model::ops::geometry::{Axis, Window};
 use crate::model::ops::{
-    Activation, BatchNorm, Conv2d, Function, LayerNorm, Linear, Op, Pool, Relu,
+    Activation, AdaptiveAvgPool, BatchNorm, Conv2d, Function, LayerNorm, Linear, Op, Pool, Relu,
 };
 use crate::model::weights::Weights;
 
@@ -211,6 +211,21 @@ impl<'a> Builder<'a> {
         let id = self.linear(name, input, classes, true)?;
         self.scores(id);
         Ok(id)
+    }
+
+    /// The classifier where the checkpoint has one (`head`), nothing for a backbone without it.
+    pub fn head(&mut self, head: Option<&str>, input: NodeId, classes: usize) -> Result<()> {
+        if let Some(name) = head {
+            self.classifier(name, input, classes)?;
+        }
+        Ok(())
+    }
+
+    /// Global average pooling to one value per channel (`AdaptiveAvgPool2d(1)`, or a
+    /// functional `mean([2, 3])` keeping the dimensions).
+    pub fn global_avg_pool(&mut self, name: &str, input: NodeId) -> Result<NodeId> {
+        let gap = AdaptiveAvgPool { out_h: 1, out_w: 1 };
+        self.op(name, Op::AdaptiveAvgPool(gap), &[input])
     }
 
     /// Marks `id` as the node whose outputs are the class scores (a network built without one

@@ -15,9 +15,7 @@ use super::builder::{Builder, ConvSpec};
 use super::{rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
-use crate::model::ops::{
-    AdaptiveAvgPool, Add, ChannelScale, Dropout, Flatten, Function, Op, Permute,
-};
+use crate::model::ops::{Add, ChannelScale, Dropout, Flatten, Function, Op, Permute};
 
 const EPS: f64 = 1e-6;
 
@@ -154,8 +152,7 @@ impl Layout for ConvNextConfig {
                 x = b.conv(&format!("{down}.1"), x, conv)?;
             }
         }
-        let gap = AdaptiveAvgPool { out_h: 1, out_w: 1 };
-        x = b.op("avgpool", Op::AdaptiveAvgPool(gap), &[x])?;
+        x = b.global_avg_pool("avgpool", x)?;
         x = b.layer_norm("classifier.0", x, EPS)?;
         x = b.op("classifier.1", Op::Flatten(Flatten), &[x])?;
         b.classifier("classifier.2", x, self.classes)?;

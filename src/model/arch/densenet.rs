@@ -14,7 +14,7 @@ use super::builder::{Builder, ConvSpec};
 use super::{read_head, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
-use crate::model::ops::{AdaptiveAvgPool, Concat, Flatten, Op, Pool, PoolKind};
+use crate::model::ops::{Concat, Flatten, Op, Pool, PoolKind};
 
 #[derive(Debug, Clone)]
 pub struct DenseNetConfig {
@@ -178,12 +178,9 @@ impl Layout for DenseNetConfig {
         }
         x = b.batch_norm("features.norm5", x, 1e-5)?;
         x = b.relu("relu", x)?;
-        let gap = AdaptiveAvgPool { out_h: 1, out_w: 1 };
-        x = b.op("adaptive_avg_pool2d", Op::AdaptiveAvgPool(gap), &[x])?;
+        x = b.global_avg_pool("adaptive_avg_pool2d", x)?;
         x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
-        if let Some(head) = &self.head {
-            b.classifier(head, x, self.classes)?;
-        }
+        b.head(self.head.as_deref(), x, self.classes)?;
         Ok(())
     }
 

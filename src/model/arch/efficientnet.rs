@@ -19,7 +19,7 @@ use super::builder::{Builder, ConvSpec};
 use super::{conv_shape, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
-use crate::model::ops::{AdaptiveAvgPool, Add, Dropout, Flatten, Function, Op};
+use crate::model::ops::{Add, Dropout, Flatten, Function, Op};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -339,8 +339,7 @@ impl Layout for EfficientNetConfig {
         let last = format!("features.{}", self.stages.len() + 1);
         let spec = ConvSpec::new(self.last_conv, 1, 0, false);
         x = conv_norm_act(b, &last, x, spec, self.eps, silu)?;
-        let gap = AdaptiveAvgPool { out_h: 1, out_w: 1 };
-        x = b.op("avgpool", Op::AdaptiveAvgPool(gap), &[x])?;
+        x = b.global_avg_pool("avgpool", x)?;
         x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
         x = b.op("classifier.0", Op::Dropout(Dropout), &[x])?;
         b.classifier("classifier.1", x, self.classes)?;

@@ -15,7 +15,7 @@ use super::builder::{Builder, ConvSpec};
 use super::{read_head, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
-use crate::model::ops::{AdaptiveAvgPool, Concat, Dropout, Flatten, Op, Pool, PoolKind};
+use crate::model::ops::{Concat, Dropout, Flatten, Op, Pool, PoolKind};
 
 const EPS: f64 = 1e-3;
 
@@ -339,13 +339,10 @@ impl Layout for InceptionConfig {
         for (name, kind) in MODULES {
             x = module(b, self, name, kind, x)?;
         }
-        let gap = AdaptiveAvgPool { out_h: 1, out_w: 1 };
-        x = b.op("avgpool", Op::AdaptiveAvgPool(gap), &[x])?;
+        x = b.global_avg_pool("avgpool", x)?;
         x = b.op("dropout", Op::Dropout(Dropout), &[x])?;
         x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
-        if let Some(head) = &self.head {
-            b.classifier(head, x, self.classes)?;
-        }
+        b.head(self.head.as_deref(), x, self.classes)?;
         Ok(())
     }
 

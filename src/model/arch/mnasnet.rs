@@ -12,7 +12,7 @@ use super::builder::{Builder, ConvSpec};
 use super::{conv_shape, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
-use crate::model::ops::{AdaptiveAvgPool, Add, Dropout, Flatten, Op};
+use crate::model::ops::{Add, Dropout, Flatten, Op};
 
 /// One inverted residual block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,8 +202,7 @@ impl Layout for MnasNetConfig {
             ConvSpec::new(self.last, 1, 0, false),
             true,
         )?;
-        let gap = AdaptiveAvgPool { out_h: 1, out_w: 1 };
-        x = b.op("mean", Op::AdaptiveAvgPool(gap), &[x])?;
+        x = b.global_avg_pool("mean", x)?;
         x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
         x = b.op("classifier.0", Op::Dropout(Dropout), &[x])?;
         b.classifier("classifier.1", x, self.classes)?;

@@ -14,7 +14,7 @@ use super::builder::{Builder, ConvSpec};
 use super::{rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
-use crate::model::ops::{AdaptiveAvgPool, Add, Dropout, Flatten, Function, Op};
+use crate::model::ops::{Add, Dropout, Flatten, Function, Op};
 
 /// One inverted residual block: its expanded width (equal to the input's when there is no
 /// expansion), output width and stride.
@@ -175,8 +175,7 @@ impl Layout for MobileNetV2Config {
         }
         let last = format!("features.{}", self.blocks.len() + 1);
         x = conv_bn_relu6(b, &last, x, ConvSpec::new(self.last, 1, 0, false))?;
-        let gap = AdaptiveAvgPool { out_h: 1, out_w: 1 };
-        x = b.op("adaptive_avg_pool2d", Op::AdaptiveAvgPool(gap), &[x])?;
+        x = b.global_avg_pool("adaptive_avg_pool2d", x)?;
         x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
         x = b.op("classifier.0", Op::Dropout(Dropout), &[x])?;
         b.classifier("classifier.1", x, self.classes)?;

@@ -15,7 +15,7 @@ use super::builder::{Builder, ConvSpec};
 use super::{conv_shape, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
-use crate::model::ops::{AdaptiveAvgPool, Add, Dropout, Flatten, Function, Op};
+use crate::model::ops::{Add, Dropout, Flatten, Function, Op};
 
 const EPS: f64 = 1e-3;
 
@@ -237,8 +237,7 @@ impl Layout for MobileNetV3Config {
         let last = format!("features.{}", self.blocks.len() + 1);
         let spec = ConvSpec::new(self.last_conv, 1, 0, false);
         x = conv_norm_act(b, &last, x, spec, EPS, hardswish)?;
-        let gap = AdaptiveAvgPool { out_h: 1, out_w: 1 };
-        x = b.op("avgpool", Op::AdaptiveAvgPool(gap), &[x])?;
+        x = b.global_avg_pool("avgpool", x)?;
         x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
         x = b.linear("classifier.0", x, self.hidden, true)?;
         x = b.activation("classifier.1", x, Function::Hardswish)?;

@@ -13,7 +13,7 @@ use super::builder::{Builder, ConvSpec};
 use super::{conv_shape, read_head, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
-use crate::model::ops::{AdaptiveAvgPool, Add, Flatten, Function, Op};
+use crate::model::ops::{Add, Flatten, Function, Op};
 
 /// One block: output width, bottleneck width, groups of the 3x3 conv, SE width, stride.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,12 +318,9 @@ impl Layout for RegNetConfig {
                 x = block(b, &block_name(s + 1, i), x, blk)?;
             }
         }
-        let gap = AdaptiveAvgPool { out_h: 1, out_w: 1 };
-        x = b.op("avgpool", Op::AdaptiveAvgPool(gap), &[x])?;
+        x = b.global_avg_pool("avgpool", x)?;
         x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
-        if let Some(head) = &self.head {
-            b.classifier(head, x, self.classes)?;
-        }
+        b.head(self.head.as_deref(), x, self.classes)?;
         Ok(())
     }
 

@@ -14,7 +14,7 @@ use super::builder::{Builder, ConvSpec};
 use super::{conv_shape, read_head, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
-use crate::model::ops::{AdaptiveAvgPool, Add, Flatten, Op, Pool, PoolKind};
+use crate::model::ops::{Add, Flatten, Op, Pool, PoolKind};
 
 #[derive(Debug, Clone)]
 pub struct ResNetConfig {
@@ -226,12 +226,9 @@ fn build(cfg: &ResNetConfig, b: &mut Builder) -> Result<()> {
             x = block(b, cfg, &format!("layer{}.{i}", s + 1), x, widths, stride)?;
         }
     }
-    let gap = AdaptiveAvgPool { out_h: 1, out_w: 1 };
-    x = b.op("avgpool", Op::AdaptiveAvgPool(gap), &[x])?;
+    x = b.global_avg_pool("avgpool", x)?;
     x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
-    if let Some(head) = &cfg.head {
-        b.classifier(head, x, cfg.classes)?;
-    }
+    b.head(cfg.head.as_deref(), x, cfg.classes)?;
     Ok(())
 }
 

@@ -15,9 +15,7 @@ use super::builder::{Builder, ConvSpec};
 use super::{read_head, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
-use crate::model::ops::{
-    AdaptiveAvgPool, ChannelShuffle, ChannelSlice, Concat, Flatten, Op, Pool, PoolKind,
-};
+use crate::model::ops::{ChannelShuffle, ChannelSlice, Concat, Flatten, Op, Pool, PoolKind};
 
 #[derive(Debug, Clone)]
 pub struct ShuffleNetConfig {
@@ -193,12 +191,9 @@ impl Layout for ShuffleNetConfig {
             ConvSpec::new(self.widths[4], 1, 0, false),
             true,
         )?;
-        let gap = AdaptiveAvgPool { out_h: 1, out_w: 1 };
-        x = b.op("mean", Op::AdaptiveAvgPool(gap), &[x])?;
+        x = b.global_avg_pool("mean", x)?;
         x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
-        if let Some(head) = &self.head {
-            b.classifier(head, x, self.classes)?;
-        }
+        b.head(self.head.as_deref(), x, self.classes)?;
         Ok(())
     }
 

@@ -13,7 +13,7 @@ use super::builder::{Builder, ConvSpec};
 use super::{rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
-use crate::model::ops::{AdaptiveAvgPool, Concat, Dropout, Flatten, Op, Pool, PoolKind};
+use crate::model::ops::{Concat, Dropout, Flatten, Op, Pool, PoolKind};
 
 /// One entry of `features` after the stem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,8 +176,7 @@ impl Layout for SqueezeNetConfig {
         x = b.op("classifier.0", Op::Dropout(Dropout), &[x])?;
         x = b.conv("classifier.1", x, ConvSpec::new(self.classes, 1, 0, true))?;
         x = b.relu("classifier.2", x)?;
-        let gap = AdaptiveAvgPool { out_h: 1, out_w: 1 };
-        x = b.op("classifier.3", Op::AdaptiveAvgPool(gap), &[x])?;
+        x = b.global_avg_pool("classifier.3", x)?;
         let scores = b.op("flatten", Op::Flatten(Flatten), &[x])?;
         b.scores(scores);
         Ok(())

@@ -70,6 +70,10 @@ pub fn default_layer(model: &Model) -> Option<NodeId> {
     })
 }
 
+/// A gradient method: the raw map from a layer's activations and the class's gradients, one
+/// `h*w` plane per channel each.
+type Weighing = fn(&[Vec<f32>], &[Vec<f32>]) -> Vec<f32>;
+
 /// Everything a CAM needs for one image and one layer.
 pub struct CamSession<'m> {
     model: &'m Model,
@@ -155,11 +159,7 @@ impl<'m> CamSession<'m> {
     }
 
     /// A gradient method's raw map: `weigh(activations, gradients)` for the class's gradient.
-    fn from_gradient(
-        &mut self,
-        class: usize,
-        weigh: fn(&[Vec<f32>], &[Vec<f32>]) -> Vec<f32>,
-    ) -> Result<Vec<f32>> {
+    fn gradient_map(&mut self, class: usize, weigh: Weighing) -> Result<Vec<f32>> {
         let acts = std::mem::take(&mut self.activation);
         let raw = self.gradient(class).map(|grads| weigh(&acts, grads));
         self.activation = acts;
@@ -207,11 +207,11 @@ impl<'m> CamSession<'m> {
                 let w = self.score_cam_weights(class)?;
                 methods::weighted_sum(&self.activation, &w)
             }
-            CamMethod::Gradcam => self.from_gradient(class, methods::grad_cam)?,
-            CamMethod::Gradcamplusplus => self.from_gradient(class, methods::grad_cam_plus_plus)?,
-            CamMethod::Hirescam => self.from_gradient(class, methods::hires_cam)?,
-            CamMethod::Xgradcam => self.from_gradient(class, methods::xgrad_cam)?,
-            CamMethod::Layercam => self.from_gradient(class, methods::layer_cam)?,
+            CamMethod::Gradcam => self.gradient_map(class, methods::grad_cam)?,
+            CamMethod::Gradcamplusplus => self.gradient_map(class, methods::grad_cam_plus_plus)?,
+            CamMethod::Hirescam => self.gradient_map(class, methods::hires_cam)?,
+            CamMethod::Xgradcam => self.gradient_map(class, methods::xgrad_cam)?,
+            CamMethod::Layercam => self.gradient_map(class, methods::layer_cam)?,
         };
         let relu: Vec<f32> = raw
             .iter()
