@@ -5,52 +5,12 @@
 mod common;
 
 use candle_core::{Device, Tensor};
-use common::{assert_close, expected, fixture, fixture_graph, fixture_graph_at};
+use common::{
+    assert_close, check_forward, check_gradients, expected, fixture, fixture_graph,
+    fixture_graph_at, TOL,
+};
 use convscope::model::ops::{Backward, Operation, Pool, PoolKind};
-use convscope::model::{Arch, CheckpointWeights, Graph, Keep, StateDict};
-
-const TOL: f32 = 1e-4;
-
-fn check_forward(graph: &Graph, exp: &std::collections::HashMap<String, Tensor>) {
-    let acts = graph.forward(&exp["input"], &Keep::All).unwrap();
-    assert_close(
-        "logits",
-        acts.get(graph.output()).unwrap(),
-        &exp["logits"],
-        TOL,
-    );
-    let mut checked = 0;
-    for (key, value) in exp {
-        if let Some(layer) = key.strip_prefix("out.") {
-            let id = graph.find(layer).unwrap();
-            assert_close(layer, acts.get(id).unwrap(), value, TOL);
-            checked += 1;
-        }
-    }
-    assert!(checked >= 2, "only {checked} intermediate outputs compared");
-}
-
-fn check_gradients(graph: &Graph, exp: &std::collections::HashMap<String, Tensor>) {
-    let acts = graph.forward(&exp["input"], &Keep::All).unwrap();
-    let class = exp["class"].to_vec1::<i64>().unwrap()[0] as usize;
-    let classes = graph.node(graph.output()).shape[1];
-    let mut onehot = vec![0f32; classes];
-    onehot[class] = 1.0;
-    let seed = Tensor::from_vec(onehot, (1, classes), &Device::Cpu).unwrap();
-    let (layer_key, layer_grad) = exp
-        .iter()
-        .find(|(k, _)| k.starts_with("grad_layer."))
-        .unwrap();
-    let layer = graph
-        .find(layer_key.strip_prefix("grad_layer.").unwrap())
-        .unwrap();
-    let g = graph.gradient(&acts, layer, graph.output(), &seed).unwrap();
-    assert_close("layer gradient", &g, layer_grad, TOL);
-    let g = graph
-        .gradient(&acts, graph.input(), graph.output(), &seed)
-        .unwrap();
-    assert_close("input gradient", &g, &exp["grad_input"], TOL);
-}
+use convscope::model::{Arch, CheckpointWeights, Keep, StateDict};
 
 #[test]
 fn vgg16_forward_matches_torchvision() {

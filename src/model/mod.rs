@@ -9,6 +9,7 @@ pub mod graph;
 pub mod head;
 pub mod load;
 pub mod memory;
+pub mod onnx;
 pub mod ops;
 pub mod prediction;
 mod pth;
@@ -28,6 +29,11 @@ pub use head::Head;
 pub use load::StateDict;
 pub use prediction::Prediction;
 pub use weights::{CheckpointWeights, RandomWeights, Weights};
+
+/// Values per image of the graph's output (the class count of a classifier).
+fn shape_outputs(graph: &Graph) -> usize {
+    graph.node(graph.output()).shape.iter().skip(1).product()
+}
 
 /// The 1000 ImageNet class names, in torchvision's order.
 const IMAGENET_LABELS: &str = include_str!("../../models/imagenet_classes.txt");
@@ -105,7 +111,63 @@ impl Model {
         bare: bool,
     ) -> Result<Model> {
         let weights_path = base.join(&card.weights);
-        let dict = StateDict::load(&weights_path, device)?;
+        let (graph, arch_name, cam_layer, output) = if onnx::is_onnx(&weights_path) {
+            let imported = onnx::open(&weights_path, card.input_size, device)?;
+            let outputs = shape_outputs(&imported.graph);
+            // A graph that ended in a sigmoid over several classes is multi-label.
+            let output = card.output.or(match imported.dropped_output {
+                Some("Sigmoid") if outputs > 1 => Some(Head::Multilabel),
+                _ => None,
+            });
+            let name = format!("onnx graph ({} nodes)", imported.graph.nodes().len() - 1);
+            (imported.graph, name, None, output)
+        } else {
+            let (graph, arch) =
+                Model::build_from_state_dict(card, &weights_path, arch_override, device, bare)?;
+            (graph, arch.name(), arch.cam_layer(), card.output)
+        };
+        let outputs = shape_outputs(&graph);
+        let head = match graph.classifier() {
+            Some(_) => Some(Head::resolve(output, outputs)?),
+            None => None,
+        };
+        let classes = head.map_or(0, |h| h.classes(outputs));
+        let (_, height, width) = graph.input_size();
+        let labels = match (&card.labels, labels_beside(&weights_path)) {
+            (Some(file), _) => read_labels(&base.join(file), classes)?,
+            (None, Some(file)) => read_labels(&file, classes)?,
+            (None, None) if classes == 1000 => {
+                IMAGENET_LABELS.lines().map(str::to_string).collect()
+            }
+            (None, None) => (0..classes).map(|i| format!("class {i}")).collect(),
+        };
+        Ok(Model {
+            name: card.name.clone().unwrap_or(name),
+            arch: arch_name,
+            cam_layer,
+            graph,
+            normalisation: Normalisation {
+                height,
+                width,
+                ..card.normalisation()
+            },
+            labels,
+            head,
+            device: device.clone(),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The graph of a state dict's architecture: detected, or named by `arch_override` or the
+    /// model.toml; a bare checkpoint runs at its family's own input size (Inception v3: 299).
+    fn build_from_state_dict(
+        card: &ModelCard,
+        weights_path: &Path,
+        arch_override: Option<&str>,
+        device: &Device,
+        bare: bool,
+    ) -> Result<(Graph, Arch)> {
+        let dict = StateDict::load(weights_path, device)?;
         let dict = match &card.prefix {
             Some(prefix) => {
                 let inner = dict.under(prefix);
@@ -128,12 +190,10 @@ impl Model {
             (name, _) => Arch::for_checkpoint(Some(name), &dict)?,
         };
         let mut weights = CheckpointWeights::new(dict, device.clone());
-        // A bare checkpoint runs at its family's own input size (Inception v3: 299).
-        let mut card = card.clone();
-        if let (true, Some(size)) = (bare, arch.input_size()) {
-            card.input_size = size;
-        }
-        let [h, w] = card.input_size;
+        let [h, w] = match (bare, arch.input_size()) {
+            (true, Some(size)) => size,
+            _ => card.input_size,
+        };
         let graph = arch.build((3, h, w), &mut weights).with_context(|| {
             format!(
                 "{} does not fit the {} layout",
@@ -141,36 +201,7 @@ impl Model {
                 arch.name()
             )
         })?;
-        let outputs = graph
-            .node(graph.output())
-            .shape
-            .iter()
-            .skip(1)
-            .product::<usize>();
-        let head = match graph.classifier() {
-            Some(_) => Some(Head::resolve(card.output, outputs)?),
-            None => None,
-        };
-        let classes = head.map_or(0, |h| h.classes(outputs));
-        let labels = match (&card.labels, labels_beside(&weights_path)) {
-            (Some(file), _) => read_labels(&base.join(file), classes)?,
-            (None, Some(file)) => read_labels(&file, classes)?,
-            (None, None) if classes == 1000 => {
-                IMAGENET_LABELS.lines().map(str::to_string).collect()
-            }
-            (None, None) => (0..classes).map(|i| format!("class {i}")).collect(),
-        };
-        Ok(Model {
-            name: card.name.clone().unwrap_or(name),
-            arch: arch.name(),
-            cam_layer: arch.cam_layer(),
-            graph,
-            normalisation: card.normalisation(),
-            labels,
-            head,
-            device: device.clone(),
-            path: path.to_path_buf(),
-        })
+        Ok((graph, arch))
     }
 
     /// A torchvision architecture with seeded random weights and ImageNet settings, for

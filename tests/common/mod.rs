@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use convscope::model::{Arch, CheckpointWeights, Graph, StateDict};
+use convscope::model::{Arch, CheckpointWeights, Graph, Keep, StateDict};
 
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -102,4 +102,50 @@ pub fn per_axis_windows() -> Vec<(usize, usize, convscope::model::ops::Window)> 
         (3, 3, window(axis(3, 2, 1, 1, 1), axis(3, 1, 2, 2, 2))),
         (1, 1, window(axis(1, 1, 1, 0, 1), axis(1, 1, 1, 1, 0))),
     ]
+}
+
+/// Relative tolerance of the parity tests against PyTorch.
+pub const TOL: f32 = 1e-4;
+
+/// The logits and every `out.<layer>` of a fixture's expected outputs, by module path.
+pub fn check_forward(graph: &Graph, exp: &HashMap<String, Tensor>) {
+    let acts = graph.forward(&exp["input"], &Keep::All).unwrap();
+    assert_close(
+        "logits",
+        acts.get(graph.output()).unwrap(),
+        &exp["logits"],
+        TOL,
+    );
+    let mut checked = 0;
+    for (key, value) in exp {
+        if let Some(layer) = key.strip_prefix("out.") {
+            let id = graph.find(layer).unwrap();
+            assert_close(layer, acts.get(id).unwrap(), value, TOL);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "only {checked} intermediate outputs compared");
+}
+
+/// The gradients of the expected class's logit w.r.t. the fixture's layer and the input.
+pub fn check_gradients(graph: &Graph, exp: &HashMap<String, Tensor>) {
+    let acts = graph.forward(&exp["input"], &Keep::All).unwrap();
+    let class = exp["class"].to_vec1::<i64>().unwrap()[0] as usize;
+    let classes = graph.node(graph.output()).shape[1];
+    let mut onehot = vec![0f32; classes];
+    onehot[class] = 1.0;
+    let seed = Tensor::from_vec(onehot, (1, classes), &Device::Cpu).unwrap();
+    let (layer_key, layer_grad) = exp
+        .iter()
+        .find(|(k, _)| k.starts_with("grad_layer."))
+        .unwrap();
+    let layer = graph
+        .find(layer_key.strip_prefix("grad_layer.").unwrap())
+        .unwrap();
+    let g = graph.gradient(&acts, layer, graph.output(), &seed).unwrap();
+    assert_close("layer gradient", &g, layer_grad, TOL);
+    let g = graph
+        .gradient(&acts, graph.input(), graph.output(), &seed)
+        .unwrap();
+    assert_close("input gradient", &g, &exp["grad_input"], TOL);
 }

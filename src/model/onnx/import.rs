@@ -1,0 +1,750 @@
+//! The walk from an ONNX graph to the engine's: each node becomes one of the engine's ops (with
+//! its initializers as weights), an alias of its input (`Identity`, `Dropout`), or a constant
+//! folded at load (`Constant`, `Shape`, `Gather`, ... as exporters emit around `Reshape`). A node
+//! outside the set is refused with one line naming it.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::{Device, Tensor};
+
+use super::attributes::Attributes;
+use super::names;
+use super::proto::{GraphProto, NodeProto};
+use super::tensors::{self, Constant};
+use crate::model::graph::{Graph, NodeId};
+use crate::model::ops::{
+    Activation, AdaptiveAvgPool, Add, Axis, BatchNorm, ChannelScale, Concat, Conv2d, Flatten,
+    Function, Gate, Linear, Op, Pool, PoolKind, Relu, Window,
+};
+
+/// An imported graph and what was left out of it.
+pub struct Imported {
+    pub graph: Graph,
+    /// The graph ended in a `Softmax` or `Sigmoid`, left off so that the graph's output is the
+    /// logits (class activation maps and filter objectives use logits, as pytorch-grad-cam does);
+    /// predictions apply the head's own function.
+    pub dropped_output: Option<&'static str>,
+}
+
+/// A value of the ONNX graph: a node's output or a constant.
+enum Value {
+    Node(NodeId),
+    Const(Constant),
+}
+
+/// What one ONNX node becomes.
+enum Outcome {
+    /// A node of the engine's graph, labelled `label` inside its module.
+    Node(&'static str, Op, Vec<NodeId>),
+    /// The same value as the named input.
+    Alias(String),
+    Const(Constant),
+}
+
+/// A node of the engine's graph before its name is known (names need every node's module).
+struct Pending {
+    path: Option<String>,
+    label: &'static str,
+    op: Op,
+    inputs: Vec<NodeId>,
+    shape: Vec<usize>,
+}
+
+struct Walk<'a> {
+    values: HashMap<String, Value>,
+    pending: Vec<Pending>,
+    input_shape: Vec<usize>,
+    folder: &'a Path,
+    device: &'a Device,
+    /// `Sigmoid` nodes whose only user multiplies their input by them: one SiLU with the `Mul`.
+    fused_sigmoids: HashSet<String>,
+}
+
+/// Builds the engine's graph for `graph`, its image input `(channels, height, width)`.
+pub fn import(
+    graph: &GraphProto,
+    input_name: &str,
+    input: (usize, usize, usize),
+    folder: &Path,
+    device: &Device,
+) -> Result<Imported> {
+    let (c, h, w) = input;
+    let mut walk = Walk {
+        values: HashMap::new(),
+        pending: Vec::new(),
+        input_shape: vec![1, c, h, w],
+        folder,
+        device,
+        fused_sigmoids: silu_pairs(graph),
+    };
+    for init in &graph.initializer {
+        let name = init.name.clone().unwrap_or_default();
+        walk.values
+            .insert(name, Value::Const(tensors::read(init, folder)?));
+    }
+    walk.values.insert(input_name.to_string(), Value::Node(0));
+    let output_name = graph
+        .output
+        .first()
+        .and_then(|o| o.name.clone())
+        .ok_or_else(|| anyhow!("the graph has no output"))?;
+    let mut dropped_output = None;
+    for node in &graph.node {
+        let op_type = node.op_type.as_deref().unwrap_or("");
+        let name = node.name.as_deref().unwrap_or("(unnamed)");
+        let outcome = if let Some(f) = final_function(node, &output_name) {
+            dropped_output = Some(f);
+            Outcome::Alias(node.input[0].clone())
+        } else {
+            walk.convert(node)
+                .with_context(|| format!("ONNX node '{name}' ({op_type})"))?
+        };
+        let Some(out) = node.output.first() else {
+            continue;
+        };
+        let value = match outcome {
+            Outcome::Node(label, op, inputs) => Value::Node(
+                walk.push(node, label, op, inputs)
+                    .with_context(|| format!("ONNX node '{name}' ({op_type})"))?,
+            ),
+            Outcome::Alias(of) => match walk.values.get(&of) {
+                Some(Value::Node(id)) => Value::Node(*id),
+                Some(Value::Const(c)) => Value::Const(c.clone()),
+                None => bail!("ONNX node '{name}' ({op_type}) reads '{of}', which no node makes"),
+            },
+            Outcome::Const(c) => Value::Const(c),
+        };
+        walk.values.insert(out.clone(), value);
+    }
+    let last = match walk.values.get(&output_name) {
+        Some(Value::Node(id)) if *id == walk.pending.len() && *id > 0 => *id,
+        Some(Value::Node(_)) => {
+            bail!("the graph's output '{output_name}' is not its last computed value")
+        }
+        _ => bail!("the graph's output '{output_name}' does not depend on the image"),
+    };
+    debug_assert_eq!(last, walk.pending.len());
+    let labels: Vec<(Option<String>, String)> = walk
+        .pending
+        .iter()
+        .map(|p| (p.path.clone(), p.label.to_string()))
+        .collect();
+    let names = names::assign(&labels);
+    let mut g = Graph::new(c, h, w);
+    for (p, name) in walk.pending.into_iter().zip(names) {
+        g.add(name, p.op, &p.inputs).map_err(|e| anyhow!(e))?;
+    }
+    if matches!(g.node(g.output()).op, Op::Linear(_)) {
+        g.set_classifier(g.output());
+    }
+    Ok(Imported {
+        graph: g,
+        dropped_output,
+    })
+}
+
+/// A `Softmax` or `Sigmoid` whose output is the graph's: left off (see [`Imported`]).
+fn final_function(node: &NodeProto, output: &str) -> Option<&'static str> {
+    if node.output.first().map(String::as_str) != Some(output) {
+        return None;
+    }
+    match node.op_type.as_deref() {
+        Some("Softmax") => Some("Softmax"),
+        Some("Sigmoid") => Some("Sigmoid"),
+        _ => None,
+    }
+}
+
+/// The outputs of `Sigmoid` nodes used once, by a `Mul` with the sigmoid's own input: SiLU as
+/// `torch.onnx.export` writes it.
+fn silu_pairs(graph: &GraphProto) -> HashSet<String> {
+    let mut uses: HashMap<&str, usize> = HashMap::new();
+    for n in &graph.node {
+        for i in &n.input {
+            *uses.entry(i).or_default() += 1;
+        }
+    }
+    let sigmoid_of: HashMap<&str, &str> = graph
+        .node
+        .iter()
+        .filter(|n| n.op_type.as_deref() == Some("Sigmoid") && n.input.len() == 1)
+        .filter_map(|n| Some((n.output.first()?.as_str(), n.input[0].as_str())))
+        .collect();
+    let mut fused = HashSet::new();
+    for n in &graph.node {
+        if n.op_type.as_deref() != Some("Mul") || n.input.len() != 2 {
+            continue;
+        }
+        for (a, b) in [(0, 1), (1, 0)] {
+            let (x, s) = (n.input[a].as_str(), n.input[b].as_str());
+            if sigmoid_of.get(s) == Some(&x) && uses.get(s) == Some(&1) {
+                fused.insert(s.to_string());
+            }
+        }
+    }
+    fused
+}
+
+impl Walk<'_> {
+    fn shape(&self, id: NodeId) -> &[usize] {
+        if id == 0 {
+            &self.input_shape
+        } else {
+            &self.pending[id - 1].shape
+        }
+    }
+
+    fn push(
+        &mut self,
+        node: &NodeProto,
+        label: &'static str,
+        op: Op,
+        inputs: Vec<NodeId>,
+    ) -> Result<NodeId> {
+        let shapes: Vec<&[usize]> = inputs.iter().map(|&i| self.shape(i)).collect();
+        let shape = op.output_shape(&shapes).map_err(|e| anyhow!(e))?;
+        self.pending.push(Pending {
+            path: names::module_path(node),
+            label,
+            op,
+            inputs,
+            shape,
+        });
+        Ok(self.pending.len())
+    }
+
+    fn value(&self, node: &NodeProto, k: usize) -> Result<&Value> {
+        let name = node
+            .input
+            .get(k)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| anyhow!("has no input {k}"))?;
+        self.values
+            .get(name)
+            .ok_or_else(|| anyhow!("reads '{name}', which no node makes"))
+    }
+
+    /// Input `k`, which must be computed from the image.
+    fn computed(&self, node: &NodeProto, k: usize) -> Result<NodeId> {
+        match self.value(node, k)? {
+            Value::Node(id) => Ok(*id),
+            Value::Const(_) => {
+                bail!("input {k} is a constant where convscope needs a layer's output")
+            }
+        }
+    }
+
+    /// Input `k`, which must be a constant (a weight, a shape).
+    fn constant(&self, node: &NodeProto, k: usize) -> Result<&Constant> {
+        match self.value(node, k)? {
+            Value::Const(c) => Ok(c),
+            Value::Node(_) => {
+                bail!("input {k} is computed from the image where convscope needs a constant")
+            }
+        }
+    }
+
+    fn optional_constant(&self, node: &NodeProto, k: usize) -> Result<Option<&Constant>> {
+        if node.input.get(k).is_none_or(|n| n.is_empty()) {
+            return Ok(None);
+        }
+        self.constant(node, k).map(Some)
+    }
+
+    fn tensor(&self, c: &Constant, shape: &[usize]) -> Result<Tensor> {
+        c.tensor(shape, self.device)
+    }
+
+    fn convert(&mut self, node: &NodeProto) -> Result<Outcome> {
+        let a = Attributes::of(node);
+        let op_type = node.op_type.as_deref().unwrap_or("");
+        if !node.domain.as_deref().unwrap_or("").is_empty()
+            && node.domain.as_deref() != Some("ai.onnx")
+        {
+            bail!(
+                "is in domain '{}', which convscope does not read",
+                node.domain.as_deref().unwrap_or("")
+            );
+        }
+        Ok(match op_type {
+            "Conv" => self.conv(node, &a)?,
+            "BatchNormalization" => {
+                let x = self.computed(node, 0)?;
+                let eps = a.float("epsilon", 1e-5);
+                let consts: Vec<Vec<f32>> = (1..5)
+                    .map(|k| self.constant(node, k).map(Constant::to_floats))
+                    .collect::<Result<_>>()?;
+                let (gamma, beta, mean, var) = (&consts[0], &consts[1], &consts[2], &consts[3]);
+                let c = gamma.len();
+                if [beta.len(), mean.len(), var.len()] != [c, c, c] {
+                    bail!("has parameters of different lengths");
+                }
+                let scale: Vec<f32> = (0..c).map(|i| gamma[i] / (var[i] + eps).sqrt()).collect();
+                let shift: Vec<f32> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
+                let scale = Tensor::from_vec(scale, (1, c, 1, 1), self.device)?;
+                let shift = Tensor::from_vec(shift, (1, c, 1, 1), self.device)?;
+                Outcome::Node(
+                    "batchnorm",
+                    Op::BatchNorm(BatchNorm { scale, shift }),
+                    vec![x],
+                )
+            }
+            "Relu" => Outcome::Node("relu", Op::Relu(Relu), vec![self.computed(node, 0)?]),
+            "Clip" => self.clip(node, &a)?,
+            "Sigmoid"
+                if node
+                    .output
+                    .first()
+                    .is_some_and(|o| self.fused_sigmoids.contains(o)) =>
+            {
+                // Computed with the Mul that uses it (SiLU); this value is never read otherwise.
+                Outcome::Alias(node.input[0].clone())
+            }
+            "Sigmoid" => self.activation(node, Function::Sigmoid)?,
+            "HardSigmoid" => {
+                let (alpha, beta) = (a.float("alpha", 0.2), a.float("beta", 0.5));
+                if (alpha - 1.0 / 6.0).abs() > 1e-6 || (beta - 0.5).abs() > 1e-6 {
+                    bail!("has alpha {alpha} and beta {beta}; convscope computes PyTorch's (1/6, 0.5)");
+                }
+                self.activation(node, Function::Hardsigmoid)?
+            }
+            "HardSwish" => self.activation(node, Function::Hardswish)?,
+            "Gelu" => match a.text("approximate").as_deref() {
+                None | Some("none") => self.activation(node, Function::Gelu)?,
+                Some(other) => {
+                    bail!("has approximate = '{other}'; convscope computes the exact GELU")
+                }
+            },
+            "Mul" => self.mul(node)?,
+            "Add" => {
+                let (x, y) = (self.computed(node, 0)?, self.computed(node, 1)?);
+                if self.shape(x) != self.shape(y) {
+                    bail!(
+                        "adds shapes {:?} and {:?}; convscope adds equal shapes only",
+                        self.shape(x),
+                        self.shape(y)
+                    );
+                }
+                Outcome::Node("add", Op::Add(Add), vec![x, y])
+            }
+            "MaxPool" | "AveragePool" => self.pool(node, &a, op_type == "MaxPool")?,
+            "GlobalAveragePool" => Outcome::Node(
+                "avgpool",
+                Op::AdaptiveAvgPool(AdaptiveAvgPool { out_h: 1, out_w: 1 }),
+                vec![self.computed(node, 0)?],
+            ),
+            "ReduceMean" => {
+                let x = self.computed(node, 0)?;
+                let axes: Vec<i64> = match self.optional_constant(node, 1)? {
+                    Some(c) => c.as_ints().unwrap_or_default().to_vec(),
+                    None => a.ints("axes").unwrap_or_default().to_vec(),
+                };
+                let rank = self.shape(x).len() as i64;
+                let mut axes: Vec<i64> = axes
+                    .iter()
+                    .map(|&v| if v < 0 { v + rank } else { v })
+                    .collect();
+                axes.sort_unstable();
+                if axes != [2, 3] || rank != 4 || a.int("keepdims", 1) != 1 {
+                    bail!("averages axes {axes:?}; convscope reads the mean over height and width, dimensions kept");
+                }
+                Outcome::Node(
+                    "avgpool",
+                    Op::AdaptiveAvgPool(AdaptiveAvgPool { out_h: 1, out_w: 1 }),
+                    vec![x],
+                )
+            }
+            "Flatten" => {
+                let x = self.computed(node, 0)?;
+                if a.int("axis", 1) != 1 {
+                    bail!(
+                        "flattens from axis {}; convscope flattens after the batch axis",
+                        a.int("axis", 1)
+                    );
+                }
+                Outcome::Node("flatten", Op::Flatten(Flatten), vec![x])
+            }
+            "Reshape" => self.reshape(node)?,
+            "Gemm" => self.gemm(node, &a)?,
+            "MatMul" => {
+                let x = self.computed(node, 0)?;
+                let b = self.constant(node, 1)?;
+                let [k, n] = b.dims[..] else {
+                    bail!(
+                        "multiplies by a {:?} constant; convscope reads a 2-D weight",
+                        b.dims
+                    );
+                };
+                let weight = self.tensor(b, &[k, n])?.t()?.contiguous()?;
+                Outcome::Node("linear", Op::Linear(Linear { weight, bias: None }), vec![x])
+            }
+            "Concat" => {
+                if node
+                    .input
+                    .iter()
+                    .all(|i| matches!(self.values.get(i), Some(Value::Const(_))))
+                {
+                    return self.concat_constants(node, &a);
+                }
+                let rank = self.shape(self.computed(node, 0)?).len() as i64;
+                let axis = a.int("axis", 1);
+                if axis != 1 && axis != 1 - rank {
+                    bail!("concatenates along axis {axis}; convscope concatenates channels");
+                }
+                let inputs = (0..node.input.len())
+                    .map(|k| self.computed(node, k))
+                    .collect::<Result<Vec<_>>>()?;
+                Outcome::Node("concat", Op::Concat(Concat), inputs)
+            }
+            "Dropout" | "Identity" => Outcome::Alias(node.input[0].clone()),
+            "Constant" => Outcome::Const(tensors::read(a.tensor("value")?, self.folder)?),
+            "Shape" => {
+                let x = self.computed(node, 0)?;
+                let dims: Vec<i64> = self.shape(x).iter().map(|&d| d as i64).collect();
+                Outcome::Const(Constant::ints(vec![dims.len()], dims))
+            }
+            "Cast" => match self.value(node, 0)? {
+                Value::Const(c) => Outcome::Const(c.clone()),
+                Value::Node(_) => Outcome::Alias(node.input[0].clone()),
+            },
+            "Gather" => {
+                let data = self.constant(node, 0)?;
+                let idx = self.constant(node, 1)?;
+                let (Some(values), Some(at)) = (data.as_ints(), idx.as_ints()) else {
+                    bail!("gathers from values other than a shape");
+                };
+                if data.dims.len() != 1 || a.int("axis", 0) != 0 {
+                    bail!(
+                        "gathers from a {:?} constant; convscope folds 1-D shapes only",
+                        data.dims
+                    );
+                }
+                let picked = at
+                    .iter()
+                    .map(|&i| {
+                        let i = if i < 0 { i + values.len() as i64 } else { i };
+                        values
+                            .get(i as usize)
+                            .copied()
+                            .ok_or_else(|| anyhow!("index {i} is out of range"))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Outcome::Const(Constant::ints(idx.dims.clone(), picked))
+            }
+            "Unsqueeze" | "Squeeze" => {
+                let c = self.constant(node, 0)?.clone();
+                let Some(values) = c.as_ints() else {
+                    bail!("{op_type} of a weight tensor is not folded by convscope");
+                };
+                if c.dims.len() > 1 {
+                    bail!(
+                        "{op_type} of a {:?} constant is not folded by convscope",
+                        c.dims
+                    );
+                }
+                let dims = if op_type == "Unsqueeze" {
+                    vec![values.len()]
+                } else {
+                    c.dims.clone()
+                };
+                Outcome::Const(Constant::ints(dims, values.to_vec()))
+            }
+            other => bail!("is an operation convscope does not compute ({other})"),
+        })
+    }
+
+    fn activation(&self, node: &NodeProto, f: Function) -> Result<Outcome> {
+        let label = match f {
+            Function::Relu6 => "relu6",
+            Function::Silu => "silu",
+            Function::Sigmoid => "sigmoid",
+            Function::Hardsigmoid => "hardsigmoid",
+            Function::Hardswish => "hardswish",
+            Function::Gelu => "gelu",
+        };
+        Ok(Outcome::Node(
+            label,
+            Op::Activation(Activation(f)),
+            vec![self.computed(node, 0)?],
+        ))
+    }
+
+    fn clip(&self, node: &NodeProto, a: &Attributes) -> Result<Outcome> {
+        let bound = |k: usize, attr: &str, default: f32| -> Result<f32> {
+            match self.optional_constant(node, k)? {
+                Some(c) => c
+                    .to_floats()
+                    .first()
+                    .copied()
+                    .ok_or_else(|| anyhow!("has an empty bound")),
+                None => Ok(a.float(attr, default)),
+            }
+        };
+        let (lo, hi) = (
+            bound(1, "min", f32::NEG_INFINITY)?,
+            bound(2, "max", f32::INFINITY)?,
+        );
+        let x = self.computed(node, 0)?;
+        match (lo, hi) {
+            (0.0, 6.0) => self.activation(node, Function::Relu6),
+            (0.0, hi) if hi == f32::INFINITY => Ok(Outcome::Node("relu", Op::Relu(Relu), vec![x])),
+            (lo, hi) => bail!(
+                "clips to [{lo}, {hi}]; convscope computes ReLU ([0, inf]) and ReLU6 ([0, 6])"
+            ),
+        }
+    }
+
+    fn mul(&self, node: &NodeProto) -> Result<Outcome> {
+        for (a, b) in [(0, 1), (1, 0)] {
+            if self.fused_sigmoids.contains(&node.input[b]) {
+                if let Ok(x) = self.computed(node, a) {
+                    return self.silu(x);
+                }
+            }
+        }
+        match (self.value(node, 0)?, self.value(node, 1)?) {
+            (Value::Node(x), Value::Node(s)) | (Value::Node(s), Value::Node(x))
+                if gate_shapes(self.shape(*x), self.shape(*s)) =>
+            {
+                Ok(Outcome::Node("gate", Op::Gate(Gate), vec![*x, *s]))
+            }
+            (Value::Node(x), Value::Const(c)) | (Value::Const(c), Value::Node(x)) => {
+                let channels = self.shape(*x).get(1).copied().unwrap_or(0);
+                if c.len() != channels || c.dims.iter().filter(|&&d| d != 1).count() > 1 {
+                    bail!(
+                        "multiplies {:?} by a {:?} constant; convscope multiplies by one factor per channel",
+                        self.shape(*x),
+                        c.dims
+                    );
+                }
+                let scale = self.tensor(c, &[1, channels, 1, 1])?;
+                Ok(Outcome::Node("scale", Op::ChannelScale(ChannelScale { scale }), vec![*x]))
+            }
+            _ => bail!("multiplies values of shapes convscope does not multiply (it computes gates, (N,C,H,W) x (N,C,1,1), and per-channel factors)"),
+        }
+    }
+
+    fn silu(&self, x: NodeId) -> Result<Outcome> {
+        Ok(Outcome::Node(
+            "silu",
+            Op::Activation(Activation(Function::Silu)),
+            vec![x],
+        ))
+    }
+
+    fn conv(&self, node: &NodeProto, a: &Attributes) -> Result<Outcome> {
+        let x = self.computed(node, 0)?;
+        let w = self.constant(node, 1)?;
+        let [co, cg, kh, kw] = w.dims[..] else {
+            bail!(
+                "has a {}-D kernel; convscope computes 2-D convolutions",
+                w.dims.len().saturating_sub(2)
+            );
+        };
+        let weight = self.tensor(w, &[co, cg, kh, kw])?;
+        let bias = match self.optional_constant(node, 2)? {
+            Some(b) if b.len() == co => Some(self.tensor(b, &[co])?),
+            Some(b) => bail!("has a bias of {} values for {co} outputs", b.len()),
+            None => None,
+        };
+        let groups = usize::try_from(a.int("group", 1))
+            .map_err(|_| anyhow!("has a negative group count"))?;
+        let (h, w_) = spatial(self.shape(x))?;
+        let window = window(a, (kh, kw), (h, w_), true)?;
+        Ok(Outcome::Node(
+            "conv",
+            Op::Conv2d(Conv2d {
+                weight,
+                bias,
+                window,
+                groups,
+            }),
+            vec![x],
+        ))
+    }
+
+    fn pool(&self, node: &NodeProto, a: &Attributes, max: bool) -> Result<Outcome> {
+        let x = self.computed(node, 0)?;
+        let kernel = a
+            .ints("kernel_shape")
+            .ok_or_else(|| anyhow!("has no kernel_shape"))?;
+        let [kh, kw] = kernel[..] else {
+            bail!(
+                "pools over {} axes; convscope pools over height and width",
+                kernel.len()
+            );
+        };
+        let (kh, kw) = (positive(kh)?, positive(kw)?);
+        let window = window(a, (kh, kw), spatial(self.shape(x))?, max)?;
+        let padded = window.h.before + window.h.after + window.w.before + window.w.after > 0;
+        if !max && padded && a.int("count_include_pad", 0) == 0 {
+            bail!("averages with padding left out of the count (count_include_pad = 0); convscope counts the padding, as PyTorch's default");
+        }
+        let kind = if max { PoolKind::Max } else { PoolKind::Avg };
+        let ceil_mode = a.int("ceil_mode", 0) != 0;
+        let label = if max { "maxpool" } else { "avgpool" };
+        Ok(Outcome::Node(
+            label,
+            Op::Pool(Pool {
+                kind,
+                window,
+                ceil_mode,
+            }),
+            vec![x],
+        ))
+    }
+
+    fn reshape(&self, node: &NodeProto) -> Result<Outcome> {
+        let x = self.computed(node, 0)?;
+        let target = self.constant(node, 1)?;
+        let target = target
+            .as_ints()
+            .ok_or_else(|| anyhow!("has a shape that is not integers"))?;
+        let shape = self.shape(x);
+        let features: usize = shape[1..].iter().product();
+        // A reshape to (batch, features): Flatten, whatever the batch size the exporter wrote.
+        let flat = matches!(target, [n, f] if (*n == -1 || *n == 0 || *n == 1)
+            && (*f == -1 || *f as usize == features));
+        if flat && shape.len() > 2 {
+            return Ok(Outcome::Node("flatten", Op::Flatten(Flatten), vec![x]));
+        }
+        let same = target.len() == shape.len()
+            && target
+                .iter()
+                .zip(shape)
+                .skip(1)
+                .all(|(&t, &s)| t == -1 || t == 0 || t as usize == s);
+        if same {
+            return Ok(Outcome::Alias(node.input[0].clone()));
+        }
+        bail!("reshapes {shape:?} to {target:?}; convscope reshapes to (batch, features) only")
+    }
+
+    fn gemm(&self, node: &NodeProto, a: &Attributes) -> Result<Outcome> {
+        let x = self.computed(node, 0)?;
+        let b = self.constant(node, 1)?;
+        let [r, c] = b.dims[..] else {
+            bail!("has a {:?} weight; convscope reads a 2-D weight", b.dims);
+        };
+        if a.int("transA", 0) != 0 || a.float("alpha", 1.0) != 1.0 || a.float("beta", 1.0) != 1.0 {
+            bail!("has transA, alpha or beta other than a Linear layer's");
+        }
+        let weight = self.tensor(b, &[r, c])?;
+        let weight = if a.int("transB", 0) != 0 {
+            weight
+        } else {
+            weight.t()?.contiguous()?
+        };
+        let out = weight.dims()[0];
+        let bias = match self.optional_constant(node, 2)? {
+            Some(bc) if bc.len() == out => Some(self.tensor(bc, &[out])?),
+            Some(bc) => bail!("has a bias of {} values for {out} outputs", bc.len()),
+            None => None,
+        };
+        Ok(Outcome::Node(
+            "linear",
+            Op::Linear(Linear { weight, bias }),
+            vec![x],
+        ))
+    }
+
+    fn concat_constants(&self, node: &NodeProto, a: &Attributes) -> Result<Outcome> {
+        if a.int("axis", 0) != 0 {
+            bail!("concatenates constants along axis {}", a.int("axis", 0));
+        }
+        let mut values = Vec::new();
+        for k in 0..node.input.len() {
+            let c = self.constant(node, k)?;
+            let v = c
+                .as_ints()
+                .ok_or_else(|| anyhow!("concatenates weights; convscope folds shapes only"))?;
+            values.extend_from_slice(v);
+        }
+        Ok(Outcome::Const(Constant::ints(vec![values.len()], values)))
+    }
+}
+
+/// `(height, width)` of an NCHW shape.
+fn spatial(shape: &[usize]) -> Result<(usize, usize)> {
+    match shape {
+        [_, _, h, w] => Ok((*h, *w)),
+        other => bail!("reads a {other:?} value where an (N, C, H, W) image was expected"),
+    }
+}
+
+fn gate_shapes(x: &[usize], s: &[usize]) -> bool {
+    matches!((x, s), ([n, c, _, _], [sn, sc, 1, 1]) if (n, c) == (sn, sc)) && x != s
+}
+
+fn positive(v: i64) -> Result<usize> {
+    usize::try_from(v)
+        .ok()
+        .filter(|&v| v > 0)
+        .ok_or_else(|| anyhow!("has a size {v} that is not positive"))
+}
+
+/// The window of a convolution or pooling node: strides, dilations and padding per axis, with
+/// `auto_pad` resolved against the input size.
+fn window(
+    a: &Attributes,
+    (kh, kw): (usize, usize),
+    (h, w): (usize, usize),
+    dilated: bool,
+) -> Result<Window> {
+    let pair = |name: &str| -> Result<(usize, usize)> {
+        match a.ints(name) {
+            None => Ok((1, 1)),
+            Some([y, x]) => Ok((positive(*y)?, positive(*x)?)),
+            Some(other) => bail!("has {name} {other:?}; convscope reads two spatial axes"),
+        }
+    };
+    let (sh, sw) = pair("strides")?;
+    let (dh, dw) = pair("dilations")?;
+    if !dilated && (dh, dw) != (1, 1) {
+        bail!("has dilations {dh}x{dw}; convscope pools without dilation");
+    }
+    let auto_pad = a.text("auto_pad").unwrap_or_else(|| "NOTSET".into());
+    let axis = |kernel, stride, dilation, before, after| Axis {
+        kernel,
+        stride,
+        dilation,
+        before,
+        after,
+    };
+    let same = |size: usize, k: usize, s: usize, d: usize, upper: bool| {
+        let span = d * (k - 1) + 1;
+        let total = ((size.div_ceil(s) - 1) * s + span).saturating_sub(size);
+        let small = total / 2;
+        if upper {
+            (small, total - small)
+        } else {
+            (total - small, small)
+        }
+    };
+    let (ph, pw) = match auto_pad.as_str() {
+        "NOTSET" => match a.ints("pads") {
+            None => ((0, 0), (0, 0)),
+            Some(&[t, l, b, r]) => {
+                let p =
+                    |v: i64| usize::try_from(v).map_err(|_| anyhow!("has negative padding {v}"));
+                ((p(t)?, p(b)?), (p(l)?, p(r)?))
+            }
+            Some(other) => bail!("has pads {other:?}; convscope reads two spatial axes"),
+        },
+        "VALID" => ((0, 0), (0, 0)),
+        "SAME_UPPER" | "SAME_LOWER" => {
+            let upper = auto_pad == "SAME_UPPER";
+            (same(h, kh, sh, dh, upper), same(w, kw, sw, dw, upper))
+        }
+        other => bail!("has auto_pad '{other}'"),
+    };
+    if a.has("pads") && auto_pad != "NOTSET" {
+        bail!("has both pads and auto_pad '{auto_pad}'");
+    }
+    Ok(Window {
+        h: axis(kh, sh, dh, ph.0, ph.1),
+        w: axis(kw, sw, dw, pw.0, pw.1),
+    })
+}
