@@ -18,9 +18,13 @@ same pixels. For every model and photo:
   float32 rounding: a map passes within 1e-3 of the float64 one, or within twice the difference
   of PyTorch's own float32 map.
 
-    pip install torch torchvision scikit-image
+With `--onnx` (or `--onnx-dynamo`) each model is exported by torch.onnx.export (the TorchScript or
+the dynamo exporter) and convscope opens the .onnx file instead, with Grad-CAM at the layer its
+state dict's family names (so `--layer` is checked to mean the same module from both).
+
+    pip install torch torchvision scikit-image onnx onnxscript
     cargo build --release
-    python scripts/heldout_check.py [ARCH ...]
+    python scripts/heldout_check.py [--onnx | --onnx-dynamo] [ARCH ...]
 
 Prints one line per model and photo and exits non-zero when a difference passes the tolerance.
 """
@@ -108,8 +112,16 @@ def run(args):
     return result.stdout
 
 
+def export_onnx(model, size, path, dynamo):
+    x = torch.zeros(1, 3, size, size)
+    torch.onnx.export(model, (x,), path, dynamo=dynamo, opset_version=18 if dynamo else 17,
+                      external_data=False)
+
+
 def main():
-    archs = sys.argv[1:] or ARCHS
+    args = sys.argv[1:]
+    onnx = next((a for a in args if a in ("--onnx", "--onnx-dynamo")), None)
+    archs = [a for a in args if not a.startswith("--")] or ARCHS
     torch.set_num_threads(2)
     failures = 0
     with tempfile.TemporaryDirectory() as folder:
@@ -118,6 +130,18 @@ def main():
             size = 299 if arch == "inception_v3" else 224
             ckpt = os.path.join(folder, f"{arch}_heldout.pth")
             torch.save(model.state_dict(), ckpt)
+            layer_args = []
+            if onnx:
+                # The family's CAM layer, by its module path, for the .onnx file.
+                path, _ = photo(PHOTOS[0], size, folder)
+                layer = json.loads(run(["cam", "--json", "--crop", "resize", "-o",
+                                        os.path.join(folder, "cam.png"), ckpt, path]))["layer"]
+                # Its module's path (a step inside a module's forward has no name of its own in
+                # an export); DenseNet's functional ReLU after `features` is `relu` in both.
+                module = module_for(model, layer)[1]
+                layer_args = ["--layer", layer if "in place" in module else module]
+                ckpt = os.path.join(folder, f"{arch}_heldout.onnx")
+                export_onnx(model, size, ckpt, onnx == "--onnx-dynamo")
             for name in PHOTOS:
                 path, x = photo(name, size, folder)
                 ours = json.loads(run(["predict", "--json", "--crop", "resize", ckpt, path]))
@@ -130,7 +154,7 @@ def main():
                 npy = os.path.join(folder, "cam.npy")
                 cam = json.loads(run(["cam", "--json", "--crop", "resize", "--class", str(cls),
                                       "--npy", npy, "-o", os.path.join(folder, "cam.png"),
-                                      ckpt, path]))
+                                      *layer_args, ckpt, path]))
                 ours_map = np.load(npy)
                 exact, used = torch_gradcam(model.double(), x.double(), cam["layer"], cls)
                 float32, _ = torch_gradcam(model.float(), x, cam["layer"], cls)

@@ -4,7 +4,8 @@ make_fixtures.py / make_family_fixtures.py, with the weights of their committed 
 exported by torch.onnx.export (the TorchScript exporter for the first two, ResNet with its batch
 norms kept, the dynamo exporter for the third), so that the tests can hold a model opened from .onnx to the same expected
 outputs and gradients as the one opened from its state dict. Each export is checked against
-PyTorch with onnxruntime before it is written.
+PyTorch with onnxruntime before it is written. Then small files for the error paths (see
+`hostile`).
 
     python scripts/make_onnx_fixtures.py
 """
@@ -12,9 +13,10 @@ PyTorch with onnxruntime before it is written.
 import os
 
 import numpy as np
+import onnx
 import onnxruntime
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torchvision.models.efficientnet import EfficientNet, _efficientnet_conf
 from torchvision.models.mobilenetv3 import mobilenet_v3_small
 
@@ -46,6 +48,40 @@ def export(model, name, dynamo, keep_batch_norm=False):
     print(f"{path}: {os.path.getsize(path)} bytes, onnxruntime within {err:.1e} of PyTorch")
 
 
+def tiny():
+    torch.manual_seed(7)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                               torch.nn.Linear(4, 3)).eval()
+
+
+def hostile():
+    """Small files for the error paths: a node convscope does not compute (Resize), weights in
+    an external file (read), and an external location outside the model's folder (refused)."""
+    x = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    upsample = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Upsample(scale_factor=2))
+    path = os.path.join(OUT, "onnx_unsupported_op.onnx")
+    torch.onnx.export(upsample.eval(), (x,), path, dynamo=False, opset_version=17)
+    model = tiny()
+    folder = os.path.join(OUT, "onnx_external")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "tiny.onnx")
+    torch.onnx.export(model, (x,), path, dynamo=False, opset_version=17, input_names=["image"])
+    proto = onnx.load(path)
+    onnx.save_model(proto, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="tiny.weights", size_threshold=0)
+    got = onnxruntime.InferenceSession(path).run(None, {"image": x.numpy()})[0]
+    save_file({"input": x, "logits": torch.from_numpy(got)},
+              os.path.join(folder, "tiny_expected.safetensors"))
+    proto = onnx.load(path, load_external_data=False)
+    for t in proto.graph.initializer:
+        for e in t.external_data:
+            if e.key == "location":
+                e.value = "../onnx_unsupported_op.onnx"
+    onnx.save_model(proto, os.path.join(folder, "outside.onnx"))
+    print(f"{folder}: {sorted(os.listdir(folder))}")
+
+
 def main():
     # ResNet with its BatchNormalization nodes kept (the exporters fold them into the
     # convolutions otherwise).
@@ -56,6 +92,7 @@ def main():
     export(load(b0, "efficientnet_b0_small"), "efficientnet_b0_small", False)
     mnv3 = mobilenet_v3_small(num_classes=CLASSES, width_mult=0.25)
     export(load(mnv3, "mobilenet_v3_small_small"), "mobilenet_v3_small_small", True)
+    hostile()
 
 
 if __name__ == "__main__":

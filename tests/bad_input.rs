@@ -441,3 +441,28 @@ fn filter_channels_past_the_layer_are_refused_as_ranges_and_as_indices() {
         "channel 9 is out of range: the layer has 4 channels",
     );
 }
+
+#[test]
+fn onnx_files_that_cannot_be_served() {
+    let d = tmp();
+    let p = write(d.path(), "empty.onnx", b"");
+    fails(&["info", s(&p)], "empty.onnx is empty");
+    let bytes = std::fs::read(fixture("resnet50_small.onnx")).unwrap();
+    let p = write(d.path(), "cut.onnx", &bytes[..bytes.len() / 2]);
+    fails(&["info", s(&p)], "cut.onnx is not a readable ONNX model");
+    let noise: Vec<u8> = (0..5000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let p = write(d.path(), "noise.onnx", &noise);
+    fails(&["info", s(&p)], "noise.onnx is not a readable ONNX model");
+    // A node outside the ops convscope computes is named, with its operation.
+    fails(
+        &["info", s(&fixture("onnx_unsupported_op.onnx"))],
+        "ONNX node '/1/Resize' (Resize): is an operation convscope does not compute (Resize)",
+    );
+    // Weights outside the model's folder are not read.
+    fails(
+        &["info", s(&fixture("onnx_external/outside.onnx"))],
+        "names external data ../onnx_unsupported_op.onnx, outside the model's folder",
+    );
+}

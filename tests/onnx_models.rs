@@ -30,3 +30,19 @@ fn exported_models_match_pytorch_by_module_path() {
         check_gradients(&model.graph, &exp);
     }
 }
+
+#[test]
+fn weights_in_an_external_file_are_read() {
+    let model = Model::open(&fixture("onnx_external/tiny.onnx"), None, &Device::Cpu).unwrap();
+    let exp = expected("onnx_external/tiny_expected.safetensors");
+    let logits = model
+        .graph
+        .forward(&exp["input"], &convscope::model::Keep::All)
+        .unwrap();
+    common::assert_close(
+        "logits",
+        logits.get(model.graph.output()).unwrap(),
+        &exp["logits"],
+        common::TOL,
+    );
+}

@@ -33,6 +33,9 @@ pub fn open(path: &Path, size: [usize; 2], device: &Device) -> Result<Imported> 
     let len = std::fs::metadata(path)
         .with_context(|| format!("cannot read {}", path.display()))?
         .len();
+    if len == 0 {
+        bail!("{} is empty", path.display());
+    }
     crate::model::memory::ensure_fits(len.saturating_mul(2), || path.display().to_string())?;
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let model = proto::ModelProto::decode(bytes.as_slice())
