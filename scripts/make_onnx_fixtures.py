@@ -1,8 +1,8 @@
 """Makes the ONNX fixtures in tests/fixtures/ (needs torch, torchvision, safetensors, onnx,
-onnxruntime): the reduced-width ResNet-50, EfficientNet-B0 and MobileNetV3-small of
+onnxruntime): the reduced-width ResNet-50, EfficientNet-B0, ConvNeXt-T and MobileNetV3-small of
 make_fixtures.py / make_family_fixtures.py, with the weights of their committed checkpoints,
-exported by torch.onnx.export (the TorchScript exporter for the first two, ResNet with its batch
-norms kept, the dynamo exporter for the third), so that the tests can hold a model opened from .onnx to the same expected
+exported by torch.onnx.export (the TorchScript exporter for the first three, ResNet with its
+batch norms kept, the dynamo exporter for MobileNet), so that the tests can hold a model opened from .onnx to the same expected
 outputs and gradients as the one opened from its state dict. Each export is checked against
 PyTorch with onnxruntime before it is written. Then small files for the error paths (see
 `hostile`).
@@ -17,6 +17,7 @@ import onnx
 import onnxruntime
 import torch
 from safetensors.torch import load_file, save_file
+from torchvision.models.convnext import CNBlockConfig, ConvNeXt
 from torchvision.models.efficientnet import EfficientNet, _efficientnet_conf
 from torchvision.models.mobilenetv3 import mobilenet_v3_small
 
@@ -59,6 +60,7 @@ def hostile():
     """Small files for the error paths: a node convscope does not compute (Resize), weights in
     an external file (read), and an external location outside the model's folder (refused)."""
     x = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    torch.manual_seed(5)
     upsample = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Upsample(scale_factor=2))
     path = os.path.join(OUT, "onnx_unsupported_op.onnx")
     torch.onnx.export(upsample.eval(), (x,), path, dynamo=False, opset_version=17)
@@ -68,6 +70,9 @@ def hostile():
     path = os.path.join(folder, "tiny.onnx")
     torch.onnx.export(model, (x,), path, dynamo=False, opset_version=17, input_names=["image"])
     proto = onnx.load(path)
+    weights = os.path.join(folder, "tiny.weights")
+    if os.path.exists(weights):
+        os.remove(weights)  # onnx appends to an existing external data file
     onnx.save_model(proto, path, save_as_external_data=True, all_tensors_to_one_file=True,
                     location="tiny.weights", size_threshold=0)
     got = onnxruntime.InferenceSession(path).run(None, {"image": x.numpy()})[0]
@@ -90,6 +95,9 @@ def main():
     setting, _ = _efficientnet_conf("efficientnet_b0", width_mult=0.25, depth_mult=1.0)
     b0 = EfficientNet(setting, 0.2, num_classes=CLASSES)
     export(load(b0, "efficientnet_b0_small"), "efficientnet_b0_small", False)
+    convnext = ConvNeXt([CNBlockConfig(8, 16, 3), CNBlockConfig(16, 32, 3),
+                         CNBlockConfig(32, 64, 9), CNBlockConfig(64, None, 3)], num_classes=CLASSES)
+    export(load(convnext, "convnext_tiny_small"), "convnext_tiny_small", False)
     mnv3 = mobilenet_v3_small(num_classes=CLASSES, width_mult=0.25)
     export(load(mnv3, "mobilenet_v3_small_small"), "mobilenet_v3_small_small", True)
     hostile()

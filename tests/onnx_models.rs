@@ -15,6 +15,7 @@ fn exported_models_match_pytorch_by_module_path() {
     for (name, nodes) in [
         ("resnet50_small", "TorchScript"),
         ("efficientnet_b0_small", "TorchScript"),
+        ("convnext_tiny_small", "TorchScript"),
         ("mobilenet_v3_small_small", "dynamo"),
     ] {
         let model = Model::open(&fixture(&format!("{name}.onnx")), None, &Device::Cpu)

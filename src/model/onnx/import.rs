@@ -2,8 +2,14 @@
 //! its initializers as weights), an alias of its input (`Identity`, `Dropout`), or a constant
 //! folded at load (`Constant`, `Shape`, `Gather`, ... as exporters emit around `Reshape`). A node
 //! outside the set is refused with one line naming it.
+//!
+//! Values carry a layout: PyTorch exports a channels-last stretch (ConvNeXt's
+//! `permute → LayerNorm → Linear → GELU → Linear → permute`) as `Transpose` nodes around ops on
+//! the last axis. The engine keeps such a value in NCHW and remembers that the graph sees it
+//! transposed, so the stretch becomes channel LayerNorm and 1x1 convolutions; ops that need the
+//! graph's own axes refuse a transposed value.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -11,12 +17,13 @@ use candle_core::{Device, Tensor};
 
 use super::attributes::Attributes;
 use super::names;
+use super::patterns::{self, Fused, Fusions};
 use super::proto::{GraphProto, NodeProto};
 use super::tensors::{self, Constant};
 use crate::model::graph::{Graph, NodeId};
 use crate::model::ops::{
     Activation, AdaptiveAvgPool, Add, Axis, BatchNorm, ChannelScale, Concat, Conv2d, Flatten,
-    Function, Gate, Linear, Op, Pool, PoolKind, Relu, Window,
+    Function, Gate, LayerNorm, Linear, Op, Pool, PoolKind, Relu, Window,
 };
 
 /// An imported graph and what was left out of it.
@@ -28,19 +35,33 @@ pub struct Imported {
     pub dropped_output: Option<&'static str>,
 }
 
+/// How the ONNX graph sees a node's (NCHW) output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// As it is: `(N, C, H, W)`, or `(N, features)`.
+    Nchw,
+    /// Transposed to `(N, H, W, C)` by a `Transpose` with `perm = [0, 2, 3, 1]`.
+    Nhwc,
+}
+
 /// A value of the ONNX graph: a node's output or a constant.
 enum Value {
-    Node(NodeId),
+    Node(NodeId, Layout),
     Const(Constant),
 }
 
 /// What one ONNX node becomes.
 enum Outcome {
-    /// A node of the engine's graph, labelled `label` inside its module.
-    Node(&'static str, Op, Vec<NodeId>),
+    /// A node of the engine's graph, labelled `label` inside its module, its output seen in
+    /// `Layout`.
+    Node(&'static str, Op, Vec<NodeId>, Layout),
     /// The same value as the named input.
     Alias(String),
+    /// The same node's output, seen in another layout.
+    Relayout(NodeId, Layout),
     Const(Constant),
+    /// Computed inside a fused function ([`patterns`]); read by nothing else.
+    Absorbed,
 }
 
 /// A node of the engine's graph before its name is known (names need every node's module).
@@ -58,8 +79,9 @@ struct Walk<'a> {
     input_shape: Vec<usize>,
     folder: &'a Path,
     device: &'a Device,
-    /// `Sigmoid` nodes whose only user multiplies their input by them: one SiLU with the `Mul`.
-    fused_sigmoids: HashSet<String>,
+    fusions: Fusions,
+    /// How many nodes read each value.
+    uses: HashMap<String, usize>,
 }
 
 /// Builds the engine's graph for `graph`, its image input `(channels, height, width)`.
@@ -77,14 +99,29 @@ pub fn import(
         input_shape: vec![1, c, h, w],
         folder,
         device,
-        fused_sigmoids: silu_pairs(graph),
+        fusions: Fusions::default(),
+        uses: HashMap::new(),
     };
     for init in &graph.initializer {
         let name = init.name.clone().unwrap_or_default();
         walk.values
             .insert(name, Value::Const(tensors::read(init, folder)?));
     }
-    walk.values.insert(input_name.to_string(), Value::Node(0));
+    for n in &graph.node {
+        for i in &n.input {
+            *walk.uses.entry(i.clone()).or_default() += 1;
+        }
+    }
+    let constants = constant_nodes(graph, folder);
+    walk.fusions = patterns::find(graph, &|name: &str| {
+        let c = match walk.values.get(name) {
+            Some(Value::Const(c)) => c,
+            _ => constants.get(name)?,
+        };
+        (c.len() == 1).then(|| c.to_floats()[0])
+    });
+    walk.values
+        .insert(input_name.to_string(), Value::Node(0, Layout::Nchw));
     let output_name = graph
         .output
         .first()
@@ -105,22 +142,26 @@ pub fn import(
             continue;
         };
         let value = match outcome {
-            Outcome::Node(label, op, inputs) => Value::Node(
-                walk.push(node, label, op, inputs)
-                    .with_context(|| format!("ONNX node '{name}' ({op_type})"))?,
-            ),
+            Outcome::Node(label, op, inputs, layout) => {
+                let id = walk
+                    .push(node, label, op, inputs)
+                    .with_context(|| format!("ONNX node '{name}' ({op_type})"))?;
+                Value::Node(id, layout)
+            }
             Outcome::Alias(of) => match walk.values.get(&of) {
-                Some(Value::Node(id)) => Value::Node(*id),
+                Some(Value::Node(id, layout)) => Value::Node(*id, *layout),
                 Some(Value::Const(c)) => Value::Const(c.clone()),
                 None => bail!("ONNX node '{name}' ({op_type}) reads '{of}', which no node makes"),
             },
+            Outcome::Relayout(id, layout) => Value::Node(id, layout),
             Outcome::Const(c) => Value::Const(c),
+            Outcome::Absorbed => continue,
         };
         walk.values.insert(out.clone(), value);
     }
     let last = match walk.values.get(&output_name) {
-        Some(Value::Node(id)) if *id == walk.pending.len() && *id > 0 => *id,
-        Some(Value::Node(_)) => {
+        Some(Value::Node(id, Layout::Nchw)) if *id == walk.pending.len() && *id > 0 => *id,
+        Some(Value::Node(..)) => {
             bail!("the graph's output '{output_name}' is not its last computed value")
         }
         _ => bail!("the graph's output '{output_name}' does not depend on the image"),
@@ -136,7 +177,9 @@ pub fn import(
     for (p, name) in walk.pending.into_iter().zip(names) {
         g.add(name, p.op, &p.inputs).map_err(|e| anyhow!(e))?;
     }
-    if matches!(g.node(g.output()).op, Op::Linear(_)) {
+    // An output of one vector per image is the class scores (a Linear, or SqueezeNet's pooled
+    // convolution); a spatial output is a backbone's.
+    if g.node(g.output()).shape.len() == 2 {
         g.set_classifier(g.output());
     }
     Ok(Imported {
@@ -157,34 +200,20 @@ fn final_function(node: &NodeProto, output: &str) -> Option<&'static str> {
     }
 }
 
-/// The outputs of `Sigmoid` nodes used once, by a `Mul` with the sigmoid's own input: SiLU as
-/// `torch.onnx.export` writes it.
-fn silu_pairs(graph: &GraphProto) -> HashSet<String> {
-    let mut uses: HashMap<&str, usize> = HashMap::new();
-    for n in &graph.node {
-        for i in &n.input {
-            *uses.entry(i).or_default() += 1;
-        }
-    }
-    let sigmoid_of: HashMap<&str, &str> = graph
+/// The values of the graph's `Constant` nodes, for the patterns' scalars.
+fn constant_nodes(graph: &GraphProto, folder: &Path) -> HashMap<String, Constant> {
+    graph
         .node
         .iter()
-        .filter(|n| n.op_type.as_deref() == Some("Sigmoid") && n.input.len() == 1)
-        .filter_map(|n| Some((n.output.first()?.as_str(), n.input[0].as_str())))
-        .collect();
-    let mut fused = HashSet::new();
-    for n in &graph.node {
-        if n.op_type.as_deref() != Some("Mul") || n.input.len() != 2 {
-            continue;
-        }
-        for (a, b) in [(0, 1), (1, 0)] {
-            let (x, s) = (n.input[a].as_str(), n.input[b].as_str());
-            if sigmoid_of.get(s) == Some(&x) && uses.get(s) == Some(&1) {
-                fused.insert(s.to_string());
-            }
-        }
-    }
-    fused
+        .filter(|n| n.op_type.as_deref() == Some("Constant"))
+        .filter_map(|n| {
+            let value = Attributes::of(n).tensor("value").ok()?;
+            Some((
+                n.output.first()?.clone(),
+                tensors::read(value, folder).ok()?,
+            ))
+        })
+        .collect()
 }
 
 impl Walk<'_> {
@@ -226,10 +255,20 @@ impl Walk<'_> {
             .ok_or_else(|| anyhow!("reads '{name}', which no node makes"))
     }
 
-    /// Input `k`, which must be computed from the image.
+    /// Input `k`, which must be computed from the image, in the graph's own axes.
     fn computed(&self, node: &NodeProto, k: usize) -> Result<NodeId> {
+        match self.computed_any(node, k)? {
+            (id, Layout::Nchw) => Ok(id),
+            (_, Layout::Nhwc) => bail!(
+                "input {k} is a channels-last (transposed) value, which convscope reads only in layer norms, matrix products, per-channel sums and products and activations"
+            ),
+        }
+    }
+
+    /// Input `k`, which must be computed from the image, with the layout the graph sees.
+    fn computed_any(&self, node: &NodeProto, k: usize) -> Result<(NodeId, Layout)> {
         match self.value(node, k)? {
-            Value::Node(id) => Ok(*id),
+            Value::Node(id, layout) => Ok((*id, *layout)),
             Value::Const(_) => {
                 bail!("input {k} is a constant where convscope needs a layer's output")
             }
@@ -240,7 +279,7 @@ impl Walk<'_> {
     fn constant(&self, node: &NodeProto, k: usize) -> Result<&Constant> {
         match self.value(node, k)? {
             Value::Const(c) => Ok(c),
-            Value::Node(_) => {
+            Value::Node(..) => {
                 bail!("input {k} is computed from the image where convscope needs a constant")
             }
         }
@@ -268,8 +307,61 @@ impl Walk<'_> {
                 node.domain.as_deref().unwrap_or("")
             );
         }
+        if let Some(out) = node.output.first() {
+            if self.fusions.absorbed.contains(out) {
+                return Ok(Outcome::Absorbed);
+            }
+            if let Some((f, x)) = self.fusions.functions.get(out) {
+                let (x, layout) = match self.values.get(x) {
+                    Some(Value::Node(id, layout)) => (*id, *layout),
+                    _ => bail!("applies {f:?} to a value not computed from the image"),
+                };
+                let (label, f) = match f {
+                    Fused::Silu => ("silu", Function::Silu),
+                    Fused::Gelu => ("gelu", Function::Gelu),
+                };
+                return Ok(Outcome::Node(
+                    label,
+                    Op::Activation(Activation(f)),
+                    vec![x],
+                    layout,
+                ));
+            }
+        }
         Ok(match op_type {
             "Conv" => self.conv(node, &a)?,
+            "Transpose" => {
+                let (x, layout) = self.computed_any(node, 0)?;
+                match (a.ints("perm"), layout) {
+                    (Some([0, 2, 3, 1]), Layout::Nchw) => Outcome::Relayout(x, Layout::Nhwc),
+                    (Some([0, 3, 1, 2]), Layout::Nhwc) => Outcome::Relayout(x, Layout::Nchw),
+                    (perm, _) => bail!(
+                        "transposes with perm {perm:?}; convscope follows (N,C,H,W) to (N,H,W,C) and back"
+                    ),
+                }
+            }
+            "LayerNormalization" => {
+                let (x, layout) = self.computed_any(node, 0)?;
+                let axis = a.int("axis", -1);
+                if layout != Layout::Nhwc || !(axis == -1 || axis == 3) {
+                    bail!("normalises from axis {axis} of a value convscope does not see channels-last; it normalises the channels at every pixel");
+                }
+                let c = self.shape(x)[1];
+                let weight = self.constant(node, 1)?;
+                let bias = self
+                    .optional_constant(node, 2)?
+                    .cloned()
+                    .unwrap_or_else(|| Constant::floats(vec![c], vec![0.0; c]));
+                if weight.len() != c || bias.len() != c {
+                    bail!("has a weight or bias of another length than the {c} channels");
+                }
+                let op = LayerNorm {
+                    weight: self.tensor(weight, &[1, c, 1, 1])?,
+                    bias: self.tensor(&bias, &[1, c, 1, 1])?,
+                    eps: a.float("epsilon", 1e-5) as f64,
+                };
+                Outcome::Node("layernorm", Op::LayerNorm(op), vec![x], Layout::Nhwc)
+            }
             "BatchNormalization" => {
                 let x = self.computed(node, 0)?;
                 let eps = a.float("epsilon", 1e-5);
@@ -289,19 +381,14 @@ impl Walk<'_> {
                     "batchnorm",
                     Op::BatchNorm(BatchNorm { scale, shift }),
                     vec![x],
+                    Layout::Nchw,
                 )
             }
-            "Relu" => Outcome::Node("relu", Op::Relu(Relu), vec![self.computed(node, 0)?]),
-            "Clip" => self.clip(node, &a)?,
-            "Sigmoid"
-                if node
-                    .output
-                    .first()
-                    .is_some_and(|o| self.fused_sigmoids.contains(o)) =>
-            {
-                // Computed with the Mul that uses it (SiLU); this value is never read otherwise.
-                Outcome::Alias(node.input[0].clone())
+            "Relu" => {
+                let (x, layout) = self.computed_any(node, 0)?;
+                Outcome::Node("relu", Op::Relu(Relu), vec![x], layout)
             }
+            "Clip" => self.clip(node, &a)?,
             "Sigmoid" => self.activation(node, Function::Sigmoid)?,
             "HardSigmoid" => {
                 let (alpha, beta) = (a.float("alpha", 0.2), a.float("beta", 0.5));
@@ -318,22 +405,13 @@ impl Walk<'_> {
                 }
             },
             "Mul" => self.mul(node)?,
-            "Add" => {
-                let (x, y) = (self.computed(node, 0)?, self.computed(node, 1)?);
-                if self.shape(x) != self.shape(y) {
-                    bail!(
-                        "adds shapes {:?} and {:?}; convscope adds equal shapes only",
-                        self.shape(x),
-                        self.shape(y)
-                    );
-                }
-                Outcome::Node("add", Op::Add(Add), vec![x, y])
-            }
+            "Add" => self.add(node)?,
             "MaxPool" | "AveragePool" => self.pool(node, &a, op_type == "MaxPool")?,
             "GlobalAveragePool" => Outcome::Node(
                 "avgpool",
                 Op::AdaptiveAvgPool(AdaptiveAvgPool { out_h: 1, out_w: 1 }),
                 vec![self.computed(node, 0)?],
+                Layout::Nchw,
             ),
             "ReduceMean" => {
                 let x = self.computed(node, 0)?;
@@ -347,14 +425,17 @@ impl Walk<'_> {
                     .map(|&v| if v < 0 { v + rank } else { v })
                     .collect();
                 axes.sort_unstable();
-                if axes != [2, 3] || rank != 4 || a.int("keepdims", 1) != 1 {
-                    bail!("averages axes {axes:?}; convscope reads the mean over height and width, dimensions kept");
+                if axes != [2, 3] || rank != 4 {
+                    bail!("averages axes {axes:?}; convscope reads the mean over height and width");
                 }
-                Outcome::Node(
-                    "avgpool",
-                    Op::AdaptiveAvgPool(AdaptiveAvgPool { out_h: 1, out_w: 1 }),
-                    vec![x],
-                )
+                let pool = Op::AdaptiveAvgPool(AdaptiveAvgPool { out_h: 1, out_w: 1 });
+                if a.int("keepdims", 1) != 0 {
+                    Outcome::Node("avgpool", pool, vec![x], Layout::Nchw)
+                } else {
+                    // `x.mean([2, 3])`: the pooling, then its (N, C) view.
+                    let pooled = self.push(node, "avgpool", pool, vec![x])?;
+                    Outcome::Node("flatten", Op::Flatten(Flatten), vec![pooled], Layout::Nchw)
+                }
             }
             "Flatten" => {
                 let x = self.computed(node, 0)?;
@@ -364,22 +445,11 @@ impl Walk<'_> {
                         a.int("axis", 1)
                     );
                 }
-                Outcome::Node("flatten", Op::Flatten(Flatten), vec![x])
+                Outcome::Node("flatten", Op::Flatten(Flatten), vec![x], Layout::Nchw)
             }
             "Reshape" => self.reshape(node)?,
             "Gemm" => self.gemm(node, &a)?,
-            "MatMul" => {
-                let x = self.computed(node, 0)?;
-                let b = self.constant(node, 1)?;
-                let [k, n] = b.dims[..] else {
-                    bail!(
-                        "multiplies by a {:?} constant; convscope reads a 2-D weight",
-                        b.dims
-                    );
-                };
-                let weight = self.tensor(b, &[k, n])?.t()?.contiguous()?;
-                Outcome::Node("linear", Op::Linear(Linear { weight, bias: None }), vec![x])
-            }
+            "MatMul" => self.matmul(node)?,
             "Concat" => {
                 if node
                     .input
@@ -396,7 +466,7 @@ impl Walk<'_> {
                 let inputs = (0..node.input.len())
                     .map(|k| self.computed(node, k))
                     .collect::<Result<Vec<_>>>()?;
-                Outcome::Node("concat", Op::Concat(Concat), inputs)
+                Outcome::Node("concat", Op::Concat(Concat), inputs, Layout::Nchw)
             }
             "Dropout" | "Identity" => Outcome::Alias(node.input[0].clone()),
             "Constant" => Outcome::Const(tensors::read(a.tensor("value")?, self.folder)?),
@@ -407,7 +477,7 @@ impl Walk<'_> {
             }
             "Cast" => match self.value(node, 0)? {
                 Value::Const(c) => Outcome::Const(c.clone()),
-                Value::Node(_) => Outcome::Alias(node.input[0].clone()),
+                Value::Node(..) => Outcome::Alias(node.input[0].clone()),
             },
             "Gather" => {
                 let data = self.constant(node, 0)?;
@@ -464,10 +534,12 @@ impl Walk<'_> {
             Function::Hardswish => "hardswish",
             Function::Gelu => "gelu",
         };
+        let (x, layout) = self.computed_any(node, 0)?;
         Ok(Outcome::Node(
             label,
             Op::Activation(Activation(f)),
-            vec![self.computed(node, 0)?],
+            vec![x],
+            layout,
         ))
     }
 
@@ -489,7 +561,9 @@ impl Walk<'_> {
         let x = self.computed(node, 0)?;
         match (lo, hi) {
             (0.0, 6.0) => self.activation(node, Function::Relu6),
-            (0.0, hi) if hi == f32::INFINITY => Ok(Outcome::Node("relu", Op::Relu(Relu), vec![x])),
+            (0.0, hi) if hi == f32::INFINITY => {
+                Ok(Outcome::Node("relu", Op::Relu(Relu), vec![x], Layout::Nchw))
+            }
             (lo, hi) => bail!(
                 "clips to [{lo}, {hi}]; convscope computes ReLU ([0, inf]) and ReLU6 ([0, 6])"
             ),
@@ -497,20 +571,14 @@ impl Walk<'_> {
     }
 
     fn mul(&self, node: &NodeProto) -> Result<Outcome> {
-        for (a, b) in [(0, 1), (1, 0)] {
-            if self.fused_sigmoids.contains(&node.input[b]) {
-                if let Ok(x) = self.computed(node, a) {
-                    return self.silu(x);
-                }
-            }
-        }
         match (self.value(node, 0)?, self.value(node, 1)?) {
-            (Value::Node(x), Value::Node(s)) | (Value::Node(s), Value::Node(x))
+            (Value::Node(x, Layout::Nchw), Value::Node(s, Layout::Nchw))
+            | (Value::Node(s, Layout::Nchw), Value::Node(x, Layout::Nchw))
                 if gate_shapes(self.shape(*x), self.shape(*s)) =>
             {
-                Ok(Outcome::Node("gate", Op::Gate(Gate), vec![*x, *s]))
+                Ok(Outcome::Node("gate", Op::Gate(Gate), vec![*x, *s], Layout::Nchw))
             }
-            (Value::Node(x), Value::Const(c)) | (Value::Const(c), Value::Node(x)) => {
+            (Value::Node(x, layout), Value::Const(c)) | (Value::Const(c), Value::Node(x, layout)) => {
                 let channels = self.shape(*x).get(1).copied().unwrap_or(0);
                 if c.len() != channels || c.dims.iter().filter(|&&d| d != 1).count() > 1 {
                     bail!(
@@ -520,18 +588,10 @@ impl Walk<'_> {
                     );
                 }
                 let scale = self.tensor(c, &[1, channels, 1, 1])?;
-                Ok(Outcome::Node("scale", Op::ChannelScale(ChannelScale { scale }), vec![*x]))
+                Ok(Outcome::Node("scale", Op::ChannelScale(ChannelScale { scale }), vec![*x], *layout))
             }
             _ => bail!("multiplies values of shapes convscope does not multiply (it computes gates, (N,C,H,W) x (N,C,1,1), and per-channel factors)"),
         }
-    }
-
-    fn silu(&self, x: NodeId) -> Result<Outcome> {
-        Ok(Outcome::Node(
-            "silu",
-            Op::Activation(Activation(Function::Silu)),
-            vec![x],
-        ))
     }
 
     fn conv(&self, node: &NodeProto, a: &Attributes) -> Result<Outcome> {
@@ -562,6 +622,7 @@ impl Walk<'_> {
                 groups,
             }),
             vec![x],
+            Layout::Nchw,
         ))
     }
 
@@ -593,6 +654,7 @@ impl Walk<'_> {
                 ceil_mode,
             }),
             vec![x],
+            Layout::Nchw,
         ))
     }
 
@@ -608,7 +670,12 @@ impl Walk<'_> {
         let flat = matches!(target, [n, f] if (*n == -1 || *n == 0 || *n == 1)
             && (*f == -1 || *f as usize == features));
         if flat && shape.len() > 2 {
-            return Ok(Outcome::Node("flatten", Op::Flatten(Flatten), vec![x]));
+            return Ok(Outcome::Node(
+                "flatten",
+                Op::Flatten(Flatten),
+                vec![x],
+                Layout::Nchw,
+            ));
         }
         let same = target.len() == shape.len()
             && target
@@ -647,7 +714,91 @@ impl Walk<'_> {
             "linear",
             Op::Linear(Linear { weight, bias }),
             vec![x],
+            Layout::Nchw,
         ))
+    }
+
+    /// `Add` of two computed values of one shape (residuals), or of a bias to the matrix
+    /// product just before it (a `Linear` exported as `MatMul` + `Add`), folded into it.
+    fn add(&mut self, node: &NodeProto) -> Result<Outcome> {
+        match (self.value(node, 0)?, self.value(node, 1)?) {
+            (Value::Node(x, lx), Value::Node(y, ly)) => {
+                if self.shape(*x) != self.shape(*y) || lx != ly {
+                    bail!(
+                        "adds shapes {:?} and {:?}; convscope adds equal shapes only",
+                        self.shape(*x),
+                        self.shape(*y)
+                    );
+                }
+                Ok(Outcome::Node("add", Op::Add(Add), vec![*x, *y], *lx))
+            }
+            (Value::Node(x, layout), Value::Const(c))
+            | (Value::Const(c), Value::Node(x, layout)) => {
+                let (x, layout, c) = (*x, *layout, c.clone());
+                let read_once = node.input.iter().any(|i| {
+                    matches!(self.values.get(i), Some(Value::Node(..)))
+                        && self.uses.get(i) == Some(&1)
+                });
+                let last = x == self.pending.len() && read_once;
+                let bias_len = match self.pending.last().map(|p| &p.op) {
+                    Some(Op::Conv2d(conv)) if last && conv.bias.is_none() => conv.weight.dims()[0],
+                    Some(Op::Linear(lin)) if last && lin.bias.is_none() => lin.weight.dims()[0],
+                    _ => bail!("adds a constant to a value that is not a bias-free matrix product just before it; convscope adds biases only there"),
+                };
+                if c.len() != bias_len {
+                    bail!("adds {} values as the bias of {bias_len} outputs", c.len());
+                }
+                let bias = Some(self.tensor(&c, &[bias_len])?);
+                match &mut self.pending.last_mut().expect("checked above").op {
+                    Op::Conv2d(conv) => conv.bias = bias,
+                    Op::Linear(lin) => lin.bias = bias,
+                    other => bail!("cannot take a bias ({})", other.kind()),
+                }
+                Ok(Outcome::Relayout(x, layout))
+            }
+            (Value::Const(_), Value::Const(_)) => {
+                bail!("adds two constants, which convscope does not fold")
+            }
+        }
+    }
+
+    /// `MatMul` by a constant `(in, out)` matrix: a `Linear` on `(N, features)`, or a 1x1
+    /// convolution on a channels-last value (ConvNeXt's pointwise layers).
+    fn matmul(&self, node: &NodeProto) -> Result<Outcome> {
+        let (x, layout) = self.computed_any(node, 0)?;
+        let b = self.constant(node, 1)?;
+        let [k, n] = b.dims[..] else {
+            bail!(
+                "multiplies by a {:?} constant; convscope reads a 2-D weight",
+                b.dims
+            );
+        };
+        let weight = self.tensor(b, &[k, n])?.t()?.contiguous()?;
+        match (layout, self.shape(x).len()) {
+            (Layout::Nhwc, 4) => {
+                let conv = Conv2d {
+                    weight: weight.reshape((n, k, 1, 1))?,
+                    bias: None,
+                    window: Window::square(1, 1, 0, 1),
+                    groups: 1,
+                };
+                Ok(Outcome::Node(
+                    "linear",
+                    Op::Conv2d(conv),
+                    vec![x],
+                    Layout::Nhwc,
+                ))
+            }
+            (Layout::Nchw, 2) => Ok(Outcome::Node(
+                "linear",
+                Op::Linear(Linear { weight, bias: None }),
+                vec![x],
+                Layout::Nchw,
+            )),
+            (_, rank) => bail!(
+                "multiplies a rank-{rank} value along an axis convscope does not map to channels"
+            ),
+        }
     }
 
     fn concat_constants(&self, node: &NodeProto, a: &Attributes) -> Result<Outcome> {

@@ -6,6 +6,7 @@
 mod attributes;
 mod import;
 mod names;
+mod patterns;
 #[allow(clippy::all, clippy::pedantic)]
 mod proto;
 mod tensors;

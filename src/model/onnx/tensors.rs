@@ -33,6 +33,13 @@ impl Constant {
         }
     }
 
+    pub fn floats(dims: Vec<usize>, values: Vec<f32>) -> Constant {
+        Constant {
+            dims,
+            data: Data::Float(values),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.dims.iter().product()
     }

@@ -1,0 +1,119 @@
+//! Functions that exporters write as several elementary nodes, found before the walk so that
+//! each becomes one op of the engine's (with its own exact reverse pass):
+//!
+//! - SiLU, `x * Sigmoid(x)` (torch.onnx.export of `nn.SiLU`);
+//! - the exact GELU, `x * 0.5 * (1 + Erf(x / sqrt(2)))`, its two products in either order
+//!   (`nn.GELU` before opset 20's `Gelu`).
+//!
+//! A pattern is taken only when its inner values are used by nothing else.
+
+use std::collections::{HashMap, HashSet};
+
+use super::proto::{GraphProto, NodeProto};
+
+/// The nodes a pattern replaces: the output of its last node (which becomes the function of
+/// its input) and the outputs of the nodes folded into it.
+#[derive(Debug, Default)]
+pub struct Fusions {
+    /// Last node's output → (function, the input it is applied to).
+    pub functions: HashMap<String, (Fused, String)>,
+    /// Outputs of the nodes computed inside a fused function.
+    pub absorbed: HashSet<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fused {
+    Silu,
+    Gelu,
+}
+
+/// Finds the patterns of `graph`; `scalar` gives the value of a one-element constant by name.
+pub fn find(graph: &GraphProto, scalar: &dyn Fn(&str) -> Option<f32>) -> Fusions {
+    let mut uses: HashMap<&str, usize> = HashMap::new();
+    for n in &graph.node {
+        for i in &n.input {
+            *uses.entry(i.as_str()).or_default() += 1;
+        }
+    }
+    let producer: HashMap<&str, &NodeProto> = graph
+        .node
+        .iter()
+        .filter_map(|n| Some((n.output.first()?.as_str(), n)))
+        .collect();
+    let users = |value: &str| -> Vec<&NodeProto> {
+        graph
+            .node
+            .iter()
+            .filter(|n| n.input.iter().any(|i| i == value))
+            .collect()
+    };
+    let once = |value: &str| uses.get(value) == Some(&1);
+    let op = |n: &NodeProto| n.op_type.as_deref().unwrap_or("").to_string();
+    let out = |n: &NodeProto| n.output.first().cloned().unwrap_or_default();
+    let near = |name: &str, v: f32| scalar(name).is_some_and(|s| (s - v).abs() < 1e-4);
+    // The operand of a two-input node other than `known`.
+    let other = |n: &NodeProto, known: &str| -> Option<String> {
+        match &n.input[..] {
+            [a, b] if a == known => Some(b.clone()),
+            [a, b] if b == known => Some(a.clone()),
+            _ => None,
+        }
+    };
+    let mut fusions = Fusions::default();
+    for n in &graph.node {
+        match op(n).as_str() {
+            "Sigmoid" if n.input.len() == 1 => {
+                let (x, s) = (n.input[0].clone(), out(n));
+                if !once(&s) {
+                    continue;
+                }
+                let [mul] = users(&s)[..] else { continue };
+                if op(mul) == "Mul" && other(mul, &s).as_deref() == Some(x.as_str()) {
+                    fusions.absorbed.insert(s);
+                    fusions.functions.insert(out(mul), (Fused::Silu, x));
+                }
+            }
+            "Erf" if n.input.len() == 1 => {
+                let Some(scaled) = producer.get(n.input[0].as_str()) else {
+                    continue;
+                };
+                let x = match (op(scaled).as_str(), &scaled.input[..]) {
+                    ("Div", [x, c]) if near(c, std::f32::consts::SQRT_2) => x.clone(),
+                    ("Mul", [a, b]) if near(b, std::f32::consts::FRAC_1_SQRT_2) => a.clone(),
+                    ("Mul", [a, b]) if near(a, std::f32::consts::FRAC_1_SQRT_2) => b.clone(),
+                    _ => continue,
+                };
+                let erf = out(n);
+                if !once(&n.input[0]) || !once(&erf) {
+                    continue;
+                }
+                let [plus] = users(&erf)[..] else { continue };
+                if op(plus) != "Add" || !other(plus, &erf).is_some_and(|c| near(&c, 1.0)) {
+                    continue;
+                }
+                let sum = out(plus);
+                let [first] = users(&sum)[..] else { continue };
+                let Some(first_other) = other(first, &sum).filter(|_| op(first) == "Mul") else {
+                    continue;
+                };
+                let product = out(first);
+                let [second] = users(&product)[..] else {
+                    continue;
+                };
+                let Some(second_other) = other(second, &product).filter(|_| op(second) == "Mul")
+                else {
+                    continue;
+                };
+                // x * ((1 + erf) * 0.5), or 0.5 * (x * (1 + erf)), in any operand order.
+                let halves = (first_other == x && near(&second_other, 0.5))
+                    || (second_other == x && near(&first_other, 0.5));
+                if halves && once(&sum) && once(&product) {
+                    fusions.absorbed.extend([out(scaled), erf, sum, product]);
+                    fusions.functions.insert(out(second), (Fused::Gelu, x));
+                }
+            }
+            _ => {}
+        }
+    }
+    fusions
+}
