@@ -1,11 +1,11 @@
 """Makes the ONNX fixtures in tests/fixtures/ (needs torch, torchvision, safetensors, onnx,
-onnxruntime): the reduced-width ResNet-50, EfficientNet-B0, ConvNeXt-T and MobileNetV3-small of
-make_fixtures.py / make_family_fixtures.py, with the weights of their committed checkpoints,
-exported by torch.onnx.export (the TorchScript exporter for the first three, ResNet with its
-batch norms kept, the dynamo exporter for MobileNet), so that the tests can hold a model opened from .onnx to the same expected
-outputs and gradients as the one opened from its state dict. Each export is checked against
-PyTorch with onnxruntime before it is written. Then small files for the error paths (see
-`hostile`).
+onnxruntime): the reduced-width ResNet-50, EfficientNet-B0, ConvNeXt-T, ShuffleNetV2 and
+MobileNetV3-small of make_fixtures.py / make_family_fixtures.py, with the weights of their
+committed checkpoints, exported by torch.onnx.export (the TorchScript exporter for the first
+three, ResNet with its batch norms kept; both exporters for ShuffleNetV2; the dynamo exporter for
+MobileNet), so that the tests can hold a model opened from .onnx to the same expected outputs
+and gradients as the one opened from its state dict. Each export is checked against PyTorch with
+onnxruntime before it is written. Then small files for the error paths (see `hostile`).
 
     python scripts/make_onnx_fixtures.py
 """
@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torchvision.models.convnext import CNBlockConfig, ConvNeXt
 from torchvision.models.efficientnet import EfficientNet, _efficientnet_conf
 from torchvision.models.mobilenetv3 import mobilenet_v3_small
+from torchvision.models.shufflenetv2 import ShuffleNetV2
 
 import make_fixtures
 from make_fixtures import CLASSES, OUT
@@ -32,10 +33,10 @@ def load(model, name):
     return model.eval()
 
 
-def export(model, name, dynamo, keep_batch_norm=False):
+def export(model, name, dynamo, keep_batch_norm=False, file=None):
     exp = load_file(os.path.join(OUT, f"{name}_expected.safetensors"))
     x = exp["input"]
-    path = os.path.join(OUT, f"{name}.onnx")
+    path = os.path.join(OUT, f"{file or name}.onnx")
     with torch.no_grad():
         torch.onnx.export(model, (x,), path, dynamo=dynamo, opset_version=18 if dynamo else 17,
                           input_names=["image"], output_names=["logits"], external_data=False,
@@ -98,6 +99,11 @@ def main():
     convnext = ConvNeXt([CNBlockConfig(8, 16, 3), CNBlockConfig(16, 32, 3),
                          CNBlockConfig(32, 64, 9), CNBlockConfig(64, None, 3)], num_classes=CLASSES)
     export(load(convnext, "convnext_tiny_small"), "convnext_tiny_small", False)
+    # ShuffleNetV2 from both exporters: the TorchScript one writes `chunk` as shape arithmetic
+    # and Slice nodes, the dynamo one as Split.
+    for dynamo, file in [(False, "shufflenet_v2_small"), (True, "shufflenet_v2_small_dynamo")]:
+        shufflenet = ShuffleNetV2([4, 8, 4], [8, 16, 32, 64, 128], num_classes=CLASSES)
+        export(load(shufflenet, "shufflenet_v2_small"), "shufflenet_v2_small", dynamo, file=file)
     mnv3 = mobilenet_v3_small(num_classes=CLASSES, width_mult=0.25)
     export(load(mnv3, "mobilenet_v3_small_small"), "mobilenet_v3_small_small", True)
     hostile()

@@ -12,14 +12,17 @@ use convscope::model::{Head, Model};
 #[test]
 fn exported_models_match_pytorch_by_module_path() {
     // (fixture, exporter)
-    for (name, nodes) in [
+    for (file, nodes) in [
         ("resnet50_small", "TorchScript"),
         ("efficientnet_b0_small", "TorchScript"),
         ("convnext_tiny_small", "TorchScript"),
+        ("shufflenet_v2_small", "TorchScript"),
+        ("shufflenet_v2_small_dynamo", "dynamo"),
         ("mobilenet_v3_small_small", "dynamo"),
     ] {
-        let model = Model::open(&fixture(&format!("{name}.onnx")), None, &Device::Cpu)
-            .unwrap_or_else(|e| panic!("{name} ({nodes} export): {e:#}"));
+        let model = Model::open(&fixture(&format!("{file}.onnx")), None, &Device::Cpu)
+            .unwrap_or_else(|e| panic!("{file} ({nodes} export): {e:#}"));
+        let name = file.trim_end_matches("_dynamo");
         assert!(model.arch.starts_with("onnx graph"), "{}", model.arch);
         assert_eq!(model.head, Some(Head::Softmax));
         assert_eq!(
@@ -46,4 +49,103 @@ fn weights_in_an_external_file_are_read() {
         &exp["logits"],
         common::TOL,
     );
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_convscope"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn every_subcommand_serves_an_onnx_model_as_its_state_dict() {
+    let d = tempfile::tempdir().unwrap();
+    let img = d.path().join("img.png");
+    image::RgbImage::from_fn(80, 64, |x, y| {
+        image::Rgb([(x * 3) as u8, (y * 4) as u8, 120])
+    })
+    .save(&img)
+    .unwrap();
+    let img = img.to_str().unwrap();
+    let onnx = fixture("convnext_tiny_small.onnx");
+    let onnx = onnx.to_str().unwrap();
+    let out = |name: &str| d.path().join(name).to_str().unwrap().to_string();
+    let info = String::from_utf8(run(&["info", onnx]).stdout).unwrap();
+    assert!(info.contains("onnx graph"), "{info}");
+    assert!(info.contains("features"), "{info}");
+    run(&["predict", onnx, img]);
+    run(&[
+        "activations",
+        onnx,
+        img,
+        "--layer",
+        "features.3",
+        "-o",
+        &out("a.png"),
+    ]);
+    run(&[
+        "filters",
+        onnx,
+        "--layer",
+        "features.3",
+        "--steps",
+        "1",
+        "--channels",
+        "0..2",
+        "-o",
+        &out("f.png"),
+    ]);
+    // The same module by name from both files: the same map (ConvNeXt's block output).
+    // (The state dict at the export's input size, 64x80, through a model.toml.)
+    let toml = d.path().join("model.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "weights = {:?}\ninput_size = [64, 80]\n",
+            fixture("convnext_tiny_small.safetensors")
+        ),
+    )
+    .unwrap();
+    for (model, npy) in [(onnx, "onnx.npy"), (toml.to_str().unwrap(), "st.npy")] {
+        run(&[
+            "cam",
+            model,
+            img,
+            "--layer",
+            "features.5",
+            "--class",
+            "3",
+            "--crop",
+            "resize",
+            "--npy",
+            &out(npy),
+            "-o",
+            &out(&format!("{npy}.png")),
+        ]);
+    }
+    let read = |name: &str| {
+        let bytes = std::fs::read(out(name)).unwrap();
+        // float32 .npy: the values follow the header, whose length is at bytes 8-9.
+        let header = u16::from_le_bytes([bytes[8], bytes[9]]) as usize + 10;
+        bytes[header..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect::<Vec<f32>>()
+    };
+    let (a, b) = (read("onnx.npy"), read("st.npy"));
+    assert_eq!(a.len(), b.len());
+    assert!(a.iter().any(|&v| v > 0.5), "an empty map proves nothing");
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-4, "maps differ by {worst}");
 }

@@ -112,6 +112,14 @@ impl Model {
     ) -> Result<Model> {
         let weights_path = base.join(&card.weights);
         let (graph, arch_name, cam_layer, output) = if onnx::is_onnx(&weights_path) {
+            if let Some(arch) =
+                arch_override.or(Some(card.architecture.as_str()).filter(|a| *a != "auto"))
+            {
+                bail!(
+                    "{} is an ONNX model, which carries its own graph: architecture '{arch}' does not apply",
+                    weights_path.display()
+                );
+            }
             let imported = onnx::open(&weights_path, card.input_size, device)?;
             let outputs = shape_outputs(&imported.graph);
             // A graph that ended in a sigmoid over several classes is multi-label.

@@ -22,8 +22,8 @@ use super::proto::{GraphProto, NodeProto};
 use super::tensors::{self, Constant};
 use crate::model::graph::{Graph, NodeId};
 use crate::model::ops::{
-    Activation, AdaptiveAvgPool, Add, Axis, BatchNorm, ChannelScale, Concat, Conv2d, Flatten,
-    Function, Gate, LayerNorm, Linear, Op, Pool, PoolKind, Relu, Window,
+    Activation, AdaptiveAvgPool, Add, Axis, BatchNorm, ChannelScale, ChannelShuffle, ChannelSlice,
+    Concat, Conv2d, Flatten, Function, Gate, LayerNorm, Linear, Op, Pool, PoolKind, Relu, Window,
 };
 
 /// An imported graph and what was left out of it.
@@ -113,12 +113,9 @@ pub fn import(
         }
     }
     let constants = constant_nodes(graph, folder);
-    walk.fusions = patterns::find(graph, &|name: &str| {
-        let c = match walk.values.get(name) {
-            Some(Value::Const(c)) => c,
-            _ => constants.get(name)?,
-        };
-        (c.len() == 1).then(|| c.to_floats()[0])
+    walk.fusions = patterns::find(graph, &|name: &str| match walk.values.get(name) {
+        Some(Value::Const(c)) => Some(c.clone()),
+        _ => constants.get(name).cloned(),
     });
     walk.values
         .insert(input_name.to_string(), Value::Node(0, Layout::Nchw));
@@ -131,6 +128,12 @@ pub fn import(
     for node in &graph.node {
         let op_type = node.op_type.as_deref().unwrap_or("");
         let name = node.name.as_deref().unwrap_or("(unnamed)");
+        if op_type == "Split" {
+            // The one node with several outputs: a slice of channels each.
+            walk.split(node)
+                .with_context(|| format!("ONNX node '{name}' ({op_type})"))?;
+            continue;
+        }
         let outcome = if let Some(f) = final_function(node, &output_name) {
             dropped_output = Some(f);
             Outcome::Alias(node.input[0].clone())
@@ -316,16 +319,15 @@ impl Walk<'_> {
                     Some(Value::Node(id, layout)) => (*id, *layout),
                     _ => bail!("applies {f:?} to a value not computed from the image"),
                 };
-                let (label, f) = match f {
-                    Fused::Silu => ("silu", Function::Silu),
-                    Fused::Gelu => ("gelu", Function::Gelu),
+                let (label, op) = match f {
+                    Fused::Silu => ("silu", Op::Activation(Activation(Function::Silu))),
+                    Fused::Gelu => ("gelu", Op::Activation(Activation(Function::Gelu))),
+                    Fused::Shuffle(groups) => (
+                        "channel_shuffle",
+                        Op::ChannelShuffle(ChannelShuffle { groups: *groups }),
+                    ),
                 };
-                return Ok(Outcome::Node(
-                    label,
-                    Op::Activation(Activation(f)),
-                    vec![x],
-                    layout,
-                ));
+                return Ok(Outcome::Node(label, op, vec![x], layout));
             }
         }
         Ok(match op_type {
@@ -404,6 +406,10 @@ impl Walk<'_> {
                     bail!("has approximate = '{other}'; convscope computes the exact GELU")
                 }
             },
+            "Add" | "Sub" | "Mul" | "Div" if self.all_constant(node) => {
+                self.arithmetic(node, op_type)?
+            }
+            "Slice" => self.slice(node)?,
             "Mul" => self.mul(node)?,
             "Add" => self.add(node)?,
             "MaxPool" | "AveragePool" => self.pool(node, &a, op_type == "MaxPool")?,
@@ -799,6 +805,138 @@ impl Walk<'_> {
                 "multiplies a rank-{rank} value along an axis convscope does not map to channels"
             ),
         }
+    }
+
+    fn all_constant(&self, node: &NodeProto) -> bool {
+        node.input
+            .iter()
+            .all(|i| matches!(self.values.get(i), Some(Value::Const(_))))
+    }
+
+    /// Integer arithmetic on shapes (`chunk`'s sizes: `Shape → Gather → Add → Div → Mul`),
+    /// folded; a scalar broadcasts.
+    fn arithmetic(&self, node: &NodeProto, op_type: &str) -> Result<Outcome> {
+        let (a, b) = (self.constant(node, 0)?, self.constant(node, 1)?);
+        let (Some(x), Some(y)) = (a.as_ints(), b.as_ints()) else {
+            bail!("computes with float constants, which convscope does not fold");
+        };
+        let (dims, n) = if x.len() >= y.len() {
+            (&a.dims, x.len())
+        } else {
+            (&b.dims, y.len())
+        };
+        if !(x.len() == y.len() || x.len() == 1 || y.len() == 1) {
+            bail!("combines {} and {} values", x.len(), y.len());
+        }
+        let at = |v: &[i64], i: usize| if v.len() == 1 { v[0] } else { v[i] };
+        let values = (0..n)
+            .map(|i| {
+                let (p, q) = (at(x, i), at(y, i));
+                match op_type {
+                    "Add" => Ok(p + q),
+                    "Sub" => Ok(p - q),
+                    "Mul" => Ok(p * q),
+                    _ if q == 0 => bail!("divides by zero"),
+                    _ => Ok(p / q),
+                }
+            })
+            .collect::<Result<Vec<i64>>>()?;
+        Ok(Outcome::Const(Constant::ints(dims.clone(), values)))
+    }
+
+    /// `Slice` along the channels with step 1 (`chunk`), or of a constant shape.
+    fn slice(&self, node: &NodeProto) -> Result<Outcome> {
+        let ints = |k: usize| -> Result<Option<Vec<i64>>> {
+            match self.optional_constant(node, k)? {
+                Some(c) => Ok(Some(
+                    c.as_ints()
+                        .ok_or_else(|| anyhow!("has input {k} that is not integers"))?
+                        .to_vec(),
+                )),
+                None => Ok(None),
+            }
+        };
+        let starts = ints(1)?.ok_or_else(|| anyhow!("has no starts"))?;
+        let ends = ints(2)?.ok_or_else(|| anyhow!("has no ends"))?;
+        let axes = ints(3)?.unwrap_or_else(|| (0..starts.len() as i64).collect());
+        let steps = ints(4)?.unwrap_or_else(|| vec![1; starts.len()]);
+        let ([start], [end], [axis], [1]) = (&starts[..], &ends[..], &axes[..], &steps[..]) else {
+            bail!("slices {axes:?} with steps {steps:?}; convscope slices one axis with step 1");
+        };
+        // Python-style bounds, clamped to the axis.
+        let bound = |v: i64, len: usize| -> usize {
+            let v = if v < 0 { v + len as i64 } else { v };
+            v.clamp(0, len as i64) as usize
+        };
+        match self.value(node, 0)? {
+            Value::Const(c) => {
+                let values = c
+                    .as_ints()
+                    .filter(|_| c.dims.len() == 1 && *axis == 0)
+                    .ok_or_else(|| anyhow!("slices a constant other than a shape"))?;
+                let (s, e) = (bound(*start, values.len()), bound(*end, values.len()));
+                let picked = values[s..e.max(s)].to_vec();
+                Ok(Outcome::Const(Constant::ints(vec![picked.len()], picked)))
+            }
+            Value::Node(..) => {
+                let x = self.computed(node, 0)?;
+                let shape = self.shape(x);
+                if !(*axis == 1 || *axis == 1 - shape.len() as i64) {
+                    bail!("slices axis {axis}; convscope slices channels");
+                }
+                let (s, e) = (bound(*start, shape[1]), bound(*end, shape[1]));
+                if e <= s {
+                    bail!("slices no channels ({start}..{end})");
+                }
+                let op = Op::ChannelSlice(ChannelSlice {
+                    start: s,
+                    len: e - s,
+                });
+                Ok(Outcome::Node("chunk", op, vec![x], Layout::Nchw))
+            }
+        }
+    }
+
+    /// `Split` along the channels: one channel slice per output, sizes from the `split` input
+    /// (opset 13+) or attribute, else equal parts.
+    fn split(&mut self, node: &NodeProto) -> Result<()> {
+        let a = Attributes::of(node);
+        let x = self.computed(node, 0)?;
+        let channels = self.shape(x)[1];
+        let axis = a.int("axis", 0);
+        if !(axis == 1 || axis == 1 - self.shape(x).len() as i64) {
+            bail!("splits axis {axis}; convscope splits channels");
+        }
+        let parts = node.output.len();
+        let sizes: Vec<i64> = match self.optional_constant(node, 1)? {
+            Some(c) => c
+                .as_ints()
+                .ok_or_else(|| anyhow!("has split sizes that are not integers"))?
+                .to_vec(),
+            None => match a.ints("split") {
+                Some(v) => v.to_vec(),
+                None if parts > 0 && channels.is_multiple_of(parts) => {
+                    vec![(channels / parts) as i64; parts]
+                }
+                None => bail!("splits {channels} channels into {parts} unequal parts"),
+            },
+        };
+        if sizes.len() != parts
+            || sizes.iter().sum::<i64>() != channels as i64
+            || sizes.iter().any(|&s| s <= 0)
+        {
+            bail!("splits {channels} channels as {sizes:?} into {parts} outputs");
+        }
+        let mut start = 0;
+        for (out, &len) in node.output.iter().zip(&sizes) {
+            let len = len as usize;
+            let op = Op::ChannelSlice(ChannelSlice { start, len });
+            let id = self.push(node, "chunk", op, vec![x])?;
+            self.values
+                .insert(out.clone(), Value::Node(id, Layout::Nchw));
+            start += len;
+        }
+        Ok(())
     }
 
     fn concat_constants(&self, node: &NodeProto, a: &Attributes) -> Result<Outcome> {

@@ -3,13 +3,17 @@
 //!
 //! - SiLU, `x * Sigmoid(x)` (torch.onnx.export of `nn.SiLU`);
 //! - the exact GELU, `x * 0.5 * (1 + Erf(x / sqrt(2)))`, its two products in either order
-//!   (`nn.GELU` before opset 20's `Gelu`).
+//!   (`nn.GELU` before opset 20's `Gelu`);
+//! - the channel shuffle, `Reshape (N, g, C/g, H, W) → Transpose (0, 2, 1, 3, 4) → Reshape
+//!   (N, C, H, W)` (ShuffleNetV2's `channel_shuffle`).
 //!
 //! A pattern is taken only when its inner values are used by nothing else.
 
 use std::collections::{HashMap, HashSet};
 
+use super::attributes::Attributes;
 use super::proto::{GraphProto, NodeProto};
+use super::tensors::Constant;
 
 /// The nodes a pattern replaces: the output of its last node (which becomes the function of
 /// its input) and the outputs of the nodes folded into it.
@@ -25,10 +29,19 @@ pub struct Fusions {
 pub enum Fused {
     Silu,
     Gelu,
+    /// A channel shuffle in this many groups.
+    Shuffle(usize),
 }
 
-/// Finds the patterns of `graph`; `scalar` gives the value of a one-element constant by name.
-pub fn find(graph: &GraphProto, scalar: &dyn Fn(&str) -> Option<f32>) -> Fusions {
+/// Finds the patterns of `graph`; `constant` gives a constant's values by name (initializers
+/// and `Constant` nodes).
+pub fn find(graph: &GraphProto, constant: &dyn Fn(&str) -> Option<Constant>) -> Fusions {
+    let scalar = |name: &str| {
+        constant(name)
+            .filter(|c| c.len() == 1)
+            .map(|c| c.to_floats()[0])
+    };
+    let ints = |name: &str| constant(name).and_then(|c| c.as_ints().map(<[i64]>::to_vec));
     let mut uses: HashMap<&str, usize> = HashMap::new();
     for n in &graph.node {
         for i in &n.input {
@@ -110,6 +123,34 @@ pub fn find(graph: &GraphProto, scalar: &dyn Fn(&str) -> Option<f32>) -> Fusions
                 if halves && once(&sum) && once(&product) {
                     fusions.absorbed.extend([out(scaled), erf, sum, product]);
                     fusions.functions.insert(out(second), (Fused::Gelu, x));
+                }
+            }
+            "Transpose" if Attributes::of(n).ints("perm") == Some(&[0, 2, 1, 3, 4]) => {
+                let Some(split) = producer.get(n.input[0].as_str()) else {
+                    continue;
+                };
+                let transposed = out(n);
+                let [merge] = users(&transposed)[..] else {
+                    continue;
+                };
+                if op(split) != "Reshape" || op(merge) != "Reshape" {
+                    continue;
+                }
+                let (Some(five), Some(four)) = (
+                    split.input.get(1).and_then(|s| ints(s)),
+                    merge.input.get(1).and_then(|s| ints(s)),
+                ) else {
+                    continue;
+                };
+                // (N, g, C/g, H, W) back to (N, C, H, W).
+                let grouped = matches!((&five[..], &four[..]),
+                    ([_, g, cg, h, w], [_, c, h2, w2]) if g * cg == *c && (h, w) == (h2, w2) && *g > 0);
+                if grouped && once(&n.input[0]) && once(&transposed) {
+                    fusions.absorbed.extend([out(split), transposed]);
+                    let groups = five[1] as usize;
+                    fusions
+                        .functions
+                        .insert(out(merge), (Fused::Shuffle(groups), split.input[0].clone()));
                 }
             }
             _ => {}
