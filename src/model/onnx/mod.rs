@@ -4,11 +4,16 @@
 //! (scripts/generate_onnx_proto.sh) and committed, so building needs no protoc.
 
 mod attributes;
+mod channels;
+mod elementwise;
 mod import;
+mod layers;
 mod names;
 mod patterns;
+mod pooling;
 #[allow(clippy::all, clippy::pedantic)]
 mod proto;
+mod shapes;
 mod tensors;
 
 use std::path::Path;

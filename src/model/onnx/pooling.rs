@@ -1,0 +1,158 @@
+//! Pooling nodes and the sliding-window geometry they share with convolutions (`strides`,
+//! `dilations`, `pads` and `auto_pad`, per axis).
+
+use anyhow::{anyhow, bail, Result};
+
+use super::attributes::Attributes;
+use super::import::{Layout, Outcome, Walk};
+use super::proto::NodeProto;
+use crate::model::ops::{AdaptiveAvgPool, Axis, Flatten, Op, Pool, PoolKind, Window};
+
+impl Walk<'_> {
+    pub(super) fn pool(&self, node: &NodeProto, a: &Attributes, max: bool) -> Result<Outcome> {
+        let x = self.computed(node, 0)?;
+        let kernel = a
+            .ints("kernel_shape")
+            .ok_or_else(|| anyhow!("has no kernel_shape"))?;
+        let [kh, kw] = kernel[..] else {
+            bail!(
+                "pools over {} axes; convscope pools over height and width",
+                kernel.len()
+            );
+        };
+        let (kh, kw) = (positive(kh)?, positive(kw)?);
+        let window = window(a, (kh, kw), spatial(self.shape(x))?, max)?;
+        let padded = window.h.before + window.h.after + window.w.before + window.w.after > 0;
+        if !max && padded && a.int("count_include_pad", 0) == 0 {
+            bail!("averages with padding left out of the count (count_include_pad = 0); convscope counts the padding, as PyTorch's default");
+        }
+        let kind = if max { PoolKind::Max } else { PoolKind::Avg };
+        let ceil_mode = a.int("ceil_mode", 0) != 0;
+        let label = if max { "maxpool" } else { "avgpool" };
+        Ok(Outcome::Node(
+            label,
+            Op::Pool(Pool {
+                kind,
+                window,
+                ceil_mode,
+            }),
+            vec![x],
+            Layout::Nchw,
+        ))
+    }
+
+    pub(super) fn global_average_pool(&self, node: &NodeProto) -> Result<Outcome> {
+        Ok(Outcome::Node(
+            "avgpool",
+            Op::AdaptiveAvgPool(AdaptiveAvgPool { out_h: 1, out_w: 1 }),
+            vec![self.computed(node, 0)?],
+            Layout::Nchw,
+        ))
+    }
+
+    /// A mean over height and width: global average pooling (and a flatten without kept
+    /// dimensions).
+    pub(super) fn reduce_mean(&mut self, node: &NodeProto, a: &Attributes) -> Result<Outcome> {
+        let x = self.computed(node, 0)?;
+        let axes: Vec<i64> = match self.optional_constant(node, 1)? {
+            Some(c) => c.as_ints().unwrap_or_default().to_vec(),
+            None => a.ints("axes").unwrap_or_default().to_vec(),
+        };
+        let rank = self.shape(x).len() as i64;
+        let mut axes: Vec<i64> = axes
+            .iter()
+            .map(|&v| if v < 0 { v + rank } else { v })
+            .collect();
+        axes.sort_unstable();
+        if axes != [2, 3] || rank != 4 {
+            bail!("averages axes {axes:?}; convscope reads the mean over height and width");
+        }
+        let pool = Op::AdaptiveAvgPool(AdaptiveAvgPool { out_h: 1, out_w: 1 });
+        Ok(if a.int("keepdims", 1) != 0 {
+            Outcome::Node("avgpool", pool, vec![x], Layout::Nchw)
+        } else {
+            // `x.mean([2, 3])`: the pooling, then its (N, C) view.
+            let pooled = self.push(node, "avgpool", pool, vec![x])?;
+            Outcome::Node("flatten", Op::Flatten(Flatten), vec![pooled], Layout::Nchw)
+        })
+    }
+}
+
+/// `(height, width)` of an NCHW shape.
+pub(super) fn spatial(shape: &[usize]) -> Result<(usize, usize)> {
+    match shape {
+        [_, _, h, w] => Ok((*h, *w)),
+        other => bail!("reads a {other:?} value where an (N, C, H, W) image was expected"),
+    }
+}
+
+pub(super) fn positive(v: i64) -> Result<usize> {
+    usize::try_from(v)
+        .ok()
+        .filter(|&v| v > 0)
+        .ok_or_else(|| anyhow!("has a size {v} that is not positive"))
+}
+
+/// The window of a convolution or pooling node: strides, dilations and padding per axis, with
+/// `auto_pad` resolved against the input size.
+pub(super) fn window(
+    a: &Attributes,
+    (kh, kw): (usize, usize),
+    (h, w): (usize, usize),
+    dilated: bool,
+) -> Result<Window> {
+    let pair = |name: &str| -> Result<(usize, usize)> {
+        match a.ints(name) {
+            None => Ok((1, 1)),
+            Some([y, x]) => Ok((positive(*y)?, positive(*x)?)),
+            Some(other) => bail!("has {name} {other:?}; convscope reads two spatial axes"),
+        }
+    };
+    let (sh, sw) = pair("strides")?;
+    let (dh, dw) = pair("dilations")?;
+    if !dilated && (dh, dw) != (1, 1) {
+        bail!("has dilations {dh}x{dw}; convscope pools without dilation");
+    }
+    let auto_pad = a.text("auto_pad").unwrap_or_else(|| "NOTSET".into());
+    let axis = |kernel, stride, dilation, before, after| Axis {
+        kernel,
+        stride,
+        dilation,
+        before,
+        after,
+    };
+    let same = |size: usize, k: usize, s: usize, d: usize, upper: bool| {
+        let span = d * (k - 1) + 1;
+        let total = ((size.div_ceil(s) - 1) * s + span).saturating_sub(size);
+        let small = total / 2;
+        if upper {
+            (small, total - small)
+        } else {
+            (total - small, small)
+        }
+    };
+    let (ph, pw) = match auto_pad.as_str() {
+        "NOTSET" => match a.ints("pads") {
+            None => ((0, 0), (0, 0)),
+            Some(&[t, l, b, r]) => {
+                let p =
+                    |v: i64| usize::try_from(v).map_err(|_| anyhow!("has negative padding {v}"));
+                ((p(t)?, p(b)?), (p(l)?, p(r)?))
+            }
+            Some(other) => bail!("has pads {other:?}; convscope reads two spatial axes"),
+        },
+        "VALID" => ((0, 0), (0, 0)),
+        "SAME_UPPER" | "SAME_LOWER" => {
+            let upper = auto_pad == "SAME_UPPER";
+            (same(h, kh, sh, dh, upper), same(w, kw, sw, dw, upper))
+        }
+        other => bail!("has auto_pad '{other}'"),
+    };
+    if a.has("pads") && auto_pad != "NOTSET" {
+        bail!("has both pads and auto_pad '{auto_pad}'");
+    }
+    Ok(Window {
+        h: axis(kh, sh, dh, ph.0, ph.1),
+        w: axis(kw, sw, dw, pw.0, pw.1),
+    })
+}
