@@ -8,17 +8,7 @@ use std::process::{Command, Output};
 use common::fixture;
 
 fn run(args: &[&str], cwd: &Path) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_convscope"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    common::convscope_ok(args, Some(cwd))
 }
 
 fn json(out: &Output) -> serde_json::Value {

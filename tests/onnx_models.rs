@@ -52,16 +52,7 @@ fn weights_in_an_external_file_are_read() {
 }
 
 fn run(args: &[&str]) -> std::process::Output {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_convscope"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    common::convscope_ok(args, None)
 }
 
 #[test]

@@ -36,6 +36,23 @@ pub fn fixture_graph_at(file: &str, (h, w): (usize, usize)) -> (Graph, String) {
     (arch.build((3, h, w), &mut weights).unwrap(), arch.name())
 }
 
+/// Runs the binary in `cwd` (the test's own by default) and returns its output, failing the
+/// test with its stderr unless it succeeds.
+pub fn convscope_ok(args: &[&str], cwd: Option<&Path>) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_convscope"));
+    command.args(args);
+    if let Some(dir) = cwd {
+        command.current_dir(dir);
+    }
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// `max |a - b| / max |b|`.
 pub fn relative_error(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shapes differ");

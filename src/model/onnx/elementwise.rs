@@ -28,21 +28,9 @@ impl Walk<'_> {
     }
 
     pub(super) fn activation(&self, node: &NodeProto, f: Function) -> Result<Outcome> {
-        let label = match f {
-            Function::Relu6 => "relu6",
-            Function::Silu => "silu",
-            Function::Sigmoid => "sigmoid",
-            Function::Hardsigmoid => "hardsigmoid",
-            Function::Hardswish => "hardswish",
-            Function::Gelu => "gelu",
-        };
+        let op = Op::Activation(Activation(f));
         let (x, layout) = self.computed_any(node, 0)?;
-        Ok(Outcome::Node(
-            label,
-            Op::Activation(Activation(f)),
-            vec![x],
-            layout,
-        ))
+        Ok(Outcome::Node(op.kind(), op, vec![x], layout))
     }
 
     pub(super) fn relu(&self, node: &NodeProto) -> Result<Outcome> {
