@@ -5,7 +5,8 @@ committed checkpoints, exported by torch.onnx.export (the TorchScript exporter f
 three, ResNet with its batch norms kept; both exporters for ShuffleNetV2; the dynamo exporter for
 MobileNet), so that the tests can hold a model opened from .onnx to the same expected outputs
 and gradients as the one opened from its state dict. Each export is checked against PyTorch with
-onnxruntime before it is written. Then small files for the error paths (see `hostile`).
+onnxruntime before it is written. Then a small graph with the dynamo exporter's `as_strided` (see
+`flattened_gather`), and small files for the error paths (see `hostile`).
 
     python scripts/make_onnx_fixtures.py
 """
@@ -88,6 +89,39 @@ def hostile():
     print(f"{folder}: {sorted(os.listdir(folder))}")
 
 
+def flattened_gather():
+    """The dynamo exporter's `as_strided` of an unchanged tensor, as it writes it in ConvNeXt's
+    head (a Reshape to [-1], then a Gather of every element in order, shaped as before), in a
+    small graph built with onnx.helper: Conv, ReduceMean, that pair, Flatten, Gemm."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(5)
+    w = rng.normal(size=(6, 3, 3, 3)).astype(np.float32)
+    fc = rng.normal(size=(4, 6)).astype(np.float32)
+    inits = [numpy_helper.from_array(w, "conv.weight"),
+             numpy_helper.from_array(np.array([-1], np.int64), "flat"),
+             numpy_helper.from_array(np.arange(6, dtype=np.int64).reshape(1, 6, 1, 1), "every"),
+             numpy_helper.from_array(np.array([2, 3], np.int64), "hw"),
+             numpy_helper.from_array(fc, "fc.weight")]
+    nodes = [helper.make_node("Conv", ["image", "conv.weight"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("ReduceMean", ["c", "hw"], ["mean"], keepdims=1),
+             helper.make_node("Reshape", ["mean", "flat"], ["flat_mean"]),
+             helper.make_node("Gather", ["flat_mean", "every"], ["as_strided"], axis=0),
+             helper.make_node("Flatten", ["as_strided"], ["f"], axis=1),
+             helper.make_node("Gemm", ["f", "fc.weight"], ["logits"], transB=1)]
+    graph = helper.make_graph(nodes, "flattened_gather",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])],
+                              inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    onnx.checker.check_model(model)
+    path = os.path.join(OUT, "onnx_flattened_gather.onnx")
+    onnx.save_model(model, path)
+    x = rng.normal(size=(1, 3, 8, 8)).astype(np.float32)
+    got = onnxruntime.InferenceSession(path).run(None, {"image": x})[0]
+    save_file({"input": torch.from_numpy(x), "logits": torch.from_numpy(got)},
+              os.path.join(OUT, "onnx_flattened_gather_expected.safetensors"))
+
+
 def main():
     # ResNet with its BatchNormalization nodes kept (the exporters fold them into the
     # convolutions otherwise).
@@ -106,6 +140,7 @@ def main():
         export(load(shufflenet, "shufflenet_v2_small"), "shufflenet_v2_small", dynamo, file=file)
     mnv3 = mobilenet_v3_small(num_classes=CLASSES, width_mult=0.25)
     export(load(mnv3, "mobilenet_v3_small_small"), "mobilenet_v3_small_small", True)
+    flattened_gather()
     hostile()
 
 

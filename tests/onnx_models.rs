@@ -35,10 +35,10 @@ fn exported_models_match_pytorch_by_module_path() {
     }
 }
 
-#[test]
-fn weights_in_an_external_file_are_read() {
-    let model = Model::open(&fixture("onnx_external/tiny.onnx"), None, &Device::Cpu).unwrap();
-    let exp = expected("onnx_external/tiny_expected.safetensors");
+/// The logits of a small ONNX fixture against onnxruntime's (scripts/make_onnx_fixtures.py).
+fn matches_onnxruntime(file: &str, expected_file: &str) {
+    let model = Model::open(&fixture(file), None, &Device::Cpu).unwrap();
+    let exp = expected(expected_file);
     let logits = model
         .graph
         .forward(&exp["input"], &convscope::model::Keep::All)
@@ -139,4 +139,21 @@ fn every_subcommand_serves_an_onnx_model_as_its_state_dict() {
         .map(|(x, y)| (x - y).abs())
         .fold(0f32, f32::max);
     assert!(worst < 1e-4, "maps differ by {worst}");
+}
+
+#[test]
+fn weights_in_an_external_file_are_read() {
+    matches_onnxruntime(
+        "onnx_external/tiny.onnx",
+        "onnx_external/tiny_expected.safetensors",
+    );
+}
+
+#[test]
+fn a_flattened_value_read_back_in_order_is_the_value() {
+    // The dynamo exporter's as_strided: Reshape to [-1], Gather of every element.
+    matches_onnxruntime(
+        "onnx_flattened_gather.onnx",
+        "onnx_flattened_gather_expected.safetensors",
+    );
 }

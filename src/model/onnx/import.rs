@@ -42,6 +42,9 @@ pub(super) enum Layout {
     Nchw,
     /// Transposed to `(N, H, W, C)` by a `Transpose` with `perm = [0, 2, 3, 1]`.
     Nhwc,
+    /// Flattened to one axis by a `Reshape` to `[-1]` (the dynamo exporter's `as_strided`, a
+    /// `Gather` of every element in order, reads it back).
+    Flat,
 }
 
 /// A value of the ONNX graph: a node's output or a constant.
@@ -264,6 +267,9 @@ impl Walk<'_> {
             (id, Layout::Nchw) => Ok(id),
             (_, Layout::Nhwc) => bail!(
                 "input {k} is a channels-last (transposed) value, which convscope reads only in layer norms, matrix products, per-channel sums and products and activations"
+            ),
+            (_, Layout::Flat) => bail!(
+                "input {k} is flattened to one axis, which convscope reads back only through a Gather of every element in order"
             ),
         }
     }

@@ -9,6 +9,7 @@ use super::attributes::Attributes;
 use super::import::{Layout, Outcome, Value, Walk};
 use super::proto::NodeProto;
 use super::tensors::Constant;
+use crate::model::graph::NodeId;
 use crate::model::ops::{Flatten, Op};
 
 impl Walk<'_> {
@@ -46,6 +47,9 @@ impl Walk<'_> {
         let target = target
             .as_ints()
             .ok_or_else(|| anyhow!("has a shape that is not integers"))?;
+        if target == [-1] {
+            return Ok(Outcome::Relayout(x, Layout::Flat));
+        }
         let shape = self.shape(x);
         let features: usize = shape[1..].iter().product();
         // A reshape to (batch, features): Flatten, whatever the batch size the exporter wrote.
@@ -88,6 +92,9 @@ impl Walk<'_> {
 
     /// `Gather` from a constant shape.
     pub(super) fn gather(&self, node: &NodeProto, a: &Attributes) -> Result<Outcome> {
+        if let Value::Node(id, Layout::Flat) = self.value(node, 0)? {
+            return self.unflatten(node, *id);
+        }
         let data = self.constant(node, 0)?;
         let idx = self.constant(node, 1)?;
         let (Some(values), Some(at)) = (data.as_ints(), idx.as_ints()) else {
@@ -110,6 +117,19 @@ impl Walk<'_> {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Outcome::Const(Constant::ints(idx.dims.clone(), picked)))
+    }
+
+    /// A `Gather` from a flattened value of every element in order, shaped as the value was:
+    /// the value itself (the dynamo exporter's `as_strided` of an unchanged tensor).
+    fn unflatten(&self, node: &NodeProto, id: NodeId) -> Result<Outcome> {
+        let idx = self.constant(node, 1)?;
+        let in_order = idx
+            .as_ints()
+            .is_some_and(|v| v.iter().enumerate().all(|(i, &j)| i as i64 == j));
+        if !in_order || idx.dims != self.shape(id) {
+            bail!("gathers a {:?} selection from a flattened value; convscope reads back every element in order", idx.dims);
+        }
+        Ok(Outcome::Relayout(id, Layout::Nchw))
     }
 
     /// `Unsqueeze` or `Squeeze` of a constant shape (its values are unchanged).
