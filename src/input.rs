@@ -143,7 +143,7 @@ pub fn to_tensor(
         3 => {
             for (x, y, p) in img.enumerate_pixels() {
                 for c in 0..3 {
-                    let v = p.0[c] as f32 / 255.0;
+                    let v = p.0[norm.order.source(c)] as f32 / 255.0;
                     data[c * h * w + y as usize * w + x as usize] =
                         (v - norm.mean[c]) / norm.std[c];
                 }

@@ -10,8 +10,8 @@ mod common;
 use candle_core::{Device, Tensor};
 use convscope::model::ops::geometry::{Axis, Window};
 use convscope::model::ops::{
-    AdaptiveAvgPool, Backward, ChannelScale, ChannelShuffle, ChannelSlice, Conv2d, Gate, Op, Pool,
-    PoolKind,
+    AdaptiveAvgPool, Backward, ChannelScale, ChannelShuffle, ChannelSlice, Conv2d,
+    FlattenChannelsLast, Gate, Op, Pool, PoolKind,
 };
 
 fn dot(a: &Tensor, b: &Tensor) -> f64 {
@@ -205,4 +205,24 @@ fn the_gate_gradient_is_the_adjoint_in_each_input() {
     // y is linear in x (s fixed) and in s (x fixed): <y, g> = <x, dx> = <s, ds>.
     assert_adjoint("gate w.r.t. the input", dot(&y, &gy), dot(&x, &grads[0]));
     assert_adjoint("gate w.r.t. the weight", dot(&y, &gy), dot(&s, &grads[1]));
+}
+
+#[test]
+fn channels_last_flatten_gradient_is_the_adjoint_and_reads_h_w_c() {
+    let op = Op::FlattenChannelsLast(FlattenChannelsLast);
+    check_adjoint("channels-last flatten", &op, &[2, 3, 4, 5], 90);
+    // Element (n, c, h, w) lands at h * W * C + w * C + c, as TensorFlow's Flatten reads NHWC.
+    let x = Tensor::arange(0f32, 60.0, &Device::Cpu)
+        .unwrap()
+        .reshape((1, 3, 4, 5))
+        .unwrap();
+    let y: Vec<f32> = op
+        .forward(&[&x])
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let (c, h, w) = (2, 1, 3);
+    assert_eq!(y[h * 5 * 3 + w * 3 + c], (c * 20 + h * 5 + w) as f32);
 }

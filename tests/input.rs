@@ -2,7 +2,8 @@
 
 use candle_core::Device;
 use convscope::input::{fit_image, load_image, to_tensor, Fit, ImageLimits};
-use convscope::model::Normalisation;
+use convscope::model::card::ChannelOrder;
+use convscope::model::{ModelCard, Normalisation};
 use image::{DynamicImage, ImageBuffer, Luma, LumaA, Rgb, Rgba};
 
 fn gradient() -> image::RgbImage {
@@ -108,6 +109,7 @@ fn norm(h: usize, w: usize) -> Normalisation {
         width: w,
         mean: [0.5, 0.25, 0.0],
         std: [0.5, 0.25, 1.0],
+        order: ChannelOrder::Rgb,
     }
 }
 
@@ -140,6 +142,52 @@ fn tensors_are_normalised_per_channel() {
     assert!((v[0] - 1.0).abs() < 1e-6);
     assert!((v[12] + 1.0).abs() < 1e-6);
     assert!((v[24] - 0.2).abs() < 1e-6);
+}
+
+#[test]
+fn keras_preprocessing_modes_give_keras_inputs() {
+    // One pixel (R, G, B) = (255, 0, 51), through each of keras.applications' modes.
+    let img = image::RgbImage::from_pixel(2, 1, Rgb([255, 0, 51]));
+    let first_column = |toml: &str| -> Vec<f32> {
+        let card = ModelCard::parse(toml).unwrap();
+        let mut n = card.normalisation();
+        (n.height, n.width) = (1, 2);
+        let t = to_tensor(&img, &n, 3, &Device::Cpu).unwrap();
+        let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        vec![v[0], v[2], v[4]]
+    };
+    let close = |a: Vec<f32>, b: [f32; 3]| {
+        assert!(
+            a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-4),
+            "{a:?} != {b:?}"
+        );
+    };
+    // "tf": x / 127.5 - 1.
+    close(
+        first_column("weights = \"m.onnx\"\npreprocessing = \"tf\""),
+        [1.0, -1.0, -0.6],
+    );
+    // "caffe": BGR, less the BGR mean, 0-255.
+    close(
+        first_column("weights = \"m.onnx\"\npreprocessing = \"caffe\""),
+        [51.0 - 103.939, 0.0 - 116.779, 255.0 - 123.68],
+    );
+    // "torch": ImageNet's statistics, as without a preset.
+    close(
+        first_column("weights = \"m.onnx\"\npreprocessing = \"torch\""),
+        first_column("weights = \"m.onnx\"").try_into().unwrap(),
+    );
+    // BGR with explicit statistics, given in the model's order.
+    close(
+        first_column(
+            "weights = \"m.onnx\"\nchannel_order = \"bgr\"\nmean = [0.2, 0.0, 0.0]\nstd = [1.0, 1.0, 0.5]",
+        ),
+        [0.2 - 0.2, 0.0, 2.0],
+    );
+    let err =
+        ModelCard::parse("weights = \"m.onnx\"\npreprocessing = \"caffe\"\nmean = [0.5, 0.5, 0.5]")
+            .unwrap_err();
+    assert!(err.to_string().contains("give one or the others"), "{err}");
 }
 
 /// `jpeg` with an EXIF segment (APP1) saying `orientation`, inserted after its start marker.

@@ -157,3 +157,50 @@ fn a_flattened_value_read_back_in_order_is_the_value() {
         "onnx_flattened_gather_expected.safetensors",
     );
 }
+
+#[test]
+fn keras_models_through_tf2onnx_give_keras_outputs() {
+    // scripts/make_keras_fixtures.py: NHWC inputs, Flatten in H, W, C order, ZeroPadding2D
+    // before a strided convolution and a max pool, batch norms as multiply-add, ReLU6,
+    // depthwise and residual layers; a final sigmoid (one output) and a softmax.
+    let exp = expected("keras_expected.safetensors");
+    for (name, head) in [
+        ("keras_convnet", Head::Sigmoid),
+        ("keras_mobilenet", Head::Softmax),
+    ] {
+        let model = Model::open(&fixture(&format!("{name}.onnx")), None, &Device::Cpu)
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        assert_eq!(model.head, Some(head), "{name}");
+        assert_eq!(
+            model.graph.input_size(),
+            (3, 32, 32),
+            "{name}: NHWC input read"
+        );
+        let acts = model
+            .graph
+            .forward(&exp[&format!("{name}.input")], &convscope::model::Keep::All)
+            .unwrap();
+        let logits = acts.get(model.graph.output()).unwrap();
+        let probabilities = match head {
+            Head::Sigmoid => candle_nn::ops::sigmoid(logits).unwrap(),
+            _ => candle_nn::ops::softmax_last_dim(logits).unwrap(),
+        };
+        common::assert_close(
+            name,
+            &probabilities,
+            &exp[&format!("{name}.probabilities")],
+            1e-5,
+        );
+    }
+    // Layers by their Keras names (the model's own scope left out).
+    let model = Model::open(&fixture("keras_mobilenet.onnx"), None, &Device::Cpu).unwrap();
+    let names = model.graph.layer_names();
+    assert!(
+        names.iter().any(|n| n.starts_with("block_add")),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.starts_with("mobilenet")),
+        "{names:?}"
+    );
+}

@@ -2,12 +2,17 @@
 //! `Mul`/`Add` as the engine computes them: gates, per-channel factors, residual sums, biases.
 
 use anyhow::{anyhow, bail, Result};
+use candle_core::{DType, Tensor};
 
 use super::attributes::Attributes;
 use super::import::{Layout, Outcome, Value, Walk};
 use super::patterns::Fused;
 use super::proto::NodeProto;
-use crate::model::ops::{Activation, Add, ChannelScale, ChannelShuffle, Function, Gate, Op, Relu};
+use super::tensors::Constant;
+use crate::model::graph::NodeId;
+use crate::model::ops::{
+    Activation, Add, BatchNorm, ChannelScale, ChannelShuffle, Function, Gate, Op, Relu,
+};
 
 impl Walk<'_> {
     /// The one op of a function the exporter wrote as several nodes ([`super::patterns`]).
@@ -123,30 +128,74 @@ impl Walk<'_> {
             (Value::Node(x, layout), Value::Const(c))
             | (Value::Const(c), Value::Node(x, layout)) => {
                 let (x, layout, c) = (*x, *layout, c.clone());
-                let read_once = node.input.iter().any(|i| {
-                    matches!(self.values.get(i), Some(Value::Node(..)))
-                        && self.uses.get(i) == Some(&1)
-                });
-                let last = x == self.pending.len() && read_once;
-                let bias_len = match self.pending.last().map(|p| &p.op) {
-                    Some(Op::Conv2d(conv)) if last && conv.bias.is_none() => conv.weight.dims()[0],
-                    Some(Op::Linear(lin)) if last && lin.bias.is_none() => lin.weight.dims()[0],
-                    _ => bail!("adds a constant to a value that is not a bias-free matrix product just before it; convscope adds biases only there"),
-                };
-                if c.len() != bias_len {
-                    bail!("adds {} values as the bias of {bias_len} outputs", c.len());
-                }
-                let bias = Some(self.tensor(&c, &[bias_len])?);
-                match &mut self.pending.last_mut().expect("checked above").op {
-                    Op::Conv2d(conv) => conv.bias = bias,
-                    Op::Linear(lin) => lin.bias = bias,
-                    other => bail!("cannot take a bias ({})", other.kind()),
-                }
-                Ok(Outcome::Relayout(x, layout))
+                self.add_per_channel(node, x, layout, &c)
             }
             (Value::Const(_), Value::Const(_)) => {
                 bail!("adds two constants, which convscope does not fold")
             }
+        }
+    }
+}
+
+impl Walk<'_> {
+    /// `Add` of a constant with one value per channel (per feature of a vector): the bias of the
+    /// convolution or matrix product just before it, when nothing else reads that; the shift of
+    /// a per-channel factor just before it (a batch norm as TensorFlow graphs write it, `x * a +
+    /// b`); else a shift of its own.
+    fn add_per_channel(
+        &mut self,
+        node: &NodeProto,
+        x: NodeId,
+        layout: Layout,
+        c: &Constant,
+    ) -> Result<Outcome> {
+        let shape = self.shape(x).to_vec();
+        let channels = shape[1];
+        // Broadcasting puts a 1-D constant along the last axis: the channels of a channels-last
+        // value or the features of a vector; an NCHW map needs (C, 1, 1).
+        let per_channel = match (layout, shape.len()) {
+            (Layout::Nchw, 4) => matches!(c.dims[..], [n, 1, 1] | [1, n, 1, 1] if n == channels),
+            (Layout::Nhwc, 4) => {
+                matches!(c.dims[..], [n] | [1, 1, n] | [1, 1, 1, n] if n == channels)
+            }
+            (Layout::Nchw, 2) => matches!(c.dims[..], [n] | [1, n] if n == channels),
+            _ => false,
+        };
+        if !per_channel {
+            bail!(
+                "adds a {:?} constant to a {shape:?} value; convscope adds one value per channel",
+                c.dims
+            );
+        }
+        let read_once = node.input.iter().any(|i| {
+            matches!(self.values.get(i), Some(Value::Node(..))) && self.uses.get(i) == Some(&1)
+        });
+        let just_before = x == self.pending.len() && read_once;
+        let values = self.tensor(c, &[channels])?;
+        match self.pending.last_mut().map(|p| &mut p.op) {
+            Some(Op::Conv2d(conv)) if just_before && conv.bias.is_none() => {
+                conv.bias = Some(values);
+                Ok(Outcome::Relayout(x, layout))
+            }
+            Some(Op::Linear(lin)) if just_before && lin.bias.is_none() => {
+                lin.bias = Some(values);
+                Ok(Outcome::Relayout(x, layout))
+            }
+            Some(op @ Op::ChannelScale(_)) if just_before => {
+                let Op::ChannelScale(ChannelScale { scale }) = op.clone() else {
+                    unreachable!("matched above")
+                };
+                let shift = values.reshape((1, channels, 1, 1))?;
+                *op = Op::BatchNorm(BatchNorm { scale, shift });
+                Ok(Outcome::Relayout(x, layout))
+            }
+            _ if shape.len() == 4 => {
+                let scale = Tensor::ones((1, channels, 1, 1), DType::F32, self.device)?;
+                let shift = values.reshape((1, channels, 1, 1))?;
+                let op = Op::BatchNorm(BatchNorm { scale, shift });
+                Ok(Outcome::Node("add", op, vec![x], layout))
+            }
+            _ => bail!("adds a constant to a vector that is not a bias-free matrix product just before it; convscope adds biases only there"),
         }
     }
 }

@@ -37,7 +37,7 @@ pub struct Imported {
 
 /// How the ONNX graph sees a node's (NCHW) output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Layout {
+pub enum Layout {
     /// As it is: `(N, C, H, W)`, or `(N, features)`.
     Nchw,
     /// Transposed to `(N, H, W, C)` by a `Transpose` with `perm = [0, 2, 3, 1]`.
@@ -45,6 +45,9 @@ pub(super) enum Layout {
     /// Flattened to one axis by a `Reshape` to `[-1]` (the dynamo exporter's `as_strided`, a
     /// `Gather` of every element in order, reads it back).
     Flat,
+    /// Zero-padded by a `Pad` node (top, bottom, left, right), folded into the convolution or
+    /// pooling that reads it (Keras's `ZeroPadding2D` before a "valid" convolution).
+    Padded([usize; 4]),
 }
 
 /// A value of the ONNX graph: a node's output or a constant.
@@ -83,19 +86,33 @@ pub(super) struct Walk<'a> {
     pub(super) folder: &'a Path,
     pub(super) device: &'a Device,
     pub(super) fusions: Fusions,
+    /// The scope tf2onnx puts every node under (the Keras model's name), left out of names.
+    pub(super) model_scope: Option<String>,
     /// How many nodes read each value.
     pub(super) uses: HashMap<String, usize>,
 }
 
 /// Builds the engine's graph for `graph`, its image input `(channels, height, width)`.
+/// The graph's image input: its name, size, and how the graph sees it (NCHW, or NHWC as
+/// TensorFlow graphs take it).
+pub struct ImageInput {
+    pub name: String,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub layout: Layout,
+}
+
+/// Builds the engine's graph for `graph`, written by `producer` (ModelProto's
+/// `producer_name`).
 pub fn import(
     graph: &GraphProto,
-    input_name: &str,
-    input: (usize, usize, usize),
+    input: &ImageInput,
+    producer: &str,
     folder: &Path,
     device: &Device,
 ) -> Result<Imported> {
-    let (c, h, w) = input;
+    let (c, h, w) = (input.channels, input.height, input.width);
     let mut walk = Walk {
         values: HashMap::new(),
         pending: Vec::new(),
@@ -103,6 +120,9 @@ pub fn import(
         folder,
         device,
         fusions: Fusions::default(),
+        model_scope: (producer == "tf2onnx")
+            .then(|| names::model_scope(&graph.node))
+            .flatten(),
         uses: HashMap::new(),
     };
     for init in &graph.initializer {
@@ -121,7 +141,7 @@ pub fn import(
         _ => constants.get(name).cloned(),
     });
     walk.values
-        .insert(input_name.to_string(), Value::Node(0, Layout::Nchw));
+        .insert(input.name.clone(), Value::Node(0, input.layout));
     let output_name = graph
         .output
         .first()
@@ -178,6 +198,7 @@ pub fn import(
         .iter()
         .map(|p| (p.path.clone(), p.label.to_string()))
         .collect();
+
     let names = names::assign(&labels);
     let mut g = Graph::new(c, h, w);
     for (p, name) in walk.pending.into_iter().zip(names) {
@@ -241,7 +262,7 @@ impl Walk<'_> {
         let shapes: Vec<&[usize]> = inputs.iter().map(|&i| self.shape(i)).collect();
         let shape = op.output_shape(&shapes).map_err(|e| anyhow!(e))?;
         self.pending.push(Pending {
-            path: names::module_path(node),
+            path: names::module_path(node, self.model_scope.as_deref()),
             label,
             op,
             inputs,
@@ -271,6 +292,9 @@ impl Walk<'_> {
             (_, Layout::Flat) => bail!(
                 "input {k} is flattened to one axis, which convscope reads back only through a Gather of every element in order"
             ),
+            (_, Layout::Padded(_)) => bail!(
+                "input {k} is zero-padded (Pad), which convscope folds only into a convolution or pooling that reads it"
+            ),
         }
     }
 
@@ -281,6 +305,20 @@ impl Walk<'_> {
             Value::Const(_) => {
                 bail!("input {k} is a constant where convscope needs a layer's output")
             }
+        }
+    }
+
+    /// The op of a node made so far (`None` for the input).
+    pub(super) fn op_of(&self, id: NodeId) -> Option<&Op> {
+        id.checked_sub(1).map(|i| &self.pending[i].op)
+    }
+
+    /// Input `k` in NCHW, with the zero padding a `Pad` before it added (top, bottom, left,
+    /// right).
+    pub(super) fn padded(&self, node: &NodeProto, k: usize) -> Result<(NodeId, [usize; 4])> {
+        match self.computed_any(node, k)? {
+            (id, Layout::Padded(p)) => Ok((id, p)),
+            _ => Ok((self.computed(node, k)?, [0; 4])),
         }
     }
 
@@ -346,6 +384,7 @@ impl Walk<'_> {
             "Mul" => self.mul(node)?,
             "Add" => self.add(node)?,
             "MaxPool" | "AveragePool" => self.pool(node, &a, op_type == "MaxPool")?,
+            "Pad" => self.pad(node, &a)?,
             "GlobalAveragePool" => self.global_average_pool(node)?,
             "ReduceMean" => self.reduce_mean(node, &a)?,
             "Flatten" => self.flatten(node, &a)?,

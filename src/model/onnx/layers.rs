@@ -8,13 +8,13 @@ use super::import::{Layout, Outcome, Walk};
 use super::proto::NodeProto;
 use candle_core::Tensor;
 
-use super::pooling::{spatial, window};
+use super::pooling::{add_padding, padded_size, spatial, window};
 use super::tensors::Constant;
 use crate::model::ops::{BatchNorm, Conv2d, LayerNorm, Linear, Op, Window};
 
 impl Walk<'_> {
     pub(super) fn conv(&self, node: &NodeProto, a: &Attributes) -> Result<Outcome> {
-        let x = self.computed(node, 0)?;
+        let (x, padding) = self.padded(node, 0)?;
         let w = self.constant(node, 1)?;
         let [co, cg, kh, kw] = w.dims[..] else {
             bail!(
@@ -30,8 +30,9 @@ impl Walk<'_> {
         };
         let groups = usize::try_from(a.int("group", 1))
             .map_err(|_| anyhow!("has a negative group count"))?;
-        let (h, w_) = spatial(self.shape(x))?;
-        let window = window(a, (kh, kw), (h, w_), true)?;
+        let size = padded_size(spatial(self.shape(x))?, padding);
+        let mut window = window(a, (kh, kw), size, true)?;
+        add_padding(&mut window, padding);
         Ok(Outcome::Node(
             "conv",
             Op::Conv2d(Conv2d {

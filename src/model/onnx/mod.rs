@@ -24,6 +24,8 @@ use prost::Message;
 
 pub use import::Imported;
 
+use import::{ImageInput, Layout};
+
 use proto::tensor_shape_proto::dimension::Value as Dim;
 use proto::type_proto::Value as TypeValue;
 
@@ -55,18 +57,15 @@ pub fn open(path: &Path, size: [usize; 2], device: &Device) -> Result<Imported> 
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let (input_name, input) =
-        image_input(graph, size).with_context(|| format!("{}", path.display()))?;
-    import::import(graph, &input_name, input, folder, device)
+    let input = image_input(graph, size).with_context(|| format!("{}", path.display()))?;
+    let producer = model.producer_name.as_deref().unwrap_or("");
+    import::import(graph, &input, producer, folder, device)
         .with_context(|| format!("{}", path.display()))
 }
 
-/// The graph's image input: its name and `(channels, height, width)`, free sizes taken from
-/// `size`.
-fn image_input(
-    graph: &proto::GraphProto,
-    size: [usize; 2],
-) -> Result<(String, (usize, usize, usize))> {
+/// The graph's image input, free sizes taken from `size`: `(N, C, H, W)`, or `(N, H, W, C)`
+/// with one or three channels (TensorFlow's layout, which tf2onnx graphs transpose at once).
+fn image_input(graph: &proto::GraphProto, size: [usize; 2]) -> Result<ImageInput> {
     let initializers: std::collections::HashSet<&str> = graph
         .initializer
         .iter()
@@ -100,19 +99,23 @@ fn image_input(
             .unwrap_or_default(),
         _ => bail!("the graph's input '{name}' is not a tensor"),
     };
-    let [_, Some(c), h, w] = dims[..] else {
-        bail!(
-            "the graph's input '{name}' has shape {}; convscope feeds (N, C, H, W) images",
-            show(&dims)
-        );
+    let image = |channels, h: Option<usize>, w: Option<usize>, layout| ImageInput {
+        name: name.clone(),
+        channels,
+        height: h.unwrap_or(size[0]),
+        width: w.unwrap_or(size[1]),
+        layout,
     };
-    if !matches!(c, 1 | 3) && matches!(w, Some(1 | 3)) {
-        bail!(
-            "the graph's input '{name}' has shape {} (channels last, as Keras models take); convscope feeds (N, C, H, W) images",
+    match dims[..] {
+        [_, h, w, Some(c @ (1 | 3))] if !matches!(h, Some(1 | 3)) => {
+            Ok(image(c, h, w, Layout::Nhwc))
+        }
+        [_, Some(c), h, w] => Ok(image(c, h, w, Layout::Nchw)),
+        _ => bail!(
+            "the graph's input '{name}' has shape {}; convscope feeds (N, C, H, W) or (N, H, W, C) images",
             show(&dims)
-        );
+        ),
     }
-    Ok((name, (c, h.unwrap_or(size[0]), w.unwrap_or(size[1]))))
 }
 
 fn show(dims: &[Option<usize>]) -> String {

@@ -13,8 +13,9 @@ use std::collections::HashMap;
 
 use super::proto::NodeProto;
 
-/// The module path of a node, `None` for a node outside every module (a top-level `Flatten`).
-pub fn module_path(node: &NodeProto) -> Option<String> {
+/// The module path of a node, `None` for a node outside every module (a top-level `Flatten`);
+/// `model_scope` (see [`model_scope`]) is left out of it.
+pub fn module_path(node: &NodeProto, model_scope: Option<&str>) -> Option<String> {
     let scopes = node
         .metadata_props
         .iter()
@@ -33,6 +34,9 @@ pub fn module_path(node: &NodeProto) -> Option<String> {
                 .map(str::to_string)
                 .collect();
             items.pop(); // the operation type
+            if model_scope.is_some_and(|m| items.first().is_some_and(|f| f == m)) {
+                items.remove(0);
+            }
             items
         }
         (None, Some(name)) if !name.is_empty() => vec![name.to_string()],
@@ -65,6 +69,20 @@ fn join(segments: &[String]) -> Option<String> {
         }
     }
     (!path.is_empty()).then_some(path)
+}
+
+/// The scope every scoped node name shares, when there is one: tf2onnx names each node under
+/// the Keras model's own name (`functional_1/block1_conv1_1/...`), which says nothing inside
+/// the one model. (Keras 3 traces each layer under its name with a suffix TensorFlow adds to
+/// keep scopes unique, `block1_conv1_1`; these are kept as they are.)
+pub fn model_scope(nodes: &[NodeProto]) -> Option<String> {
+    let mut scopes = nodes
+        .iter()
+        .filter_map(|n| n.name.as_deref())
+        .filter(|name| name.contains('/'))
+        .map(|name| name.split('/').find(|s| !s.is_empty()).unwrap_or(""));
+    let first = scopes.next()?;
+    scopes.all(|s| s == first).then(|| first.to_string())
 }
 
 /// Unique node names for nodes given as (module path, operation label): a module with one node
@@ -114,7 +132,7 @@ mod tests {
 
     #[test]
     fn torchscript_scopes_become_module_paths() {
-        let p = |n: &str| module_path(&node(n));
+        let p = |n: &str| module_path(&node(n), None);
         assert_eq!(
             p("/layer1/layer1.0/conv1/Conv").as_deref(),
             Some("layer1.0.conv1")
@@ -136,7 +154,26 @@ mod tests {
                 key: Some("pkg.torch.onnx.name_scopes".into()),
                 value: Some("['', 'layer1', 'layer1.0', 'layer1.0.bn1', 'batch_norm_1']".into()),
             });
-        assert_eq!(module_path(&n).as_deref(), Some("layer1.0.bn1"));
+        assert_eq!(module_path(&n, None).as_deref(), Some("layer1.0.bn1"));
+    }
+
+    #[test]
+    fn a_model_scope_every_node_shares_is_left_out() {
+        let nodes = [
+            node("mobilenetv2_1.00_224_1/Conv1_1/convolution"),
+            node("mobilenetv2_1.00_224_1/block_1_pad_1/Pad"),
+            node("Transpose__44"),
+        ];
+        let scope = model_scope(&nodes);
+        assert_eq!(scope.as_deref(), Some("mobilenetv2_1.00_224_1"));
+        assert_eq!(
+            module_path(&nodes[1], scope.as_deref()).as_deref(),
+            Some("block_1_pad_1")
+        );
+        assert_eq!(
+            model_scope(&[node("a/conv/Conv"), node("b/conv/Conv")]),
+            None
+        );
     }
 
     #[test]

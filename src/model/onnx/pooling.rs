@@ -6,11 +6,22 @@ use anyhow::{anyhow, bail, Result};
 use super::attributes::Attributes;
 use super::import::{Layout, Outcome, Walk};
 use super::proto::NodeProto;
-use crate::model::ops::{AdaptiveAvgPool, Axis, Flatten, Op, Pool, PoolKind, Window};
+use crate::model::ops::{
+    Activation, AdaptiveAvgPool, Axis, Flatten, Function, Op, Pool, PoolKind, Window,
+};
 
 impl Walk<'_> {
     pub(super) fn pool(&self, node: &NodeProto, a: &Attributes, max: bool) -> Result<Outcome> {
-        let x = self.computed(node, 0)?;
+        let (x, padding) = self.padded(node, 0)?;
+        // Zeros padded in before a max pool are the pool's own padding only where no value is
+        // below zero: after a ReLU (Keras ResNet's `pool1_pad`).
+        let non_negative = matches!(
+            self.op_of(x),
+            Some(Op::Relu(_) | Op::Activation(Activation(Function::Relu6)))
+        );
+        if max && padding != [0; 4] && !non_negative {
+            bail!("max-pools a zero-padded value that can be negative; convscope pads max pools with -inf");
+        }
         let kernel = a
             .ints("kernel_shape")
             .ok_or_else(|| anyhow!("has no kernel_shape"))?;
@@ -21,7 +32,9 @@ impl Walk<'_> {
             );
         };
         let (kh, kw) = (positive(kh)?, positive(kw)?);
-        let window = window(a, (kh, kw), spatial(self.shape(x))?, max)?;
+        let size = padded_size(spatial(self.shape(x))?, padding);
+        let mut window = window(a, (kh, kw), size, max)?;
+        add_padding(&mut window, padding);
         let padded = window.h.before + window.h.after + window.w.before + window.w.after > 0;
         if !max && padded && a.int("count_include_pad", 0) == 0 {
             bail!("averages with padding left out of the count (count_include_pad = 0); convscope counts the padding, as PyTorch's default");
@@ -76,6 +89,62 @@ impl Walk<'_> {
             Outcome::Node("flatten", Op::Flatten(Flatten), vec![pooled], Layout::Nchw)
         })
     }
+}
+
+impl Walk<'_> {
+    /// `Pad` with zeros over height and width: kept with the value and folded into the
+    /// convolution or pooling that reads it.
+    pub(super) fn pad(&self, node: &NodeProto, a: &Attributes) -> Result<Outcome> {
+        let (x, before) = self.padded(node, 0)?;
+        if a.text("mode").is_some_and(|m| m != "constant") {
+            bail!(
+                "pads in mode '{}'; convscope folds zero padding only",
+                a.text("mode").unwrap_or_default()
+            );
+        }
+        let fill = match self.optional_constant(node, 2)? {
+            Some(c) => c.to_floats().first().copied().unwrap_or(0.0),
+            None => a.float("value", 0.0),
+        };
+        if fill != 0.0 {
+            bail!("pads with {fill}; convscope folds zero padding only");
+        }
+        let pads: Vec<i64> = match self.optional_constant(node, 1)? {
+            Some(c) => c
+                .as_ints()
+                .ok_or_else(|| anyhow!("has pads that are not integers"))?
+                .to_vec(),
+            None => a
+                .ints("pads")
+                .ok_or_else(|| anyhow!("has no pads"))?
+                .to_vec(),
+        };
+        let [0, 0, top, left, 0, 0, bottom, right] = pads[..] else {
+            bail!("pads {pads:?}; convscope folds padding of height and width (N, C, H, W) only");
+        };
+        let p = |v: i64| usize::try_from(v).map_err(|_| anyhow!("has negative padding {v}"));
+        let total = [
+            before[0] + p(top)?,
+            before[1] + p(bottom)?,
+            before[2] + p(left)?,
+            before[3] + p(right)?,
+        ];
+        Ok(Outcome::Relayout(x, Layout::Padded(total)))
+    }
+}
+
+/// Adds zero padding (top, bottom, left, right) from a `Pad` before the node to its window.
+pub(super) fn add_padding(window: &mut Window, [top, bottom, left, right]: [usize; 4]) {
+    window.h.before += top;
+    window.h.after += bottom;
+    window.w.before += left;
+    window.w.after += right;
+}
+
+/// `(height, width)` with a `Pad`'s zeros (top, bottom, left, right): what `auto_pad` sizes
+/// its padding against.
+pub(super) fn padded_size((h, w): (usize, usize), [t, b, l, r]: [usize; 4]) -> (usize, usize) {
+    (h + t + b, w + l + r)
 }
 
 /// `(height, width)` of an NCHW shape.

@@ -10,7 +10,7 @@ use super::import::{Layout, Outcome, Value, Walk};
 use super::proto::NodeProto;
 use super::tensors::Constant;
 use crate::model::graph::NodeId;
-use crate::model::ops::{Flatten, Op};
+use crate::model::ops::{Flatten, FlattenChannelsLast, Op};
 
 impl Walk<'_> {
     /// `Transpose` between NCHW and the channels-last view (`perm` `[0, 2, 3, 1]` and back).
@@ -42,11 +42,15 @@ impl Walk<'_> {
     }
 
     pub(super) fn reshape(&self, node: &NodeProto) -> Result<Outcome> {
-        let x = self.computed(node, 0)?;
+        let (x, layout) = self.computed_any(node, 0)?;
         let target = self.constant(node, 1)?;
         let target = target
             .as_ints()
             .ok_or_else(|| anyhow!("has a shape that is not integers"))?;
+        if layout == Layout::Nhwc {
+            return self.flatten_channels_last(x, target);
+        }
+        let x = self.computed(node, 0)?;
         if target == [-1] {
             return Ok(Outcome::Relayout(x, Layout::Flat));
         }
@@ -119,6 +123,24 @@ impl Walk<'_> {
         Ok(Outcome::Const(Constant::ints(idx.dims.clone(), picked)))
     }
 
+    /// A reshape of a channels-last value to `(N, features)`: Keras's `Flatten` over a
+    /// TensorFlow map, in H, W, C order.
+    fn flatten_channels_last(&self, x: NodeId, target: &[i64]) -> Result<Outcome> {
+        let shape = self.shape(x);
+        let features: usize = shape[1..].iter().product();
+        let flat = matches!(target, [n, f] if (*n == -1 || *n == 0 || *n == 1)
+            && (*f == -1 || *f as usize == features));
+        if !flat || shape.len() != 4 {
+            bail!("reshapes a channels-last {shape:?} value to {target:?}; convscope reshapes to (batch, features) only");
+        }
+        Ok(Outcome::Node(
+            "flatten",
+            Op::FlattenChannelsLast(FlattenChannelsLast),
+            vec![x],
+            Layout::Nchw,
+        ))
+    }
+
     /// A `Gather` from a flattened value of every element in order, shaped as the value was:
     /// the value itself (the dynamo exporter's `as_strided` of an unchanged tensor).
     fn unflatten(&self, node: &NodeProto, id: NodeId) -> Result<Outcome> {
@@ -134,6 +156,9 @@ impl Walk<'_> {
 
     /// `Unsqueeze` or `Squeeze` of a constant shape (its values are unchanged).
     pub(super) fn unsqueeze(&self, node: &NodeProto, op_type: &str) -> Result<Outcome> {
+        if let Value::Node(..) = self.value(node, 0)? {
+            return self.squeeze_pooled(node, op_type);
+        }
         let c = self.constant(node, 0)?.clone();
         let Some(values) = c.as_ints() else {
             bail!("{op_type} of a weight tensor is not folded by convscope");
@@ -150,6 +175,35 @@ impl Walk<'_> {
             c.dims.clone()
         };
         Ok(Outcome::Const(Constant::ints(dims, values.to_vec())))
+    }
+
+    /// `Squeeze` of the 1x1 axes of a pooled `(N, C, 1, 1)` map: its `(N, C)` view (tf2onnx's
+    /// global average pooling).
+    fn squeeze_pooled(&self, node: &NodeProto, op_type: &str) -> Result<Outcome> {
+        let x = self.computed(node, 0)?;
+        let axes: Vec<i64> = match self.optional_constant(node, 1)? {
+            Some(c) => c.as_ints().unwrap_or_default().to_vec(),
+            None => Attributes::of(node)
+                .ints("axes")
+                .unwrap_or_default()
+                .to_vec(),
+        };
+        let mut axes: Vec<i64> = axes
+            .iter()
+            .map(|&a| if a < 0 { a + 4 } else { a })
+            .collect();
+        axes.sort_unstable();
+        match (op_type, self.shape(x), &axes[..]) {
+            ("Squeeze", [_, _, 1, 1], [2, 3]) => Ok(Outcome::Node(
+                "flatten",
+                Op::Flatten(Flatten),
+                vec![x],
+                Layout::Nchw,
+            )),
+            (_, shape, _) => bail!(
+                "{op_type}s axes {axes:?} of a {shape:?} value; convscope squeezes the 1x1 axes of a pooled map"
+            ),
+        }
     }
 
     pub(super) fn all_constant(&self, node: &NodeProto) -> bool {

@@ -19,6 +19,7 @@ mod concat;
 pub mod conv2d;
 mod dropout;
 mod flatten;
+mod flatten_channels_last;
 mod gate;
 pub mod geometry;
 mod input;
@@ -41,6 +42,7 @@ pub use concat::Concat;
 pub use conv2d::Conv2d;
 pub use dropout::Dropout;
 pub use flatten::Flatten;
+pub use flatten_channels_last::FlattenChannelsLast;
 pub use gate::Gate;
 pub use geometry::{Axis, Window};
 pub use input::Input;
@@ -108,6 +110,7 @@ pub enum Op {
     Pool(Pool),
     AdaptiveAvgPool(AdaptiveAvgPool),
     Flatten(Flatten),
+    FlattenChannelsLast(FlattenChannelsLast),
     Linear(Linear),
     Dropout(Dropout),
     Add(Add),
@@ -133,6 +136,7 @@ impl std::ops::Deref for Op {
             Op::Pool(o) => o,
             Op::AdaptiveAvgPool(o) => o,
             Op::Flatten(o) => o,
+            Op::FlattenChannelsLast(o) => o,
             Op::Linear(o) => o,
             Op::Dropout(o) => o,
             Op::Add(o) => o,

@@ -15,6 +15,7 @@ use image::RgbImage;
 
 pub use objective::Objective;
 
+use crate::model::card::ChannelOrder;
 use crate::model::{Keep, Model, NodeId};
 use crate::viz::render::grid;
 
@@ -89,9 +90,10 @@ struct Chunk<'a> {
 }
 
 impl Chunk<'_> {
-    /// Objective values and `d objective / d input` for a batch of normalised inputs.
+    /// Objective values and `d objective / d input` for a batch of normalised RGB inputs.
     fn objective_and_gradient(&self, x: &Tensor) -> Result<(Vec<f32>, Tensor)> {
         let g = &self.model.graph;
+        let x = &self.to_model(x)?;
         let acts = g.forward_to(x, self.layer, &Keep::All)?;
         let out = acts.get(self.layer).expect("the stop node is kept");
         let seed = self
@@ -100,15 +102,15 @@ impl Chunk<'_> {
             .seed(out.dims(), self.channels, x.device())?;
         let values = Objective::values(out, &seed)?;
         let grad = g.gradient(&acts, g.input(), self.layer, &seed)?;
-        Ok((values, grad))
+        Ok((values, self.to_model(&grad)?))
     }
 
     /// Objective values only.
     fn objective(&self, x: &Tensor) -> Result<Vec<f32>> {
-        let acts = self
-            .model
-            .graph
-            .forward_to(x, self.layer, &Keep::Only(vec![]))?;
+        let acts =
+            self.model
+                .graph
+                .forward_to(&self.to_model(x)?, self.layer, &Keep::Only(vec![]))?;
         let out = acts.get(self.layer).expect("the stop node is kept");
         let seed = self
             .settings
@@ -117,14 +119,27 @@ impl Chunk<'_> {
         Objective::values(out, &seed)
     }
 
-    /// `(1, 3, 1, 1)` tensors of the model's mean and std.
+    /// `(1, 3, 1, 1)` tensors of the model's mean and std, per image channel (RGB): recipes
+    /// normalise RGB images, and [`Chunk::to_model`] puts the channels in the model's order.
     fn normalisation(&self) -> Result<(Tensor, Tensor)> {
-        let n = &self.model.normalisation;
+        let (mean, std) = self.model.normalisation.rgb_statistics();
         let dev = &self.model.device;
         Ok((
-            Tensor::from_vec(n.mean.to_vec(), (1, 3, 1, 1), dev)?,
-            Tensor::from_vec(n.std.to_vec(), (1, 3, 1, 1), dev)?,
+            Tensor::from_vec(mean.to_vec(), (1, 3, 1, 1), dev)?,
+            Tensor::from_vec(std.to_vec(), (1, 3, 1, 1), dev)?,
         ))
+    }
+
+    /// A normalised RGB batch in the model's channel order (its own inverse: a BGR model's
+    /// gradient comes back to RGB the same way).
+    fn to_model(&self, x: &Tensor) -> Result<Tensor> {
+        match self.model.normalisation.order {
+            ChannelOrder::Rgb => Ok(x.clone()),
+            ChannelOrder::Bgr => {
+                let reversed = Tensor::new(&[2u32, 1, 0], x.device())?;
+                Ok(x.index_select(&reversed, 1)?)
+            }
+        }
     }
 }
 
