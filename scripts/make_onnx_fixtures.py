@@ -86,6 +86,7 @@ def hostile():
             if e.key == "location":
                 e.value = "../onnx_unsupported_op.onnx"
     onnx.save_model(proto, os.path.join(folder, "outside.onnx"))
+    broken_graphs()
     print(f"{folder}: {sorted(os.listdir(folder))}")
 
 
@@ -120,6 +121,36 @@ def flattened_gather():
     got = onnxruntime.InferenceSession(path).run(None, {"image": x})[0]
     save_file({"input": torch.from_numpy(x), "logits": torch.from_numpy(got)},
               os.path.join(OUT, "onnx_flattened_gather_expected.safetensors"))
+
+
+def oversized_weight():
+    """A float tensor declaring 10^12 values and holding 16 bytes (make_tensor would refuse)."""
+    from onnx import TensorProto
+    t = TensorProto(name="w", data_type=TensorProto.FLOAT, raw_data=b"\0" * 16)
+    t.dims.extend([1000000, 1000000, 1, 1])
+    return t
+
+
+def broken_graphs():
+    """Graphs no exporter writes, built with onnx.helper and saved unchecked: a cycle (each Relu
+    reads the other's output), a dangling input (a Conv reading a weight nothing provides), and a
+    weight declaring a trillion values it does not hold."""
+    from onnx import TensorProto, helper
+    image = [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])]
+    out = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])]
+    graphs = {
+        "onnx_cycle": ([helper.make_node("Relu", ["image_or_y"], ["x"]),
+                        helper.make_node("Add", ["x", "y"], ["image_or_y"]),
+                        helper.make_node("Relu", ["x"], ["y"])], []),
+        "onnx_dangling": ([helper.make_node("Conv", ["image", "w"], ["y"])], []),
+        "onnx_oversized": ([helper.make_node("Conv", ["image", "w"], ["y"])],
+                           [oversized_weight()]),
+    }
+    for name, (nodes, inits) in graphs.items():
+        graph = helper.make_graph(nodes, name, image, out, inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        with open(os.path.join(OUT, f"{name}.onnx"), "wb") as f:
+            f.write(model.SerializeToString())
 
 
 def main():

@@ -460,6 +460,19 @@ fn onnx_files_that_cannot_be_served() {
         &["info", s(&fixture("onnx_unsupported_op.onnx"))],
         "ONNX node '/1/Resize' (Resize): is an operation convscope does not compute (Resize)",
     );
+    // Graphs no exporter writes (scripts/make_onnx_fixtures.py's broken_graphs).
+    fails(
+        &["info", s(&fixture("onnx_cycle.onnx"))],
+        "reads 'image_or_y' before the node that makes it (the graph has a cycle or is out of order)",
+    );
+    fails(
+        &["info", s(&fixture("onnx_dangling.onnx"))],
+        "(Conv): reads 'w', which no node makes",
+    );
+    fails(
+        &["info", s(&fixture("onnx_oversized.onnx"))],
+        "tensor 'w': holds 16 bytes for 1000000000000 values of 4 bytes",
+    );
     // Weights outside the model's folder are not read.
     fails(
         &["info", s(&fixture("onnx_external/outside.onnx"))],

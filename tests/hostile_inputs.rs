@@ -146,6 +146,7 @@ fn hostile_checkpoints_and_images_through_every_subcommand() {
     let d = dir.path();
     let marker = d.join("pickle-ran");
     let good = std::fs::read(fixture("vgg16_small.safetensors")).unwrap();
+    let onnx = std::fs::read(fixture("resnet50_small.onnx")).unwrap();
     let random: Vec<u8> = (0..4096u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
@@ -166,6 +167,16 @@ fn hostile_checkpoints_and_images_through_every_subcommand() {
             &pth_around(b"\x80\x02\x8a\x09\x01\x02\x03\x04\x05\x06\x07\x08\x09."),
         ),
         vgg_without_convolutions(d),
+        // ONNX: cut, random and empty files, graphs no exporter writes, a node outside the
+        // computed ops, weights outside the model's folder (scripts/make_onnx_fixtures.py).
+        write(d, "truncated.onnx", &onnx[..onnx.len() / 2]),
+        write(d, "random.onnx", &random),
+        write(d, "empty.onnx", b""),
+        fixture("onnx_cycle.onnx"),
+        fixture("onnx_dangling.onnx"),
+        fixture("onnx_oversized.onnx"),
+        fixture("onnx_unsupported_op.onnx"),
+        fixture("onnx_external/outside.onnx"),
     ];
     let overflow = overflowing_checkpoint(d);
     let sample =

@@ -166,6 +166,7 @@ fn keras_models_through_tf2onnx_give_keras_outputs() {
     let exp = expected("keras_expected.safetensors");
     for (name, head) in [
         ("keras_convnet", Head::Sigmoid),
+        ("keras_vgg16", Head::Softmax),
         ("keras_mobilenet", Head::Softmax),
     ] {
         let model = Model::open(&fixture(&format!("{name}.onnx")), None, &Device::Cpu)
@@ -191,6 +192,18 @@ fn keras_models_through_tf2onnx_give_keras_outputs() {
             &exp[&format!("{name}.probabilities")],
             1e-5,
         );
+        // Two layers by the names tf2onnx gives Keras's layers.
+        let prefix = format!("{name}.out.");
+        let mut compared = 0;
+        for (key, want) in &exp {
+            let Some(layer) = key.strip_prefix(&prefix) else {
+                continue;
+            };
+            let id = model.graph.find(layer).unwrap();
+            common::assert_close(key, acts.get(id).unwrap(), want, common::TOL);
+            compared += 1;
+        }
+        assert_eq!(compared, 2, "{name}");
     }
     // Layers by their Keras names (the model's own scope left out).
     let model = Model::open(&fixture("keras_mobilenet.onnx"), None, &Device::Cpu).unwrap();

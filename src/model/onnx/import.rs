@@ -85,6 +85,7 @@ pub(super) struct Walk<'a> {
     pub(super) input_shape: Vec<usize>,
     pub(super) folder: &'a Path,
     pub(super) device: &'a Device,
+    pub(super) graph: &'a GraphProto,
     pub(super) fusions: Fusions,
     /// The scope tf2onnx puts every node under (the Keras model's name), left out of names.
     pub(super) model_scope: Option<String>,
@@ -119,6 +120,7 @@ pub fn import(
         input_shape: vec![1, c, h, w],
         folder,
         device,
+        graph,
         fusions: Fusions::default(),
         model_scope: (producer == "tf2onnx")
             .then(|| names::model_scope(&graph.node))
@@ -277,9 +279,22 @@ impl Walk<'_> {
             .get(k)
             .filter(|n| !n.is_empty())
             .ok_or_else(|| anyhow!("has no input {k}"))?;
-        self.values
-            .get(name)
-            .ok_or_else(|| anyhow!("reads '{name}', which no node makes"))
+        self.values.get(name).ok_or_else(|| {
+            if self.made_later(name) {
+                anyhow!("reads '{name}' before the node that makes it (the graph has a cycle or is out of order)")
+            } else {
+                anyhow!("reads '{name}', which no node makes")
+            }
+        })
+    }
+
+    /// Whether some node of the graph makes `name` (one not reached yet, since its value is
+    /// unknown).
+    fn made_later(&self, name: &str) -> bool {
+        self.graph
+            .node
+            .iter()
+            .any(|n| n.output.iter().any(|o| o == name))
     }
 
     /// Input `k`, which must be computed from the image, in the graph's own axes.
