@@ -30,6 +30,12 @@ fn check(name: &str, maps: &str, count: usize) {
     let input = &expected(&format!("{name}_expected.safetensors"))["input"];
     let (_, _, h, w) = input.dims4().unwrap();
     let model = fixture_model(d.path(), &format!("{name}.safetensors"), (h, w));
+    check_model(&model, name, maps, count);
+}
+
+/// [`check`] for a model opened already (from an ONNX export of the fixture).
+fn check_model(model: &Model, name: &str, maps: &str, count: usize) {
+    let input = &expected(&format!("{name}_expected.safetensors"))["input"];
     let exp = expected(maps);
     let mut compared = 0;
     let mut sessions = std::collections::HashMap::new();
@@ -46,7 +52,7 @@ fn check(name: &str, maps: &str, count: usize) {
         }
         let session = sessions.entry(layer.to_string()).or_insert_with(|| {
             let id = model.graph.find(layer).unwrap();
-            CamSession::new(&model, input, id).unwrap()
+            CamSession::new(model, input, id).unwrap()
         });
         let m: CamMethod = clap::ValueEnum::from_str(method, true).unwrap();
         let ours = session.compute(m, class).unwrap();
@@ -82,5 +88,26 @@ fn newer_families_grad_cam_matches_pytorch_grad_cam() {
         "squeezenet1_1_small",
     ] {
         check(name, "family_cam_expected.safetensors", 2);
+    }
+}
+
+#[test]
+fn onnx_exports_give_pytorch_grad_cam_maps_at_the_same_modules() {
+    // scripts/make_onnx_fixtures.py: the fixtures' weights through torch.onnx.export; the maps
+    // are those of the PyTorch models, at layers named by module path.
+    let onnx = |file: &str| Model::open(&fixture(file), None, &Device::Cpu).unwrap();
+    check_model(
+        &onnx("resnet50_small.onnx"),
+        "resnet50_small",
+        "cam_expected.safetensors",
+        2 * 6 * 2,
+    );
+    for (file, name) in [
+        ("efficientnet_b0_small.onnx", "efficientnet_b0_small"),
+        ("convnext_tiny_small.onnx", "convnext_tiny_small"),
+        ("mobilenet_v3_small_small.onnx", "mobilenet_v3_small_small"),
+        ("shufflenet_v2_small_dynamo.onnx", "shufflenet_v2_small"),
+    ] {
+        check_model(&onnx(file), name, "family_cam_expected.safetensors", 2);
     }
 }
