@@ -1,5 +1,6 @@
 """Writes the fuzzers' seed inputs into fuzz/seeds/ (needs torch, safetensors and Pillow).
-The model.toml seeds are written by hand; this makes the binary ones.
+The model.toml seeds are written by hand; this makes the binary ones, and copies the small ONNX
+test fixtures.
 
     python fuzz/make_seeds.py
 """
@@ -52,6 +53,13 @@ def main():
     write("detect", "vgg.bin", bytes([0, 0, 4, 3, 3, 3, 4, 6, 2, 2, 4, 0, 1, 0, 1, 4, 0, 0]))
     write("detect", "resnet.bin", bytes([6, 0, 4, 8, 3, 7, 13, 1, 4, 8, 8, 1, 14, 1, 4, 8, 8, 3,
                                          15, 1, 4, 8, 8, 1, 11, 0, 2, 10, 8, 0]))
+
+    # ONNX: the small test fixtures (scripts/make_onnx_fixtures.py, make_keras_fixtures.py).
+    fixtures = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures")
+    for name in ["keras_mobilenet.onnx", "onnx_flattened_gather.onnx", "onnx_unsupported_op.onnx",
+                 "onnx_cycle.onnx", "onnx_external/tiny.onnx", "shufflenet_v2_small.onnx"]:
+        with open(os.path.join(fixtures, name), "rb") as f:
+            write("onnx", os.path.basename(name), f.read())
 
 
 if __name__ == "__main__":

@@ -161,7 +161,7 @@ pub fn import(
         }
         let outcome = if let Some(f) = final_function(node, &output_name) {
             dropped_output = Some(f);
-            Outcome::Alias(node.input[0].clone())
+            Outcome::Alias(walk.input_name(node, 0)?)
         } else {
             walk.convert(node)
                 .with_context(|| format!("ONNX node '{name}' ({op_type})"))?
@@ -273,12 +273,17 @@ impl Walk<'_> {
         Ok(self.pending.len())
     }
 
-    pub(super) fn value(&self, node: &NodeProto, k: usize) -> Result<&Value> {
-        let name = node
-            .input
+    /// The name of input `k`, which the node must have.
+    pub(super) fn input_name(&self, node: &NodeProto, k: usize) -> Result<String> {
+        node.input
             .get(k)
             .filter(|n| !n.is_empty())
-            .ok_or_else(|| anyhow!("has no input {k}"))?;
+            .cloned()
+            .ok_or_else(|| anyhow!("has no input {k}"))
+    }
+
+    pub(super) fn value(&self, node: &NodeProto, k: usize) -> Result<&Value> {
+        let name = &self.input_name(node, k)?;
         self.values.get(name).ok_or_else(|| {
             if self.made_later(name) {
                 anyhow!("reads '{name}' before the node that makes it (the graph has a cycle or is out of order)")
@@ -407,7 +412,7 @@ impl Walk<'_> {
             "Gemm" => self.gemm(node, &a)?,
             "MatMul" => self.matmul(node)?,
             "Concat" => self.concat(node, &a)?,
-            "Dropout" | "Identity" => Outcome::Alias(node.input[0].clone()),
+            "Dropout" | "Identity" => Outcome::Alias(self.input_name(node, 0)?),
             "Constant" => Outcome::Const(tensors::read(a.tensor("value")?, self.folder)?),
             "Shape" => self.shape_of(node)?,
             "Cast" => self.cast(node)?,

@@ -126,7 +126,10 @@ pub fn find(graph: &GraphProto, constant: &dyn Fn(&str) -> Option<Constant>) -> 
                 }
             }
             "Transpose" if Attributes::of(n).ints("perm") == Some(&[0, 2, 1, 3, 4]) => {
-                let Some(split) = producer.get(n.input[0].as_str()) else {
+                let Some(split) = n.input.first().and_then(|i| producer.get(i.as_str())) else {
+                    continue;
+                };
+                let Some(x) = split.input.first() else {
                     continue;
                 };
                 let transposed = out(n);
@@ -144,13 +147,14 @@ pub fn find(graph: &GraphProto, constant: &dyn Fn(&str) -> Option<Constant>) -> 
                 };
                 // (N, g, C/g, H, W) back to (N, C, H, W).
                 let grouped = matches!((&five[..], &four[..]),
-                    ([_, g, cg, h, w], [_, c, h2, w2]) if g * cg == *c && (h, w) == (h2, w2) && *g > 0);
-                if grouped && once(&n.input[0]) && once(&transposed) {
+                    ([_, g, cg, h, w], [_, c, h2, w2])
+                        if g.checked_mul(*cg) == Some(*c) && (h, w) == (h2, w2) && *g > 0);
+                if grouped && once(&n.input[0]) && once(&transposed) && !x.is_empty() {
                     fusions.absorbed.extend([out(split), transposed]);
                     let groups = five[1] as usize;
                     fusions
                         .functions
-                        .insert(out(merge), (Fused::Shuffle(groups), split.input[0].clone()));
+                        .insert(out(merge), (Fused::Shuffle(groups), x.clone()));
                 }
             }
             _ => {}

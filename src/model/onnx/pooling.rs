@@ -122,12 +122,11 @@ impl Walk<'_> {
         let [0, 0, top, left, 0, 0, bottom, right] = pads[..] else {
             bail!("pads {pads:?}; convscope folds padding of height and width (N, C, H, W) only");
         };
-        let p = |v: i64| usize::try_from(v).map_err(|_| anyhow!("has negative padding {v}"));
         let total = [
-            before[0] + p(top)?,
-            before[1] + p(bottom)?,
-            before[2] + p(left)?,
-            before[3] + p(right)?,
+            within_extent(before[0] + padding(top)?)?,
+            within_extent(before[1] + padding(bottom)?)?,
+            within_extent(before[2] + padding(left)?)?,
+            within_extent(before[3] + padding(right)?)?,
         ];
         Ok(Outcome::Relayout(x, Layout::Padded(total)))
     }
@@ -155,11 +154,29 @@ pub(super) fn spatial(shape: &[usize]) -> Result<(usize, usize)> {
     }
 }
 
+/// The largest kernel, stride, dilation or padding convscope reads (sizes past it are no
+/// image's, and would overflow the geometry's arithmetic).
+const MAX_EXTENT: usize = 1 << 16;
+
 pub(super) fn positive(v: i64) -> Result<usize> {
-    usize::try_from(v)
+    let v = usize::try_from(v)
         .ok()
         .filter(|&v| v > 0)
-        .ok_or_else(|| anyhow!("has a size {v} that is not positive"))
+        .ok_or_else(|| anyhow!("has a size {v} that is not positive"))?;
+    within_extent(v)
+}
+
+/// A padding: zero or more, within [`MAX_EXTENT`].
+pub(super) fn padding(v: i64) -> Result<usize> {
+    let v = usize::try_from(v).map_err(|_| anyhow!("has negative padding {v}"))?;
+    within_extent(v)
+}
+
+fn within_extent(v: usize) -> Result<usize> {
+    if v > MAX_EXTENT {
+        bail!("has a size {v} larger than {MAX_EXTENT}");
+    }
+    Ok(v)
 }
 
 /// The window of a convolution or pooling node: strides, dilations and padding per axis, with
@@ -203,11 +220,7 @@ pub(super) fn window(
     let (ph, pw) = match auto_pad.as_str() {
         "NOTSET" => match a.ints("pads") {
             None => ((0, 0), (0, 0)),
-            Some(&[t, l, b, r]) => {
-                let p =
-                    |v: i64| usize::try_from(v).map_err(|_| anyhow!("has negative padding {v}"));
-                ((p(t)?, p(b)?), (p(l)?, p(r)?))
-            }
+            Some(&[t, l, b, r]) => ((padding(t)?, padding(b)?), (padding(l)?, padding(r)?)),
             Some(other) => bail!("has pads {other:?}; convscope reads two spatial axes"),
         },
         "VALID" => ((0, 0), (0, 0)),

@@ -74,7 +74,7 @@ impl Walk<'_> {
                 .skip(1)
                 .all(|(&t, &s)| t == -1 || t == 0 || t as usize == s);
         if same {
-            return Ok(Outcome::Alias(node.input[0].clone()));
+            return Ok(Outcome::Alias(self.input_name(node, 0)?));
         }
         bail!("reshapes {shape:?} to {target:?}; convscope reshapes to (batch, features) only")
     }
@@ -90,7 +90,7 @@ impl Walk<'_> {
     pub(super) fn cast(&self, node: &NodeProto) -> Result<Outcome> {
         Ok(match self.value(node, 0)? {
             Value::Const(c) => Outcome::Const(c.clone()),
-            Value::Node(..) => Outcome::Alias(node.input[0].clone()),
+            Value::Node(..) => Outcome::Alias(self.input_name(node, 0)?),
         })
     }
 
@@ -232,12 +232,12 @@ impl Walk<'_> {
             .map(|i| {
                 let (p, q) = (at(x, i), at(y, i));
                 match op_type {
-                    "Add" => Ok(p + q),
-                    "Sub" => Ok(p - q),
-                    "Mul" => Ok(p * q),
-                    _ if q == 0 => bail!("divides by zero"),
-                    _ => Ok(p / q),
+                    "Add" => p.checked_add(q),
+                    "Sub" => p.checked_sub(q),
+                    "Mul" => p.checked_mul(q),
+                    _ => p.checked_div(q),
                 }
+                .ok_or_else(|| anyhow!("computes {p} {op_type} {q}, which has no value"))
             })
             .collect::<Result<Vec<i64>>>()?;
         Ok(Outcome::Const(Constant::ints(dims.clone(), values)))
