@@ -296,3 +296,34 @@ fn soak_500_random_keys_on_a_resnet_layout() {
         "memory grew from {start_rss:.0} to {peak:.0} MiB"
     );
 }
+
+#[test]
+fn explore_a_keras_model_from_onnx_in_tmux() {
+    // A Keras VGG16-shaped model converted by tf2onnx (scripts/make_keras_fixtures.py): NHWC
+    // input, layers by their Keras names; activations, a CAM and filter patterns in the explorer.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!("output_dir = {:?}\n", dir.path().join("saved")),
+    )
+    .unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let t = start(&format!(
+        "{} {} --config {}",
+        fixture("keras_vgg16.onnx"),
+        root.join("models/shapes/single_shape.png").display(),
+        cfg.display()
+    ));
+    let pane = t.wait_for("opened", 60);
+    assert!(pane.contains("block1_conv1_1"), "{pane}");
+    t.keys(&["/", "block3_conv3_1", "Enter"]);
+    t.wait_for("block3_conv3_1.relu: channels 0..16 of 16", 30);
+    t.keys(&["Tab"]);
+    t.wait_for("Grad-CAM for '", 30);
+    t.keys(&["Tab"]);
+    t.wait_for("filter patterns of channels 0..16", 120);
+    t.keys(&["q"]);
+    let pane = t.wait_for("EXIT=", 20);
+    assert!(pane.contains("EXIT=0"), "{pane}");
+}
