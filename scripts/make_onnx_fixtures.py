@@ -86,6 +86,10 @@ def hostile():
             if e.key == "location":
                 e.value = "../onnx_unsupported_op.onnx"
     onnx.save_model(proto, os.path.join(folder, "outside.onnx"))
+    # The same small model with its height and width left free in the graph.
+    torch.onnx.export(model, (x,), os.path.join(OUT, "onnx_free_size.onnx"), dynamo=False,
+                      opset_version=17, input_names=["image"],
+                      dynamic_axes={"image": {2: "height", 3: "width"}})
     broken_graphs()
     print(f"{folder}: {sorted(os.listdir(folder))}")
 

@@ -473,6 +473,21 @@ fn onnx_files_that_cannot_be_served() {
         &["info", s(&fixture("onnx_oversized.onnx"))],
         "tensor 'w': holds 16 bytes for 1000000000000 values of 4 bytes",
     );
+    // A size for a graph whose size is fixed, and a size that is none.
+    fails(
+        &[
+            "info",
+            "--size",
+            "16",
+            s(&fixture("onnx_external/tiny.onnx")),
+        ],
+        "takes 8x8 images (fixed in its graph); --size 16x16 applies to sizes a graph leaves free",
+    );
+    fails_with(
+        &["info", "--size", "0x3", s(&fixture("onnx_free_size.onnx"))],
+        "'0x3' is not a size: H or HxW, each 1 to 4096",
+        2,
+    );
     // Weights outside the model's folder are not read.
     fails(
         &["info", s(&fixture("onnx_external/outside.onnx"))],

@@ -217,3 +217,32 @@ fn keras_models_through_tf2onnx_give_keras_outputs() {
         "{names:?}"
     );
 }
+
+#[test]
+fn free_sizes_come_from_size_or_the_model_toml() {
+    use convscope::model::Overrides;
+    let free = fixture("onnx_free_size.onnx");
+    let size = |m: &Model| m.graph.input_size();
+    assert_eq!(
+        size(&Model::open(&free, None, &Device::Cpu).unwrap()),
+        (3, 224, 224)
+    );
+    let asked = Overrides {
+        size: Some([16, 20]),
+        ..Overrides::default()
+    };
+    let model = Model::open_with(&free, &asked, &Device::Cpu).unwrap();
+    assert_eq!(size(&model), (3, 16, 20));
+    assert_eq!(
+        (model.normalisation.height, model.normalisation.width),
+        (16, 20)
+    );
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("model.toml"),
+        format!("weights = {free:?}\ninput_size = [40, 48]\n"),
+    )
+    .unwrap();
+    let model = Model::open(d.path(), None, &Device::Cpu).unwrap();
+    assert_eq!(size(&model), (3, 40, 48));
+}

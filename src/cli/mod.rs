@@ -15,7 +15,7 @@ use image::RgbImage;
 
 use crate::config::Config;
 use crate::input::{self, Fit};
-use crate::model::{device::parse_device, Model};
+use crate::model::{device::parse_device, Model, Overrides};
 use crate::tui::graphics::ProtocolChoice;
 
 #[derive(Debug, Parser)]
@@ -39,6 +39,10 @@ pub struct Cli {
     /// common wrappers' prefixes (module., model., _orig_mod., ...) are found without it.
     #[arg(long, global = true)]
     pub prefix: Option<String>,
+    /// The input size, `H` or `HxW`: a fully convolutional checkpoint run at another size than
+    /// its model.toml's or its family's, or the sizes an ONNX graph leaves free.
+    #[arg(long, global = true, value_name = "HxW", value_parser = parse_size)]
+    pub size: Option<[usize; 2]>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -140,8 +144,22 @@ pub struct Loaded {
 pub struct Session {
     pub config: Config,
     pub device: Device,
-    pub arch: Option<String>,
-    pub prefix: Option<String>,
+    pub overrides: Overrides,
+}
+
+/// `--size`: `H` (square) or `HxW`, each 1 to 4096 (as model.toml's `input_size`).
+fn parse_size(text: &str) -> std::result::Result<[usize; 2], String> {
+    let side = |v: &str| -> std::result::Result<usize, String> {
+        v.trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|s| (1..=4096).contains(s))
+            .ok_or_else(|| format!("'{text}' is not a size: H or HxW, each 1 to 4096"))
+    };
+    match text.split_once(['x', 'X']) {
+        Some((h, w)) => Ok([side(h)?, side(w)?]),
+        None => side(text).map(|s| [s, s]),
+    }
 }
 
 impl Session {
@@ -151,19 +169,17 @@ impl Session {
         Ok(Session {
             config,
             device,
-            arch: cli.arch.clone(),
-            prefix: cli.prefix.clone(),
+            overrides: Overrides {
+                arch: cli.arch.clone(),
+                prefix: cli.prefix.clone(),
+                size: cli.size,
+            },
         })
     }
 
     pub fn model(&self, path: Option<&Path>) -> Result<Model> {
         let path = path.unwrap_or(&self.config.model);
-        Model::open_with(
-            path,
-            self.arch.as_deref(),
-            self.prefix.as_deref(),
-            &self.device,
-        )
+        Model::open_with(path, &self.overrides, &self.device)
     }
 
     /// Opens the model, then reads the image (so a bad model is reported first).

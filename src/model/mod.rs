@@ -59,20 +59,31 @@ pub struct Model {
     pub path: PathBuf,
 }
 
+/// What the command line says over a model.toml or a bare checkpoint's defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// The architecture of a state dict, instead of detecting it.
+    pub arch: Option<String>,
+    /// The model's names inside the checkpoint's (`net.`).
+    pub prefix: Option<String>,
+    /// The input's `[height, width]`: a fully convolutional state dict run at another size, or
+    /// an ONNX graph's free dimensions.
+    pub size: Option<[usize; 2]>,
+}
+
 impl Model {
     /// Opens a model folder (with model.toml), a model.toml, or a checkpoint file.
     pub fn open(path: &Path, arch: Option<&str>, device: &Device) -> Result<Model> {
-        Model::open_with(path, arch, None, device)
+        let overrides = Overrides {
+            arch: arch.map(str::to_string),
+            ..Overrides::default()
+        };
+        Model::open_with(path, &overrides, device)
     }
 
-    /// [`Model::open`], with `prefix` (the model's names inside the checkpoint's, e.g. `net.`)
-    /// taking the place of model.toml's.
-    pub fn open_with(
-        path: &Path,
-        arch: Option<&str>,
-        prefix: Option<&str>,
-        device: &Device,
-    ) -> Result<Model> {
+    /// [`Model::open`] with the command line's [`Overrides`] taking the place of model.toml's
+    /// settings.
+    pub fn open_with(path: &Path, overrides: &Overrides, device: &Device) -> Result<Model> {
         let meta = std::fs::metadata(path)
             .with_context(|| format!("cannot open model {}", path.display()))?;
         let toml_path = if meta.is_dir() {
@@ -93,12 +104,34 @@ impl Model {
             ),
             None => (ModelCard::for_checkpoint(path), PathBuf::from(".")),
         };
-        if let Some(prefix) = prefix {
-            card.prefix = Some(prefix.to_string());
+        if let Some(prefix) = &overrides.prefix {
+            card.prefix = Some(prefix.clone());
+        }
+        if let Some(size) = overrides.size {
+            card.input_size = size;
         }
         let name = display_name(path);
-        let bare = toml_path.is_none();
-        Model::from_card(&card, &base, arch, device, name, path, bare)
+        // A bare checkpoint runs at its family's own size unless one is asked for.
+        let bare = toml_path.is_none() && overrides.size.is_none();
+        let model = Model::from_card(
+            &card,
+            &base,
+            overrides.arch.as_deref(),
+            device,
+            name,
+            path,
+            bare,
+        )?;
+        if let Some([h, w]) = overrides.size {
+            let (_, gh, gw) = model.graph.input_size();
+            if (gh, gw) != (h, w) {
+                bail!(
+                    "{} takes {gh}x{gw} images (fixed in its graph); --size {h}x{w} applies to sizes a graph leaves free",
+                    path.display()
+                );
+            }
+        }
+        Ok(model)
     }
 
     fn from_card(
