@@ -5,8 +5,9 @@ committed checkpoints, exported by torch.onnx.export (the TorchScript exporter f
 three, ResNet with its batch norms kept; both exporters for ShuffleNetV2; the dynamo exporter for
 MobileNet), so that the tests can hold a model opened from .onnx to the same expected outputs
 and gradients as the one opened from its state dict. Each export is checked against PyTorch with
-onnxruntime before it is written. Then a small graph with the dynamo exporter's `as_strided` (see
-`flattened_gather`), and small files for the error paths (see `hostile`).
+onnxruntime before it is written. Then small graphs with the dynamo exporter's `as_strided` (see
+`flattened_gather`) and with normalisation baked in (see `baked_normalisation`), and small files
+for the error paths (see `hostile`).
 
     python scripts/make_onnx_fixtures.py
 """
@@ -127,6 +128,43 @@ def flattened_gather():
               os.path.join(OUT, "onnx_flattened_gather_expected.safetensors"))
 
 
+def baked_normalisation():
+    """Ops exporters write for preprocessing baked into a model and for other activations and
+    poolings, in a small graph built with onnx.helper: Sub and Div of a constant per channel
+    (mean and std), Conv, LeakyRelu, Mul and Add of scalars, GlobalMaxPool, Flatten, Gemm."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(9)
+    inits = [numpy_helper.from_array(np.array([0.485, 0.456, 0.406], np.float32)
+                                     .reshape(1, 3, 1, 1), "mean"),
+             numpy_helper.from_array(np.array([0.229, 0.224, 0.225], np.float32)
+                                     .reshape(1, 3, 1, 1), "std"),
+             numpy_helper.from_array(rng.normal(size=(5, 3, 3, 3)).astype(np.float32), "w"),
+             numpy_helper.from_array(np.array(0.5, np.float32), "half"),
+             numpy_helper.from_array(np.array(0.1, np.float32), "tenth"),
+             numpy_helper.from_array(rng.normal(size=(4, 5)).astype(np.float32), "fc")]
+    nodes = [helper.make_node("Sub", ["image", "mean"], ["centred"]),
+             helper.make_node("Div", ["centred", "std"], ["scaled"]),
+             helper.make_node("Conv", ["scaled", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("LeakyRelu", ["c"], ["l"], alpha=0.2),
+             helper.make_node("Mul", ["l", "half"], ["m"]),
+             helper.make_node("Add", ["m", "tenth"], ["a"]),
+             helper.make_node("GlobalMaxPool", ["a"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "fc"], ["logits"], transB=1)]
+    graph = helper.make_graph(nodes, "baked_normalisation",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])],
+                              inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    path = os.path.join(OUT, "onnx_baked_normalisation.onnx")
+    onnx.save_model(model, path)
+    x = rng.uniform(size=(1, 3, 8, 8)).astype(np.float32)
+    got = onnxruntime.InferenceSession(path).run(None, {"image": x})[0]
+    save_file({"input": torch.from_numpy(x), "logits": torch.from_numpy(got)},
+              os.path.join(OUT, "onnx_baked_normalisation_expected.safetensors"))
+
+
 def oversized_weight():
     """A float tensor declaring 10^12 values and holding 16 bytes (make_tensor would refuse)."""
     from onnx import TensorProto
@@ -176,6 +214,7 @@ def main():
     mnv3 = mobilenet_v3_small(num_classes=CLASSES, width_mult=0.25)
     export(load(mnv3, "mobilenet_v3_small_small"), "mobilenet_v3_small_small", True)
     flattened_gather()
+    baked_normalisation()
     hostile()
 
 

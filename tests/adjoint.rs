@@ -11,7 +11,7 @@ use candle_core::{Device, Tensor};
 use convscope::model::ops::geometry::{Axis, Window};
 use convscope::model::ops::{
     AdaptiveAvgPool, Backward, ChannelScale, ChannelShuffle, ChannelSlice, Conv2d,
-    FlattenChannelsLast, Gate, Op, Pool, PoolKind,
+    FlattenChannelsLast, Gate, GlobalMaxPool, LeakyRelu, Op, Pool, PoolKind,
 };
 
 fn dot(a: &Tensor, b: &Tensor) -> f64 {
@@ -225,4 +225,29 @@ fn channels_last_flatten_gradient_is_the_adjoint_and_reads_h_w_c() {
         .unwrap();
     let (c, h, w) = (2, 1, 3);
     assert_eq!(y[h * 5 * 3 + w * 3 + c], (c * 20 + h * 5 + w) as f32);
+}
+
+#[test]
+fn leaky_relu_and_global_max_pool_gradients_are_the_adjoints() {
+    let leaky = Op::LeakyRelu(LeakyRelu {
+        negative_slope: 0.2,
+    });
+    check_adjoint("leaky relu", &leaky, &[2, 3, 5, 4], 91);
+    let x = Tensor::new(&[[[[-2f32, 1.0], [0.5, -0.1]]]], &Device::Cpu).unwrap();
+    let y: Vec<f32> = leaky
+        .forward(&[&x])
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(y, [-0.4, 1.0, 0.5, -0.020000001]);
+    check_adjoint(
+        "global max pool",
+        &Op::GlobalMaxPool(GlobalMaxPool),
+        &[2, 3, 5, 4],
+        92,
+    );
+    let y = Op::GlobalMaxPool(GlobalMaxPool).forward(&[&x]).unwrap();
+    assert_eq!(y.flatten_all().unwrap().to_vec1::<f32>().unwrap(), [1.0]);
 }

@@ -246,3 +246,12 @@ fn free_sizes_come_from_size_or_the_model_toml() {
     let model = Model::open(d.path(), None, &Device::Cpu).unwrap();
     assert_eq!(size(&model), (3, 40, 48));
 }
+
+#[test]
+fn baked_in_normalisation_leaky_relu_and_global_max_pooling() {
+    // Sub and Div per channel, LeakyRelu, scalar Mul and Add, GlobalMaxPool.
+    matches_onnxruntime(
+        "onnx_baked_normalisation.onnx",
+        "onnx_baked_normalisation_expected.safetensors",
+    );
+}

@@ -11,7 +11,7 @@ use super::proto::NodeProto;
 use super::tensors::Constant;
 use crate::model::graph::NodeId;
 use crate::model::ops::{
-    Activation, Add, BatchNorm, ChannelScale, ChannelShuffle, Function, Gate, Op, Relu,
+    Activation, Add, BatchNorm, ChannelScale, ChannelShuffle, Function, Gate, LeakyRelu, Op, Relu,
 };
 
 impl Walk<'_> {
@@ -41,6 +41,13 @@ impl Walk<'_> {
     pub(super) fn relu(&self, node: &NodeProto) -> Result<Outcome> {
         let (x, layout) = self.computed_any(node, 0)?;
         Ok(Outcome::Node("relu", Op::Relu(Relu), vec![x], layout))
+    }
+
+    pub(super) fn leaky_relu(&self, node: &NodeProto, a: &Attributes) -> Result<Outcome> {
+        let (x, layout) = self.computed_any(node, 0)?;
+        let negative_slope = a.float("alpha", 0.01);
+        let op = Op::LeakyRelu(LeakyRelu { negative_slope });
+        Ok(Outcome::Node("leakyrelu", op, vec![x], layout))
     }
 
     pub(super) fn clip(&self, node: &NodeProto, a: &Attributes) -> Result<Outcome> {
@@ -96,16 +103,8 @@ impl Walk<'_> {
                 Ok(Outcome::Node("gate", Op::Gate(Gate), vec![*x, *s], Layout::Nchw))
             }
             (Value::Node(x, layout), Value::Const(c)) | (Value::Const(c), Value::Node(x, layout)) => {
-                let channels = self.shape(*x).get(1).copied().unwrap_or(0);
-                if c.len() != channels || c.dims.iter().filter(|&&d| d != 1).count() > 1 {
-                    bail!(
-                        "multiplies {:?} by a {:?} constant; convscope multiplies by one factor per channel",
-                        self.shape(*x),
-                        c.dims
-                    );
-                }
-                let scale = self.tensor(c, &[1, channels, 1, 1])?;
-                Ok(Outcome::Node("scale", Op::ChannelScale(ChannelScale { scale }), vec![*x], *layout))
+                let factors = self.per_channel(*x, *layout, c, "multiplies")?;
+                self.scale_by(*x, *layout, factors)
             }
             _ => bail!("multiplies values of shapes convscope does not multiply (it computes gates, (N,C,H,W) x (N,C,1,1), and per-channel factors)"),
         }
@@ -128,50 +127,76 @@ impl Walk<'_> {
             (Value::Node(x, layout), Value::Const(c))
             | (Value::Const(c), Value::Node(x, layout)) => {
                 let (x, layout, c) = (*x, *layout, c.clone());
-                self.add_per_channel(node, x, layout, &c)
+                let shifts = self.per_channel(x, layout, &c, "adds")?;
+                self.shift_by(node, x, layout, shifts)
             }
             (Value::Const(_), Value::Const(_)) => {
                 bail!("adds two constants, which convscope does not fold")
             }
         }
     }
-}
 
-impl Walk<'_> {
-    /// `Add` of a constant with one value per channel (per feature of a vector): the bias of the
-    /// convolution or matrix product just before it, when nothing else reads that; the shift of
-    /// a per-channel factor just before it (a batch norm as TensorFlow graphs write it, `x * a +
-    /// b`); else a shift of its own.
-    fn add_per_channel(
+    /// The values of a constant that broadcasts one value per channel (per feature of a
+    /// vector) over `x`, a scalar repeated. Broadcasting puts a 1-D constant along the last
+    /// axis: the channels of a channels-last value or the features of a vector; an NCHW map
+    /// needs `(C, 1, 1)`.
+    fn per_channel(&self, x: NodeId, layout: Layout, c: &Constant, what: &str) -> Result<Vec<f32>> {
+        let shape = self.shape(x);
+        let channels = shape[1];
+        let fits = c.len() == 1
+            || match (layout, shape.len()) {
+                (Layout::Nchw, 4) => {
+                    matches!(c.dims[..], [n, 1, 1] | [1, n, 1, 1] if n == channels)
+                }
+                (Layout::Nhwc, 4) => {
+                    matches!(c.dims[..], [n] | [1, 1, n] | [1, 1, 1, n] if n == channels)
+                }
+                (Layout::Nchw, 2) => matches!(c.dims[..], [n] | [1, n] if n == channels),
+                _ => false,
+            };
+        if !fits {
+            bail!(
+                "{what} a {:?} constant and a {shape:?} value; convscope takes one value per channel, or one for all",
+                c.dims
+            );
+        }
+        let values = c.to_floats();
+        Ok(if values.len() == 1 {
+            vec![values[0]; channels]
+        } else {
+            values
+        })
+    }
+
+    /// `x * factors` per channel: a layer scale (ConvNeXt's), or the scale of a batch norm as
+    /// TensorFlow graphs write it (a shift follows).
+    pub(super) fn scale_by(&self, x: NodeId, layout: Layout, factors: Vec<f32>) -> Result<Outcome> {
+        if self.shape(x).len() != 4 {
+            bail!("multiplies a vector by constants; convscope scales the channels of a map");
+        }
+        let c = factors.len();
+        let scale = Tensor::from_vec(factors, (1, c, 1, 1), self.device)?;
+        let op = Op::ChannelScale(ChannelScale { scale });
+        Ok(Outcome::Node("scale", op, vec![x], layout))
+    }
+
+    /// `x + shifts` per channel: the bias of the convolution or matrix product just before it,
+    /// when nothing else reads that; the shift of a per-channel factor just before it (a batch
+    /// norm as TensorFlow graphs write it, `x * a + b`); else a shift of its own.
+    fn shift_by(
         &mut self,
         node: &NodeProto,
         x: NodeId,
         layout: Layout,
-        c: &Constant,
+        shifts: Vec<f32>,
     ) -> Result<Outcome> {
-        let shape = self.shape(x).to_vec();
-        let channels = shape[1];
-        // Broadcasting puts a 1-D constant along the last axis: the channels of a channels-last
-        // value or the features of a vector; an NCHW map needs (C, 1, 1).
-        let per_channel = match (layout, shape.len()) {
-            (Layout::Nchw, 4) => matches!(c.dims[..], [n, 1, 1] | [1, n, 1, 1] if n == channels),
-            (Layout::Nhwc, 4) => {
-                matches!(c.dims[..], [n] | [1, 1, n] | [1, 1, 1, n] if n == channels)
-            }
-            (Layout::Nchw, 2) => matches!(c.dims[..], [n] | [1, n] if n == channels),
-            _ => false,
-        };
-        if !per_channel {
-            bail!(
-                "adds a {:?} constant to a {shape:?} value; convscope adds one value per channel",
-                c.dims
-            );
-        }
+        let rank = self.shape(x).len();
+        let channels = shifts.len();
         let read_once = node.input.iter().any(|i| {
             matches!(self.values.get(i), Some(Value::Node(..))) && self.uses.get(i) == Some(&1)
         });
         let just_before = x == self.pending.len() && read_once;
-        let values = self.tensor(c, &[channels])?;
+        let values = Tensor::from_vec(shifts, channels, self.device)?;
         match self.pending.last_mut().map(|p| &mut p.op) {
             Some(Op::Conv2d(conv)) if just_before && conv.bias.is_none() => {
                 conv.bias = Some(values);
@@ -189,13 +214,39 @@ impl Walk<'_> {
                 *op = Op::BatchNorm(BatchNorm { scale, shift });
                 Ok(Outcome::Relayout(x, layout))
             }
-            _ if shape.len() == 4 => {
+            _ if rank == 4 => {
                 let scale = Tensor::ones((1, channels, 1, 1), DType::F32, self.device)?;
                 let shift = values.reshape((1, channels, 1, 1))?;
                 let op = Op::BatchNorm(BatchNorm { scale, shift });
                 Ok(Outcome::Node("add", op, vec![x], layout))
             }
-            _ => bail!("adds a constant to a vector that is not a bias-free matrix product just before it; convscope adds biases only there"),
+            _ => bail!("adds constants to a vector that is not a bias-free matrix product just before it; convscope adds biases only there"),
+        }
+    }
+
+    /// `Sub` of a constant per channel (a mean taken off in the graph).
+    pub(super) fn sub(&mut self, node: &NodeProto) -> Result<Outcome> {
+        match (self.value(node, 0)?, self.value(node, 1)?) {
+            (Value::Node(x, layout), Value::Const(c)) => {
+                let (x, layout, c) = (*x, *layout, c.clone());
+                let shifts = self.per_channel(x, layout, &c, "subtracts")?;
+                self.shift_by(node, x, layout, shifts.iter().map(|v| -v).collect())
+            }
+            _ => bail!("subtracts values convscope does not subtract (it takes a constant per channel off a layer's output)"),
+        }
+    }
+
+    /// `Div` by a constant per channel (a std divided out in the graph).
+    pub(super) fn div(&self, node: &NodeProto) -> Result<Outcome> {
+        match (self.value(node, 0)?, self.value(node, 1)?) {
+            (Value::Node(x, layout), Value::Const(c)) => {
+                let divisors = self.per_channel(*x, *layout, c, "divides")?;
+                if divisors.contains(&0.0) {
+                    bail!("divides by zero");
+                }
+                self.scale_by(*x, *layout, divisors.iter().map(|d| 1.0 / d).collect())
+            }
+            _ => bail!("divides values convscope does not divide (it divides a layer's output by a constant per channel)"),
         }
     }
 }

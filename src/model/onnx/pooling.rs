@@ -7,7 +7,7 @@ use super::attributes::Attributes;
 use super::import::{Layout, Outcome, Walk};
 use super::proto::NodeProto;
 use crate::model::ops::{
-    Activation, AdaptiveAvgPool, Axis, Flatten, Function, Op, Pool, PoolKind, Window,
+    Activation, AdaptiveAvgPool, Axis, Flatten, Function, GlobalMaxPool, Op, Pool, PoolKind, Window,
 };
 
 impl Walk<'_> {
@@ -58,6 +58,15 @@ impl Walk<'_> {
         Ok(Outcome::Node(
             "avgpool",
             Op::AdaptiveAvgPool(AdaptiveAvgPool { out_h: 1, out_w: 1 }),
+            vec![self.computed(node, 0)?],
+            Layout::Nchw,
+        ))
+    }
+
+    pub(super) fn global_max_pool(&self, node: &NodeProto) -> Result<Outcome> {
+        Ok(Outcome::Node(
+            "maxpool",
+            Op::GlobalMaxPool(GlobalMaxPool),
             vec![self.computed(node, 0)?],
             Layout::Nchw,
         ))

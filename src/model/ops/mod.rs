@@ -22,8 +22,10 @@ mod flatten;
 mod flatten_channels_last;
 mod gate;
 pub mod geometry;
+mod global_max_pool;
 mod input;
 mod layer_norm;
+mod leaky_relu;
 mod linear;
 mod permute;
 pub mod pool;
@@ -45,8 +47,10 @@ pub use flatten::Flatten;
 pub use flatten_channels_last::FlattenChannelsLast;
 pub use gate::Gate;
 pub use geometry::{Axis, Window};
+pub use global_max_pool::GlobalMaxPool;
 pub use input::Input;
 pub use layer_norm::LayerNorm;
+pub use leaky_relu::LeakyRelu;
 pub use linear::Linear;
 pub use permute::Permute;
 pub use pool::{Pool, PoolKind};
@@ -107,8 +111,10 @@ pub enum Op {
     Conv2d(Conv2d),
     BatchNorm(BatchNorm),
     Relu(Relu),
+    LeakyRelu(LeakyRelu),
     Pool(Pool),
     AdaptiveAvgPool(AdaptiveAvgPool),
+    GlobalMaxPool(GlobalMaxPool),
     Flatten(Flatten),
     FlattenChannelsLast(FlattenChannelsLast),
     Linear(Linear),
@@ -133,8 +139,10 @@ impl std::ops::Deref for Op {
             Op::Conv2d(o) => o,
             Op::BatchNorm(o) => o,
             Op::Relu(o) => o,
+            Op::LeakyRelu(o) => o,
             Op::Pool(o) => o,
             Op::AdaptiveAvgPool(o) => o,
+            Op::GlobalMaxPool(o) => o,
             Op::Flatten(o) => o,
             Op::FlattenChannelsLast(o) => o,
             Op::Linear(o) => o,
