@@ -131,7 +131,8 @@ def flattened_gather():
 def baked_normalisation():
     """Ops exporters write for preprocessing baked into a model and for other activations and
     poolings, in a small graph built with onnx.helper: Sub and Div of a constant per channel
-    (mean and std), Conv, LeakyRelu, Mul and Add of scalars, GlobalMaxPool, Flatten, Gemm."""
+    (mean and std), Conv, LeakyRelu, Mul and Add of scalars, AveragePool with padding left out of
+    the count, GlobalMaxPool, Flatten, Gemm."""
     from onnx import TensorProto, helper, numpy_helper
     rng = np.random.default_rng(9)
     inits = [numpy_helper.from_array(np.array([0.485, 0.456, 0.406], np.float32)
@@ -148,7 +149,9 @@ def baked_normalisation():
              helper.make_node("LeakyRelu", ["c"], ["l"], alpha=0.2),
              helper.make_node("Mul", ["l", "half"], ["m"]),
              helper.make_node("Add", ["m", "tenth"], ["a"]),
-             helper.make_node("GlobalMaxPool", ["a"], ["p"]),
+             helper.make_node("AveragePool", ["a"], ["avg"], kernel_shape=[3, 3],
+                              pads=[1, 1, 1, 1], count_include_pad=0),
+             helper.make_node("GlobalMaxPool", ["avg"], ["p"]),
              helper.make_node("Flatten", ["p"], ["f"]),
              helper.make_node("Gemm", ["f", "fc"], ["logits"], transB=1)]
     graph = helper.make_graph(nodes, "baked_normalisation",

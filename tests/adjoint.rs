@@ -122,6 +122,16 @@ fn average_pooling_gradient_is_the_adjoint() {
         ceil_mode: false,
     };
     check_adjoint("non-square avg pool", &Op::Pool(pool), &[1, 2, 9, 7], 77);
+    let excluding = Pool {
+        kind: PoolKind::AvgExcludingPadding,
+        ..pool
+    };
+    check_adjoint(
+        "avg pool, padding not counted",
+        &Op::Pool(excluding),
+        &[1, 2, 9, 7],
+        78,
+    );
 }
 
 #[test]

@@ -35,11 +35,11 @@ impl Walk<'_> {
         let size = padded_size(spatial(self.shape(x))?, padding);
         let mut window = window(a, (kh, kw), size, max)?;
         add_padding(&mut window, padding);
-        let padded = window.h.before + window.h.after + window.w.before + window.w.after > 0;
-        if !max && padded && a.int("count_include_pad", 0) == 0 {
-            bail!("averages with padding left out of the count (count_include_pad = 0); convscope counts the padding, as PyTorch's default");
-        }
-        let kind = if max { PoolKind::Max } else { PoolKind::Avg };
+        let kind = match (max, a.int("count_include_pad", 0)) {
+            (true, _) => PoolKind::Max,
+            (false, 0) => PoolKind::AvgExcludingPadding,
+            (false, _) => PoolKind::Avg,
+        };
         let ceil_mode = a.int("ceil_mode", 0) != 0;
         let label = if max { "maxpool" } else { "avgpool" };
         Ok(Outcome::Node(

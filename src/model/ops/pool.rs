@@ -19,6 +19,9 @@ pub enum PoolKind {
     Max,
     /// Average with `count_include_pad = true` (PyTorch's default).
     Avg,
+    /// Average over the input elements a window covers, padding left out of the count
+    /// (`count_include_pad = false`, ONNX's default).
+    AvgExcludingPadding,
 }
 
 /// A pooling window (PyTorch's `MaxPool2d`/`AvgPool2d`; dilation is always 1).
@@ -56,7 +59,7 @@ impl Pool {
     fn fill(&self) -> f32 {
         match self.kind {
             PoolKind::Max => f32::NEG_INFINITY,
-            PoolKind::Avg => 0.0,
+            PoolKind::Avg | PoolKind::AvgExcludingPadding => 0.0,
         }
     }
 
@@ -85,12 +88,18 @@ impl Pool {
         .to_dtype(like.dtype())
     }
 
-    /// Divisor of each average-pool window, row-major: its size clipped to the padded input.
+    /// Divisor of each average-pool window, row-major: its size clipped to the padded input,
+    /// or to the input itself when padding is not counted.
     fn divisors(&self, (h, w): (usize, usize), (oh, ow): (usize, usize)) -> Vec<f32> {
+        let counted = self.kind == PoolKind::Avg;
         let extent = |a: &Axis, i: usize, size: usize| {
             let start = (i * a.stride) as isize - a.before as isize;
             let end = (start + a.kernel as isize).min((size + a.after) as isize);
-            (end - start) as f32
+            if counted {
+                (end - start) as f32
+            } else {
+                (end.min(size as isize) - start.max(0)) as f32
+            }
         };
         let (ah, aw) = (self.window.h, self.window.w);
         (0..oh)
@@ -145,15 +154,20 @@ impl Operation for Pool {
     fn kind(&self) -> &'static str {
         match self.kind {
             PoolKind::Max => "maxpool",
-            PoolKind::Avg => "avgpool",
+            PoolKind::Avg | PoolKind::AvgExcludingPadding => "avgpool",
         }
     }
 
     fn attributes(&self) -> String {
         format!(
-            "{}{}",
+            "{}{}{}",
             self.window.describe(),
-            if self.ceil_mode { ", ceil_mode" } else { "" }
+            if self.ceil_mode { ", ceil_mode" } else { "" },
+            if self.kind == PoolKind::AvgExcludingPadding {
+                ", padding not counted"
+            } else {
+                ""
+            }
         )
     }
 
@@ -174,7 +188,9 @@ impl Operation for Pool {
             let out = self.output((h, w)).map_err(candle_core::Error::msg)?;
             let reduce = match self.kind {
                 PoolKind::Max => cpu::pool::Reduce::Max,
-                PoolKind::Avg => cpu::pool::Reduce::Mean(self.divisors((h, w), out)),
+                PoolKind::Avg | PoolKind::AvgExcludingPadding => {
+                    cpu::pool::Reduce::Mean(self.divisors((h, w), out))
+                }
             };
             return cpu::pool::pool(x, &self.window, out, &reduce);
         }
@@ -186,14 +202,14 @@ impl Operation for Pool {
                 acc = Some(match (acc, self.kind) {
                     (None, _) => v,
                     (Some(a), PoolKind::Max) => a.maximum(&v)?,
-                    (Some(a), PoolKind::Avg) => (a + v)?,
+                    (Some(a), PoolKind::Avg | PoolKind::AvgExcludingPadding) => (a + v)?,
                 });
             }
         }
         let acc = acc.expect("kernel is at least 1");
         match self.kind {
             PoolKind::Max => Ok(acc),
-            PoolKind::Avg => {
+            PoolKind::Avg | PoolKind::AvgExcludingPadding => {
                 let (_, _, h, w) = x.dims4()?;
                 acc.broadcast_div(&self.divisor((h, w), out, x)?)
             }
@@ -210,11 +226,13 @@ impl Operation for Pool {
         let (_, _, hp, wp) = xp.dims4()?;
         let grad = match self.kind {
             PoolKind::Max => grad.clone(),
-            PoolKind::Avg => grad.broadcast_div(&self.divisor((h, w), out, x)?)?,
+            PoolKind::Avg | PoolKind::AvgExcludingPadding => {
+                grad.broadcast_div(&self.divisor((h, w), out, x)?)?
+            }
         };
         let y = match self.kind {
             PoolKind::Max => Some(at.output()?),
-            PoolKind::Avg => None,
+            PoolKind::Avg | PoolKind::AvgExcludingPadding => None,
         };
         let mut taken: Option<Tensor> = None;
         let mut acc = Tensor::zeros(xp.dims(), xp.dtype(), xp.device())?;
