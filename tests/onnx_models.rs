@@ -255,3 +255,15 @@ fn baked_in_normalisation_leaky_relu_and_global_max_pooling() {
         "onnx_baked_normalisation_expected.safetensors",
     );
 }
+
+#[test]
+fn a_resnet_export_has_the_state_dict_graphs_layer_names() {
+    // Batch norms kept (scripts/make_onnx_fixtures.py), so every node of the state-dict graph
+    // has its counterpart: the same names, ResNet's shared ReLU numbered by call in both.
+    let onnx = Model::open(&fixture("resnet50_small.onnx"), None, &Device::Cpu).unwrap();
+    let (graph, _) = common::fixture_graph("resnet50_small.safetensors");
+    let names = |g: &convscope::model::Graph| -> Vec<String> {
+        g.nodes().iter().map(|n| n.name.clone()).collect()
+    };
+    assert_eq!(names(&onnx.graph), names(&graph));
+}

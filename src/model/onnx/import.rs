@@ -195,12 +195,15 @@ pub fn import(
         _ => bail!("the graph's output '{output_name}' does not depend on the image"),
     };
     debug_assert_eq!(last, walk.pending.len());
-    let labels: Vec<(Option<String>, String)> = walk
+    let mut labels: Vec<(Option<String>, String)> = walk
         .pending
         .iter()
         .map(|p| (p.path.clone(), p.label.to_string()))
         .collect();
 
+    if producer == "pytorch" {
+        names::number_calls(&mut labels);
+    }
     let names = names::assign(&labels);
     let mut g = Graph::new(c, h, w);
     for (p, name) in walk.pending.into_iter().zip(names) {

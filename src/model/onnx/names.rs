@@ -56,19 +56,26 @@ fn python_list(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// One path from nested scopes, each either a child's attribute name (`conv1` inside
-/// `layer1.0`) or a full path already (`layer1.0` inside `layer1`).
+/// One path from nested scopes. The TorchScript exporter names a scope relative to an
+/// ancestor (`layer1.0` inside `layer1`, `downsample.0` inside `layer1.0.downsample`,
+/// `block.0.0` inside `features.1.0.block.0`); the dynamo exporter gives full paths
+/// (`layer1.0.conv1` inside `layer1.0`). Either way the segment overlaps the path so far: the
+/// longest end of the path that starts the segment is written once.
 fn join(segments: &[String]) -> Option<String> {
-    let mut path = String::new();
+    let mut path: Vec<String> = Vec::new();
     for seg in segments {
-        let seg = seg.replace(['/', ' '], "_");
-        if path.is_empty() || seg.starts_with(&format!("{path}.")) {
-            path = seg;
-        } else {
-            path = format!("{path}.{seg}");
-        }
+        let seg: Vec<String> = seg
+            .replace(['/', ' '], "_")
+            .split('.')
+            .map(str::to_string)
+            .collect();
+        let overlap = (1..seg.len().min(path.len() + 1))
+            .rev()
+            .find(|&k| path[path.len() - k..] == seg[..k])
+            .unwrap_or(0);
+        path.extend(seg[overlap..].iter().cloned());
     }
-    (!path.is_empty()).then_some(path)
+    (!path.is_empty()).then(|| path.join("."))
 }
 
 /// The scope every scoped node name shares, when there is one: tf2onnx names each node under
@@ -83,6 +90,58 @@ pub fn model_scope(nodes: &[NodeProto]) -> Option<String> {
         .map(|name| name.split('/').find(|s| !s.is_empty()).unwrap_or(""));
     let first = scopes.next()?;
     scopes.all(|s| s == first).then(|| first.to_string())
+}
+
+/// A module called more than once (ResNet's shared `relu`) is one node per call, numbered in
+/// call order as the state-dict path names them: `relu1`, `relu2`, `relu3`. The TorchScript
+/// exporter gives each call a scope of its own (`relu`, `relu_1`, `relu_2`); the dynamo exporter
+/// puts every call under the module's one path.
+pub fn number_calls(nodes: &mut [(Option<String>, String)]) {
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for p in nodes.iter().filter_map(|(p, _)| p.clone()) {
+        *count.entry(p).or_default() += 1;
+    }
+    let is_leaf = |p: &str| {
+        let prefix = format!("{p}.");
+        !count.keys().any(|k| k.starts_with(&prefix))
+    };
+    // TorchScript: `base`, `base_1`, ... `base_n`, all leaves with one node each.
+    let call_of = |p: &str| -> Option<(String, usize)> {
+        let (base, n) = p.rsplit_once('_')?;
+        let n: usize = n.parse().ok()?;
+        (n > 0 && count.get(base) == Some(&1) && is_leaf(base)).then(|| (base.to_string(), n))
+    };
+    let mut renamed: HashMap<String, String> = HashMap::new();
+    for p in count.keys() {
+        if let Some((base, n)) = call_of(p).filter(|_| count[p] == 1 && is_leaf(p)) {
+            renamed.insert(p.clone(), format!("{base}{}", n + 1));
+            renamed.insert(base.clone(), format!("{base}1"));
+        }
+    }
+    // Dynamo: one leaf path with several nodes of one kind.
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let repeated = |p: &str, label: &str| {
+        count[p] > 1
+            && is_leaf(p)
+            && nodes
+                .iter()
+                .filter(|(q, _)| q.as_deref() == Some(p))
+                .all(|(_, l)| l == label)
+    };
+    let calls: Vec<bool> = nodes
+        .iter()
+        .map(|(p, label)| p.as_deref().is_some_and(|p| repeated(p, label)))
+        .collect();
+    for ((path, _), call) in nodes.iter_mut().zip(calls) {
+        let Some(p) = path.as_mut() else { continue };
+        if call {
+            let n = seen.entry(p.clone()).or_default();
+            *n += 1;
+            *p = format!("{p}{n}");
+        } else if let Some(new) = renamed.get(p.as_str()) {
+            *p = new.clone();
+        }
+    }
 }
 
 /// Unique node names for nodes given as (module path, operation label): a module with one node
@@ -181,19 +240,86 @@ mod tests {
         let s = |p: Option<&str>, l: &str| (p.map(str::to_string), l.to_string());
         let names = assign(&[
             s(Some("layer1.0.conv1"), "conv"),
-            s(Some("layer1.0.relu"), "relu"),
+            s(Some("layer1.0.bn1"), "mul"),
             s(Some("layer1.0"), "add"),
-            s(Some("layer1.0.relu"), "relu"),
+            s(Some("layer1.0.bn1"), "add"),
+            s(None, "flatten"),
             s(None, "flatten"),
         ]);
         assert_eq!(
             names,
             [
                 "layer1.0.conv1",
-                "layer1.0.relu.relu",
+                "layer1.0.bn1.mul",
                 "layer1.0.add",
-                "layer1.0.relu.relu_2",
-                "flatten"
+                "layer1.0.bn1.add",
+                "flatten",
+                "flatten_2"
+            ]
+        );
+    }
+
+    #[test]
+    fn relative_scopes_join_into_module_paths() {
+        let j = |segs: &[&str]| join(&segs.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            j(&["layer1", "layer1.0", "downsample", "downsample.0"]).as_deref(),
+            Some("layer1.0.downsample.0")
+        );
+        assert_eq!(
+            j(&[
+                "features",
+                "features.1",
+                "features.1.0",
+                "block",
+                "block.0",
+                "block.0.0"
+            ])
+            .as_deref(),
+            Some("features.1.0.block.0.0")
+        );
+        assert_eq!(j(&["stage", "1", "1"]).as_deref(), Some("stage.1.1"));
+    }
+
+    #[test]
+    fn a_module_called_again_is_numbered_by_call() {
+        let s = |p: &str, l: &str| (Some(p.to_string()), l.to_string());
+        // TorchScript: a scope per call.
+        let mut ts = vec![
+            s("relu", "relu"),
+            s("layer1.0.relu", "relu"),
+            s("layer1.0.relu_1", "relu"),
+            s("layer1.0", "add"),
+            s("layer1.0.relu_2", "relu"),
+        ];
+        number_calls(&mut ts);
+        let paths: Vec<_> = ts.iter().map(|(p, _)| p.clone().unwrap()).collect();
+        assert_eq!(
+            paths,
+            [
+                "relu",
+                "layer1.0.relu1",
+                "layer1.0.relu2",
+                "layer1.0",
+                "layer1.0.relu3"
+            ]
+        );
+        // Dynamo: the calls share the module's path.
+        let mut dynamo = vec![
+            s("layer1.0.relu", "relu"),
+            s("layer1.0.relu", "relu"),
+            s("layer1.0", "add"),
+            s("layer1.0.relu", "relu"),
+        ];
+        number_calls(&mut dynamo);
+        let paths: Vec<_> = dynamo.iter().map(|(p, _)| p.clone().unwrap()).collect();
+        assert_eq!(
+            paths,
+            [
+                "layer1.0.relu1",
+                "layer1.0.relu2",
+                "layer1.0",
+                "layer1.0.relu3"
             ]
         );
     }
