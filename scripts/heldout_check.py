@@ -36,17 +36,15 @@ import sys
 import tempfile
 
 import numpy as np
-import skimage.data
 import torch
 import torchvision
-from PIL import Image
+from photos import PHOTOS, square_photo
 
 BINARY = "target/release/convscope"
 ARCHS = ["alexnet", "vgg11_bn", "resnet50", "resnext50_32x4d", "wide_resnet50_2",
          "squeezenet1_1", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0",
          "efficientnet_v2_s", "convnext_tiny", "densenet121", "regnet_y_400mf", "regnet_x_400mf",
          "mnasnet1_0", "shufflenet_v2_x1_0", "googlenet", "inception_v3"]
-PHOTOS = ["chelsea", "astronaut", "coffee", "rocket"]
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 SEED = 20261127
 LOGIT_TOLERANCE = 1e-4
@@ -65,13 +63,8 @@ def make_model(arch):
 
 
 def photo(name, size, folder):
-    img = Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
-    side = min(img.size)
-    left, top = (img.width - side) // 2, (img.height - side) // 2
-    img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
-    path = os.path.join(folder, f"{name}_{size}.png")
-    img.save(path)
-    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    path, pixels = square_photo(name, size, folder)
+    x = torch.from_numpy(pixels / 255.0).permute(2, 0, 1)
     x = (x - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
     return path, x[None]
 

@@ -25,13 +25,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
 import numpy as np
-import skimage.data
 import tensorflow as tf
 import tf2onnx
-from PIL import Image
+from photos import PHOTOS, square_photo
 
 BINARY = "target/release/convscope"
-PHOTOS = ["chelsea", "astronaut", "coffee", "rocket"]
 TOLERANCE = 1e-4
 
 
@@ -70,16 +68,6 @@ def randomise_batch_norms(model, rng):
                                rng.uniform(0.5, 1.5, var.shape).astype(np.float32)])
 
 
-def photo(name, size, folder):
-    img = Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
-    side = min(img.size)
-    left, top = (img.width - side) // 2, (img.height - side) // 2
-    img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
-    path = os.path.join(folder, f"{name}_{size}.png")
-    img.save(path)
-    return path, np.asarray(img, dtype=np.float32)[None]
-
-
 def run(args):
     result = subprocess.run([BINARY, *args], capture_output=True, text=True)
     if result.returncode != 0:
@@ -107,7 +95,8 @@ def main():
             preprocess = (keras.applications.vgg16.preprocess_input if mode == "caffe"
                           else keras.applications.mobilenet_v2.preprocess_input)
             for photo_name in PHOTOS:
-                path, pixels = photo(photo_name, size, folder)
+                path, pixels = square_photo(photo_name, size, folder)
+                pixels = pixels[None]
                 theirs = model.predict(preprocess(pixels.copy()), verbose=0)[0]
                 ours = json.loads(run(["predict", "--json", "--crop", "resize", model_dir, path]))
                 logits = np.array(ours["logits"], dtype=np.float64)

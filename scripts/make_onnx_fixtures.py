@@ -95,11 +95,27 @@ def hostile():
     print(f"{folder}: {sorted(os.listdir(folder))}")
 
 
+def save_small_graph(name, nodes, inits, opset, x):
+    """Saves a graph of `nodes` from an `image` of x's shape to 4 `logits`, checked by onnx, and
+    onnxruntime's logits for `x` beside it."""
+    from onnx import TensorProto, helper
+    graph = helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info("image", TensorProto.FLOAT, list(x.shape))],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    onnx.checker.check_model(model)
+    path = os.path.join(OUT, f"{name}.onnx")
+    onnx.save_model(model, path)
+    got = onnxruntime.InferenceSession(path).run(None, {"image": x})[0]
+    save_file({"input": torch.from_numpy(x), "logits": torch.from_numpy(got)},
+              os.path.join(OUT, f"{name}_expected.safetensors"))
+
+
 def flattened_gather():
     """The dynamo exporter's `as_strided` of an unchanged tensor, as it writes it in ConvNeXt's
     head (a Reshape to [-1], then a Gather of every element in order, shaped as before), in a
     small graph built with onnx.helper: Conv, ReduceMean, that pair, Flatten, Gemm."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
     rng = np.random.default_rng(5)
     w = rng.normal(size=(6, 3, 3, 3)).astype(np.float32)
     fc = rng.normal(size=(4, 6)).astype(np.float32)
@@ -114,18 +130,8 @@ def flattened_gather():
              helper.make_node("Gather", ["flat_mean", "every"], ["as_strided"], axis=0),
              helper.make_node("Flatten", ["as_strided"], ["f"], axis=1),
              helper.make_node("Gemm", ["f", "fc.weight"], ["logits"], transB=1)]
-    graph = helper.make_graph(nodes, "flattened_gather",
-                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])],
-                              inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    onnx.checker.check_model(model)
-    path = os.path.join(OUT, "onnx_flattened_gather.onnx")
-    onnx.save_model(model, path)
-    x = rng.normal(size=(1, 3, 8, 8)).astype(np.float32)
-    got = onnxruntime.InferenceSession(path).run(None, {"image": x})[0]
-    save_file({"input": torch.from_numpy(x), "logits": torch.from_numpy(got)},
-              os.path.join(OUT, "onnx_flattened_gather_expected.safetensors"))
+    save_small_graph("onnx_flattened_gather", nodes, inits, 18,
+                     rng.normal(size=(1, 3, 8, 8)).astype(np.float32))
 
 
 def baked_normalisation():
@@ -133,7 +139,7 @@ def baked_normalisation():
     poolings, in a small graph built with onnx.helper: Sub and Div of a constant per channel
     (mean and std), Conv, LeakyRelu, Mul and Add of scalars, AveragePool with padding left out of
     the count, GlobalMaxPool, Flatten, Gemm."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
     rng = np.random.default_rng(9)
     inits = [numpy_helper.from_array(np.array([0.485, 0.456, 0.406], np.float32)
                                      .reshape(1, 3, 1, 1), "mean"),
@@ -154,18 +160,8 @@ def baked_normalisation():
              helper.make_node("GlobalMaxPool", ["avg"], ["p"]),
              helper.make_node("Flatten", ["p"], ["f"]),
              helper.make_node("Gemm", ["f", "fc"], ["logits"], transB=1)]
-    graph = helper.make_graph(nodes, "baked_normalisation",
-                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])],
-                              inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.checker.check_model(model)
-    path = os.path.join(OUT, "onnx_baked_normalisation.onnx")
-    onnx.save_model(model, path)
-    x = rng.uniform(size=(1, 3, 8, 8)).astype(np.float32)
-    got = onnxruntime.InferenceSession(path).run(None, {"image": x})[0]
-    save_file({"input": torch.from_numpy(x), "logits": torch.from_numpy(got)},
-              os.path.join(OUT, "onnx_baked_normalisation_expected.safetensors"))
+    save_small_graph("onnx_baked_normalisation", nodes, inits, 17,
+                     rng.uniform(size=(1, 3, 8, 8)).astype(np.float32))
 
 
 def oversized_weight():

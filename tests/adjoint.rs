@@ -39,6 +39,16 @@ fn assert_adjoint(what: &str, lhs: f64, rhs: f64) {
     assert!(rel < 1e-4, "{what}: <f(x),g> = {lhs}, <x,f'(g)> = {rhs}");
 }
 
+/// `op` of one input, its values flattened.
+fn values(op: &Op, x: &Tensor) -> Vec<f32> {
+    op.forward(&[x])
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
 /// Checks `<op(x), g> == <x, vjp(g)>` for a random `x` of `shape`.
 fn check_adjoint(what: &str, op: &Op, shape: &[usize], seed: u64) {
     let x = randn(shape, seed);
@@ -226,13 +236,7 @@ fn channels_last_flatten_gradient_is_the_adjoint_and_reads_h_w_c() {
         .unwrap()
         .reshape((1, 3, 4, 5))
         .unwrap();
-    let y: Vec<f32> = op
-        .forward(&[&x])
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let y = values(&op, &x);
     let (c, h, w) = (2, 1, 3);
     assert_eq!(y[h * 5 * 3 + w * 3 + c], (c * 20 + h * 5 + w) as f32);
 }
@@ -244,20 +248,12 @@ fn leaky_relu_and_global_max_pool_gradients_are_the_adjoints() {
     });
     check_adjoint("leaky relu", &leaky, &[2, 3, 5, 4], 91);
     let x = Tensor::new(&[[[[-2f32, 1.0], [0.5, -0.1]]]], &Device::Cpu).unwrap();
-    let y: Vec<f32> = leaky
-        .forward(&[&x])
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    assert_eq!(y, [-0.4, 1.0, 0.5, -0.020000001]);
+    assert_eq!(values(&leaky, &x), [-0.4, 1.0, 0.5, -0.020000001]);
     check_adjoint(
         "global max pool",
         &Op::GlobalMaxPool(GlobalMaxPool),
         &[2, 3, 5, 4],
         92,
     );
-    let y = Op::GlobalMaxPool(GlobalMaxPool).forward(&[&x]).unwrap();
-    assert_eq!(y.flatten_all().unwrap().to_vec1::<f32>().unwrap(), [1.0]);
+    assert_eq!(values(&Op::GlobalMaxPool(GlobalMaxPool), &x), [1.0]);
 }

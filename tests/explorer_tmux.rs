@@ -189,6 +189,26 @@ fn fixture(name: &str) -> String {
         .to_string()
 }
 
+/// The explorer on a fixture model and the demo's single-shape image, saving into a
+/// temporary folder (kept alive by the returned guard).
+fn explore_fixture(model: &str) -> (Tmux, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!("output_dir = {:?}\n", dir.path().join("saved")),
+    )
+    .unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let t = start(&format!(
+        "{} {} --config {}",
+        fixture(model),
+        root.join("models/shapes/single_shape.png").display(),
+        cfg.display()
+    ));
+    (t, dir)
+}
+
 fn demo_args() -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     format!(
@@ -243,20 +263,7 @@ fn sigterm_and_sighup_restore_the_terminal() {
 
 #[test]
 fn soak_500_random_keys_on_a_resnet_layout() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("config.toml");
-    std::fs::write(
-        &cfg,
-        format!("output_dir = {:?}\n", dir.path().join("saved")),
-    )
-    .unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let t = start(&format!(
-        "{} {} --config {}",
-        fixture("resnet50_small.safetensors"),
-        root.join("models/shapes/single_shape.png").display(),
-        cfg.display()
-    ));
+    let (t, _dir) = explore_fixture("resnet50_small.safetensors");
     t.wait_for("opened", 60);
     let pid = t.explorer_pid();
     let start_rss = rss_mib(pid);
@@ -301,20 +308,7 @@ fn soak_500_random_keys_on_a_resnet_layout() {
 fn explore_a_keras_model_from_onnx_in_tmux() {
     // A Keras VGG16-shaped model converted by tf2onnx (scripts/make_keras_fixtures.py): NHWC
     // input, layers by their Keras names; activations, a CAM and filter patterns in the explorer.
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("config.toml");
-    std::fs::write(
-        &cfg,
-        format!("output_dir = {:?}\n", dir.path().join("saved")),
-    )
-    .unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let t = start(&format!(
-        "{} {} --config {}",
-        fixture("keras_vgg16.onnx"),
-        root.join("models/shapes/single_shape.png").display(),
-        cfg.display()
-    ));
+    let (t, _dir) = explore_fixture("keras_vgg16.onnx");
     let pane = t.wait_for("opened", 60);
     assert!(pane.contains("block1_conv1_1"), "{pane}");
     t.keys(&["/", "block3_conv3_1", "Enter"]);
