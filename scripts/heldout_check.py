@@ -19,12 +19,12 @@ same pixels. For every model and photo:
   of PyTorch's own float32 map.
 
 With `--onnx` (or `--onnx-dynamo`) each model is exported by torch.onnx.export (the TorchScript or
-the dynamo exporter) and convscope opens the .onnx file instead, with Grad-CAM at the layer its
+the dynamo exporter, at opset 17 or 18 unless `--opset=N` says otherwise) and convscope opens the .onnx file instead, with Grad-CAM at the layer its
 state dict's family names (so `--layer` is checked to mean the same module from both).
 
     pip install torch torchvision scikit-image onnx onnxscript
     cargo build --release
-    python scripts/heldout_check.py [--onnx | --onnx-dynamo] [ARCH ...]
+    python scripts/heldout_check.py [--onnx | --onnx-dynamo] [--opset=N] [ARCH ...]
 
 Prints one line per model and photo and exits non-zero when a difference passes the tolerance.
 """
@@ -105,15 +105,16 @@ def run(args):
     return result.stdout
 
 
-def export_onnx(model, size, path, dynamo):
+def export_onnx(model, size, path, dynamo, opset):
     x = torch.zeros(1, 3, size, size)
-    torch.onnx.export(model, (x,), path, dynamo=dynamo, opset_version=18 if dynamo else 17,
-                      external_data=False)
+    torch.onnx.export(model, (x,), path, dynamo=dynamo,
+                      opset_version=opset or (18 if dynamo else 17), external_data=False)
 
 
 def main():
     args = sys.argv[1:]
     onnx = next((a for a in args if a in ("--onnx", "--onnx-dynamo")), None)
+    opset = next((int(a.split("=")[1]) for a in args if a.startswith("--opset=")), None)
     archs = [a for a in args if not a.startswith("--")] or ARCHS
     torch.set_num_threads(2)
     failures = 0
@@ -134,7 +135,7 @@ def main():
                 module = module_for(model, layer)[1]
                 layer_args = ["--layer", layer if "in place" in module else module]
                 ckpt = os.path.join(folder, f"{arch}_heldout.onnx")
-                export_onnx(model, size, ckpt, onnx == "--onnx-dynamo")
+                export_onnx(model, size, ckpt, onnx == "--onnx-dynamo", opset)
             for name in PHOTOS:
                 path, x = photo(name, size, folder)
                 ours = json.loads(run(["predict", "--json", "--crop", "resize", ckpt, path]))
