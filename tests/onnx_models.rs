@@ -172,6 +172,18 @@ fn keras_models_through_tf2onnx_give_keras_outputs() {
         let model = Model::open(&fixture(&format!("{name}.onnx")), None, &Device::Cpu)
             .unwrap_or_else(|e| panic!("{name}: {e:#}"));
         assert_eq!(model.head, Some(head), "{name}");
+        let function = if head == Head::Sigmoid {
+            "Sigmoid"
+        } else {
+            "Softmax"
+        };
+        assert!(
+            model
+                .arch
+                .ends_with(&format!("final {function} applied to predictions only)")),
+            "{}",
+            model.arch
+        );
         assert_eq!(
             model.graph.input_size(),
             (3, 32, 32),

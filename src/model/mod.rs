@@ -160,7 +160,16 @@ impl Model {
                 Some("Sigmoid") if outputs > 1 => Some(Head::Multilabel),
                 _ => None,
             });
-            let name = format!("onnx graph ({} nodes)", imported.graph.nodes().len() - 1);
+            // The scores CAMs and filter objectives use are logits (pytorch-grad-cam's); a final
+            // softmax or sigmoid is applied to predictions only, and said so.
+            let left_off = imported
+                .dropped_output
+                .map(|f| format!(", final {f} applied to predictions only"))
+                .unwrap_or_default();
+            let name = format!(
+                "onnx graph ({} nodes{left_off})",
+                imported.graph.nodes().len() - 1
+            );
             (imported.graph, name, None, output)
         } else {
             let (graph, arch) =
