@@ -114,11 +114,11 @@ def main():
         x = rng.uniform(-1.0, 1.0, (1, SIZE, SIZE, 3)).astype(np.float32)
         expected[f"{name}.input"] = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         expected[f"{name}.probabilities"] = model.predict(x, verbose=0).astype(np.float32)
-        # Two layers' outputs, NCHW, under the names tf2onnx gives them (Keras 3 adds `_1`).
+        # Two layers' outputs, NCHW, by their Keras names.
         for layer in layers:
             sub = keras.Model(model.inputs, model.get_layer(layer).output)
             out = sub.predict(x, verbose=0).transpose(0, 3, 1, 2)
-            expected[f"{name}.out.{layer}_1"] = np.ascontiguousarray(out, dtype=np.float32)
+            expected[f"{name}.out.{layer}"] = np.ascontiguousarray(out, dtype=np.float32)
         print(f"{path}: {os.path.getsize(path)} bytes")
     save_file(expected, os.path.join(OUT, "keras_expected.safetensors"))
 

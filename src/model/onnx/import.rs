@@ -201,8 +201,10 @@ pub fn import(
         .map(|p| (p.path.clone(), p.label.to_string()))
         .collect();
 
-    if producer == "pytorch" {
-        names::number_calls(&mut labels);
+    match producer {
+        "pytorch" => names::number_calls(&mut labels),
+        "tf2onnx" => names::drop_keras_call_suffix(&mut labels),
+        _ => {}
     }
     let names = names::assign(&labels);
     let mut g = Graph::new(c, h, w);

@@ -80,8 +80,7 @@ fn join(segments: &[String]) -> Option<String> {
 
 /// The scope every scoped node name shares, when there is one: tf2onnx names each node under
 /// the Keras model's own name (`functional_1/block1_conv1_1/...`), which says nothing inside
-/// the one model. (Keras 3 traces each layer under its name with a suffix TensorFlow adds to
-/// keep scopes unique, `block1_conv1_1`; these are kept as they are.)
+/// the one model (see also [`drop_keras_call_suffix`]).
 pub fn model_scope(nodes: &[NodeProto]) -> Option<String> {
     let mut scopes = nodes
         .iter()
@@ -140,6 +139,38 @@ pub fn number_calls(nodes: &mut [(Option<String>, String)]) {
             *p = format!("{p}{n}");
         } else if let Some(new) = renamed.get(p.as_str()) {
             *p = new.clone();
+        }
+    }
+}
+
+/// Takes the suffix `_1` off every layer's scope when all of them have it and they stay
+/// distinct without it: Keras 3 traces each layer under its name plus `_1` (`block3_conv1_1`),
+/// so that the layers of a model whose layers are named (keras.applications) keep their Keras
+/// names (`block3_conv1`). Layers Keras named itself (`conv2d`, `conv2d_1`, ...) trace under
+/// scopes that do not all end so, and are kept as they are.
+pub fn drop_keras_call_suffix(nodes: &mut [(Option<String>, String)]) {
+    let layer = |p: &str| p.split('.').next().unwrap_or("").to_string();
+    // Nodes tf2onnx makes itself (a convolution fused with its batch norm) are named
+    // `Op__N`, outside every layer.
+    let generated = |l: &str| l.contains("__");
+    let layers: std::collections::HashSet<String> = nodes
+        .iter()
+        .filter_map(|(p, _)| p.as_deref().map(layer))
+        .filter(|l| !generated(l))
+        .collect();
+    let stripped: std::collections::HashSet<&str> = layers
+        .iter()
+        .filter_map(|l| l.strip_suffix("_1"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    if layers.is_empty() || stripped.len() != layers.len() {
+        return;
+    }
+    for (p, _) in nodes.iter_mut() {
+        if let Some(path) = p.as_mut().filter(|p| !generated(&layer(p))) {
+            let first = layer(path);
+            let rest = &path[first.len()..];
+            *path = format!("{}{rest}", &first[..first.len() - 2]);
         }
     }
 }
@@ -233,6 +264,22 @@ mod tests {
             model_scope(&[node("a/conv/Conv"), node("b/conv/Conv")]),
             None
         );
+    }
+
+    #[test]
+    fn keras_call_suffixes_come_off_only_when_every_layer_has_one() {
+        let s = |p: &str| (Some(p.to_string()), String::new());
+        let mut named = vec![
+            s("block1_conv1_1"),
+            s("Conv__70"),
+            s("block_bn_1.batchnorm"),
+        ];
+        drop_keras_call_suffix(&mut named);
+        let paths: Vec<_> = named.iter().map(|(p, _)| p.clone().unwrap()).collect();
+        assert_eq!(paths, ["block1_conv1", "Conv__70", "block_bn.batchnorm"]);
+        let mut automatic = vec![s("conv2d_1"), s("conv2d_1_2"), s("conv2d_2_1")];
+        drop_keras_call_suffix(&mut automatic);
+        assert_eq!(automatic[1].0.as_deref(), Some("conv2d_1_2"));
     }
 
     #[test]
