@@ -137,8 +137,8 @@ def flattened_gather():
 def baked_normalisation():
     """Ops exporters write for preprocessing baked into a model and for other activations and
     poolings, in a small graph built with onnx.helper: Sub and Div of a constant per channel
-    (mean and std), Conv, LeakyRelu, Mul and Add of scalars, AveragePool with padding left out of
-    the count, GlobalMaxPool, Flatten, Gemm."""
+    (mean and std), Conv, LeakyRelu, HardSwish as `x * HardSigmoid(x)`, Mul and Add of scalars,
+    AveragePool with padding left out of the count, GlobalMaxPool, Flatten, Gemm."""
     from onnx import helper, numpy_helper
     rng = np.random.default_rng(9)
     inits = [numpy_helper.from_array(np.array([0.485, 0.456, 0.406], np.float32)
@@ -153,7 +153,10 @@ def baked_normalisation():
              helper.make_node("Div", ["centred", "std"], ["scaled"]),
              helper.make_node("Conv", ["scaled", "w"], ["c"], pads=[1, 1, 1, 1]),
              helper.make_node("LeakyRelu", ["c"], ["l"], alpha=0.2),
-             helper.make_node("Mul", ["l", "half"], ["m"]),
+             # HardSwish as exporters write it before opset 14.
+             helper.make_node("HardSigmoid", ["l"], ["gate"], alpha=1.0 / 6.0, beta=0.5),
+             helper.make_node("Mul", ["l", "gate"], ["hs"]),
+             helper.make_node("Mul", ["hs", "half"], ["m"]),
              helper.make_node("Add", ["m", "tenth"], ["a"]),
              helper.make_node("AveragePool", ["a"], ["avg"], kernel_shape=[3, 3],
                               pads=[1, 1, 1, 1], count_include_pad=0),

@@ -258,7 +258,8 @@ fn free_sizes_come_from_size_or_the_model_toml() {
 
 #[test]
 fn baked_in_normalisation_leaky_relu_and_global_max_pooling() {
-    // Sub and Div per channel, LeakyRelu, scalar Mul and Add, GlobalMaxPool.
+    // Sub and Div per channel, LeakyRelu, x * HardSigmoid(x), scalar Mul and Add, average
+    // pooling without the padding counted, GlobalMaxPool.
     matches_onnxruntime(
         "onnx_baked_normalisation.onnx",
         "onnx_baked_normalisation_expected.safetensors",

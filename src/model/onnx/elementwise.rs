@@ -23,6 +23,7 @@ impl Walk<'_> {
         };
         let (label, op) = match f {
             Fused::Silu => ("silu", Op::Activation(Activation(Function::Silu))),
+            Fused::Hardswish => ("hardswish", Op::Activation(Activation(Function::Hardswish))),
             Fused::Gelu => ("gelu", Op::Activation(Activation(Function::Gelu))),
             Fused::Shuffle(groups) => (
                 "channel_shuffle",

@@ -1,7 +1,8 @@
 //! Functions that exporters write as several elementary nodes, found before the walk so that
 //! each becomes one op of the engine's (with its own exact reverse pass):
 //!
-//! - SiLU, `x * Sigmoid(x)` (torch.onnx.export of `nn.SiLU`);
+//! - SiLU, `x * Sigmoid(x)` (torch.onnx.export of `nn.SiLU`), and HardSwish,
+//!   `x * HardSigmoid(x)` (before opset 14's `HardSwish`);
 //! - the exact GELU, `x * 0.5 * (1 + Erf(x / sqrt(2)))`, its two products in either order
 //!   (`nn.GELU` before opset 20's `Gelu`);
 //! - the channel shuffle, `Reshape (N, g, C/g, H, W) → Transpose (0, 2, 1, 3, 4) → Reshape
@@ -28,6 +29,8 @@ pub struct Fusions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fused {
     Silu,
+    /// `x * HardSigmoid(x)`: HardSwish before opset 14.
+    Hardswish,
     Gelu,
     /// A channel shuffle in this many groups.
     Shuffle(usize),
@@ -75,15 +78,26 @@ pub fn find(graph: &GraphProto, constant: &dyn Fn(&str) -> Option<Constant>) -> 
     let mut fusions = Fusions::default();
     for n in &graph.node {
         match op(n).as_str() {
-            "Sigmoid" if n.input.len() == 1 => {
+            "Sigmoid" | "HardSigmoid" if n.input.len() == 1 => {
                 let (x, s) = (n.input[0].clone(), out(n));
+                let a = Attributes::of(n);
+                let function = match op(n).as_str() {
+                    "Sigmoid" => Fused::Silu,
+                    // PyTorch's constants only; any other HardSigmoid is refused on its own.
+                    _ if (a.float("alpha", 0.2) - 1.0 / 6.0).abs() < 1e-6
+                        && (a.float("beta", 0.5) - 0.5).abs() < 1e-6 =>
+                    {
+                        Fused::Hardswish
+                    }
+                    _ => continue,
+                };
                 if !once(&s) {
                     continue;
                 }
                 let [mul] = users(&s)[..] else { continue };
                 if op(mul) == "Mul" && other(mul, &s).as_deref() == Some(x.as_str()) {
                     fusions.absorbed.insert(s);
-                    fusions.functions.insert(out(mul), (Fused::Silu, x));
+                    fusions.functions.insert(out(mul), (function, x));
                 }
             }
             "Erf" if n.input.len() == 1 => {
