@@ -6,8 +6,8 @@ three, ResNet with its batch norms kept; both exporters for ShuffleNetV2; the dy
 MobileNet), so that the tests can hold a model opened from .onnx to the same expected outputs
 and gradients as the one opened from its state dict. Each export is checked against PyTorch with
 onnxruntime before it is written. Then small graphs with the dynamo exporter's `as_strided` (see
-`flattened_gather`) and with normalisation baked in (see `baked_normalisation`), and small files
-for the error paths (see `hostile`).
+`flattened_gather`), with normalisation baked in (`baked_normalisation`) and with a layer norm's
+arithmetic (`layer_norm_arithmetic`), and small files for the error paths (see `hostile`).
 
     python scripts/make_onnx_fixtures.py
 """
@@ -167,6 +167,38 @@ def baked_normalisation():
                      rng.uniform(size=(1, 3, 8, 8)).astype(np.float32))
 
 
+def layer_norm_arithmetic():
+    """A channels-last layer norm as torch.onnx.export writes it before opset 17 (ConvNeXt's
+    `LayerNorm` at opset 11-16): ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, then the
+    weight's Mul and the bias's Add, between Transposes; opset 13."""
+    from onnx import helper, numpy_helper
+    rng = np.random.default_rng(13)
+    f = np.float32
+    inits = [numpy_helper.from_array(rng.normal(size=(6, 3, 3, 3)).astype(f), "w"),
+             numpy_helper.from_array(np.array(2.0, f), "two"),
+             numpy_helper.from_array(np.array(1e-6, f), "eps"),
+             numpy_helper.from_array(rng.normal(1.0, 0.2, size=6).astype(f), "gamma"),
+             numpy_helper.from_array(rng.normal(0.0, 0.2, size=6).astype(f), "beta"),
+             numpy_helper.from_array(rng.normal(size=(4, 6)).astype(f), "fc")]
+    nodes = [helper.make_node("Conv", ["image", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Transpose", ["c"], ["t"], perm=[0, 2, 3, 1]),
+             helper.make_node("ReduceMean", ["t"], ["mean"], axes=[-1]),
+             helper.make_node("Sub", ["t", "mean"], ["d"]),
+             helper.make_node("Pow", ["d", "two"], ["sq"]),
+             helper.make_node("ReduceMean", ["sq"], ["var"], axes=[-1]),
+             helper.make_node("Add", ["var", "eps"], ["ve"]),
+             helper.make_node("Sqrt", ["ve"], ["sd"]),
+             helper.make_node("Div", ["d", "sd"], ["n"]),
+             helper.make_node("Mul", ["n", "gamma"], ["scaled"]),
+             helper.make_node("Add", ["scaled", "beta"], ["ln"]),
+             helper.make_node("Transpose", ["ln"], ["back"], perm=[0, 3, 1, 2]),
+             helper.make_node("GlobalAveragePool", ["back"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["flat"]),
+             helper.make_node("Gemm", ["flat", "fc"], ["logits"], transB=1)]
+    save_small_graph("onnx_layer_norm_arithmetic", nodes, inits, 13,
+                     rng.normal(size=(1, 3, 8, 8)).astype(np.float32))
+
+
 def oversized_weight():
     """A float tensor declaring 10^12 values and holding 16 bytes (make_tensor would refuse)."""
     from onnx import TensorProto
@@ -217,6 +249,7 @@ def main():
     export(load(mnv3, "mobilenet_v3_small_small"), "mobilenet_v3_small_small", True)
     flattened_gather()
     baked_normalisation()
+    layer_norm_arithmetic()
     hostile()
 
 

@@ -277,3 +277,20 @@ fn a_resnet_export_has_the_state_dict_graphs_layer_names() {
     };
     assert_eq!(names(&onnx.graph), names(&graph));
 }
+
+#[test]
+fn a_layer_norm_written_as_arithmetic_is_one_layer_norm() {
+    // As torch.onnx.export writes ConvNeXt's LayerNorm before opset 17.
+    matches_onnxruntime(
+        "onnx_layer_norm_arithmetic.onnx",
+        "onnx_layer_norm_arithmetic_expected.safetensors",
+    );
+    let model = Model::open(
+        &fixture("onnx_layer_norm_arithmetic.onnx"),
+        None,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let kinds: Vec<&str> = model.graph.nodes().iter().map(|n| n.op.kind()).collect();
+    assert!(kinds.contains(&"layernorm"), "{kinds:?}");
+}

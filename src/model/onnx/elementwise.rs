@@ -11,7 +11,8 @@ use super::proto::NodeProto;
 use super::tensors::Constant;
 use crate::model::graph::NodeId;
 use crate::model::ops::{
-    Activation, Add, BatchNorm, ChannelScale, ChannelShuffle, Function, Gate, LeakyRelu, Op, Relu,
+    Activation, Add, BatchNorm, ChannelScale, ChannelShuffle, Function, Gate, LayerNorm, LeakyRelu,
+    Op, Relu,
 };
 
 impl Walk<'_> {
@@ -29,6 +30,24 @@ impl Walk<'_> {
                 "channel_shuffle",
                 Op::ChannelShuffle(ChannelShuffle { groups }),
             ),
+            Fused::LayerNorm { axis, eps } => {
+                // Over the channels: the last axis of a channels-last value, or axis 1.
+                let channels_axis = match layout {
+                    Layout::Nhwc => axis == -1 || axis == 3,
+                    Layout::Nchw => axis == 1 || axis == -3,
+                    Layout::Flat | Layout::Padded(_) => false,
+                };
+                if !channels_axis || self.shape(x).len() != 4 {
+                    bail!("normalises axis {axis} of a value whose channels are another axis; convscope normalises the channels at every pixel");
+                }
+                let c = self.shape(x)[1];
+                let op = LayerNorm {
+                    weight: Tensor::ones((1, c, 1, 1), DType::F32, self.device)?,
+                    bias: Tensor::zeros((1, c, 1, 1), DType::F32, self.device)?,
+                    eps: eps as f64,
+                };
+                ("layernorm", Op::LayerNorm(op))
+            }
         };
         Ok(Outcome::Node(label, op, vec![x], layout))
     }

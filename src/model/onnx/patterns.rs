@@ -6,7 +6,9 @@
 //! - the exact GELU, `x * 0.5 * (1 + Erf(x / sqrt(2)))`, its two products in either order
 //!   (`nn.GELU` before opset 20's `Gelu`);
 //! - the channel shuffle, `Reshape (N, g, C/g, H, W) → Transpose (0, 2, 1, 3, 4) → Reshape
-//!   (N, C, H, W)` (ShuffleNetV2's `channel_shuffle`).
+//!   (N, C, H, W)` (ShuffleNetV2's `channel_shuffle`);
+//! - a layer norm's arithmetic (`ReduceMean`, `Sub`, `Pow`, `ReduceMean`, `Add`, `Sqrt`,
+//!   `Div`), as exporters write `LayerNorm` before opset 17.
 //!
 //! A pattern is taken only when its inner values are used by nothing else.
 
@@ -26,7 +28,7 @@ pub struct Fusions {
     pub absorbed: HashSet<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Fused {
     Silu,
     /// `x * HardSigmoid(x)`: HardSwish before opset 14.
@@ -34,6 +36,12 @@ pub enum Fused {
     Gelu,
     /// A channel shuffle in this many groups.
     Shuffle(usize),
+    /// A layer norm over one axis with this epsilon, as exporters write it before opset 17's
+    /// `LayerNormalization`: `(x - mean) / sqrt(mean((x - mean)^2) + eps)`.
+    LayerNorm {
+        axis: i64,
+        eps: f32,
+    },
 }
 
 /// Finds the patterns of `graph`; `constant` gives a constant's values by name (initializers
@@ -137,6 +145,67 @@ pub fn find(graph: &GraphProto, constant: &dyn Fn(&str) -> Option<Constant>) -> 
                 if halves && once(&sum) && once(&product) {
                     fusions.absorbed.extend([out(scaled), erf, sum, product]);
                     fusions.functions.insert(out(second), (Fused::Gelu, x));
+                }
+            }
+            "Div" if n.input.len() == 2 => {
+                // Div(d, Sqrt(Add(ReduceMean(Pow(d, 2)), eps))), d = Sub(x, ReduceMean(x)).
+                let made = |v: &str, kind: &str| {
+                    producer
+                        .get(v)
+                        .copied()
+                        .filter(|p| op(p) == kind && once(v))
+                };
+                let axis_of = |p: &NodeProto| match Attributes::of(p).ints("axes") {
+                    Some(&[a]) if Attributes::of(p).int("keepdims", 1) == 1 => Some(a),
+                    _ => None,
+                };
+                let (d, root) = (n.input[0].as_str(), n.input[1].as_str());
+                let Some(sub) = producer.get(d).copied().filter(|p| op(p) == "Sub") else {
+                    continue;
+                };
+                let Some(sqrt) = made(root, "Sqrt") else {
+                    continue;
+                };
+                let Some(plus) = sqrt.input.first().and_then(|v| made(v, "Add")) else {
+                    continue;
+                };
+                let [var, eps] = &plus.input[..] else {
+                    continue;
+                };
+                let Some(eps) = scalar(eps) else { continue };
+                let Some(mean_sq) = made(var, "ReduceMean") else {
+                    continue;
+                };
+                let Some(pow) = mean_sq.input.first().and_then(|v| made(v, "Pow")) else {
+                    continue;
+                };
+                let ([x, m], [base, two]) = (&sub.input[..], &pow.input[..]) else {
+                    continue;
+                };
+                let Some(mean) = made(m, "ReduceMean") else {
+                    continue;
+                };
+                let (Some(a1), Some(a2)) = (axis_of(mean), axis_of(mean_sq)) else {
+                    continue;
+                };
+                let uses_d = uses.get(d) == Some(&2);
+                if base == d
+                    && near(two, 2.0)
+                    && mean.input.first() == Some(x)
+                    && a1 == a2
+                    && uses_d
+                {
+                    fusions.absorbed.extend([
+                        out(mean),
+                        d.to_string(),
+                        out(pow),
+                        out(mean_sq),
+                        out(plus),
+                        out(sqrt),
+                    ]);
+                    fusions
+                        .functions
+                        .insert(out(n), (Fused::LayerNorm { axis: a1, eps }, x.clone()));
                 }
             }
             "Transpose" if Attributes::of(n).ints("perm") == Some(&[0, 2, 1, 3, 4]) => {
