@@ -148,7 +148,7 @@ impl Walk<'_> {
             | (Value::Const(c), Value::Node(x, layout)) => {
                 let (x, layout, c) = (*x, *layout, c.clone());
                 let shifts = self.per_channel(x, layout, &c, "adds")?;
-                self.shift_by(node, x, layout, shifts)
+                self.shift_by(node, x, layout, shifts, "add")
             }
             (Value::Const(_), Value::Const(_)) => {
                 bail!("adds two constants, which convscope does not fold")
@@ -209,6 +209,7 @@ impl Walk<'_> {
         x: NodeId,
         layout: Layout,
         shifts: Vec<f32>,
+        label: &'static str,
     ) -> Result<Outcome> {
         let rank = self.shape(x).len();
         let channels = shifts.len();
@@ -238,7 +239,7 @@ impl Walk<'_> {
                 let scale = Tensor::ones((1, channels, 1, 1), DType::F32, self.device)?;
                 let shift = values.reshape((1, channels, 1, 1))?;
                 let op = Op::BatchNorm(BatchNorm { scale, shift });
-                Ok(Outcome::Node("add", op, vec![x], layout))
+                Ok(Outcome::Node(label, op, vec![x], layout))
             }
             _ => bail!("adds constants to a vector that is not a bias-free matrix product just before it; convscope adds biases only there"),
         }
@@ -250,7 +251,8 @@ impl Walk<'_> {
             (Value::Node(x, layout), Value::Const(c)) => {
                 let (x, layout, c) = (*x, *layout, c.clone());
                 let shifts = self.per_channel(x, layout, &c, "subtracts")?;
-                self.shift_by(node, x, layout, shifts.iter().map(|v| -v).collect())
+                let negated = shifts.iter().map(|v| -v).collect();
+                self.shift_by(node, x, layout, negated, "sub")
             }
             _ => bail!("subtracts values convscope does not subtract (it takes a constant per channel off a layer's output)"),
         }
