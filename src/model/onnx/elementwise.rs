@@ -20,7 +20,9 @@ impl Walk<'_> {
     pub(super) fn fused(&self, f: Fused, x: &str) -> Result<Outcome> {
         let (x, layout) = match self.values.get(x) {
             Some(Value::Node(id, layout)) => (*id, *layout),
-            _ => bail!("applies {f:?} to a value not computed from the image"),
+            Some(Value::Const(_)) | None => {
+                bail!("applies {f:?} to a value not computed from the image")
+            }
         };
         let (label, op) = match f {
             Fused::Silu => ("silu", Op::Activation(Activation(Function::Silu))),
@@ -126,7 +128,7 @@ impl Walk<'_> {
                 let factors = self.per_channel(*x, *layout, c, "multiplies")?;
                 self.scale_by(*x, *layout, factors)
             }
-            _ => bail!("multiplies values of shapes convscope does not multiply (it computes gates, (N,C,H,W) x (N,C,1,1), and per-channel factors)"),
+            (Value::Node(..), Value::Node(..)) | (Value::Const(_), Value::Const(_)) => bail!("multiplies values of shapes convscope does not multiply (it computes gates, (N,C,H,W) x (N,C,1,1), and per-channel factors)"),
         }
     }
 
@@ -254,7 +256,7 @@ impl Walk<'_> {
                 let negated = shifts.iter().map(|v| -v).collect();
                 self.shift_by(node, x, layout, negated, "sub")
             }
-            _ => bail!("subtracts values convscope does not subtract (it takes a constant per channel off a layer's output)"),
+            (Value::Const(_) | Value::Node(..), Value::Node(..)) | (Value::Const(_), Value::Const(_)) => bail!("subtracts values convscope does not subtract (it takes a constant per channel off a layer's output)"),
         }
     }
 
@@ -268,7 +270,7 @@ impl Walk<'_> {
                 }
                 self.scale_by(*x, *layout, divisors.iter().map(|d| 1.0 / d).collect())
             }
-            _ => bail!("divides values convscope does not divide (it divides a layer's output by a constant per channel)"),
+            (Value::Const(_) | Value::Node(..), Value::Node(..)) | (Value::Const(_), Value::Const(_)) => bail!("divides values convscope does not divide (it divides a layer's output by a constant per channel)"),
         }
     }
 }

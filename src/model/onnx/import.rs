@@ -343,7 +343,9 @@ impl Walk<'_> {
     pub(super) fn padded(&self, node: &NodeProto, k: usize) -> Result<(NodeId, [usize; 4])> {
         match self.computed_any(node, k)? {
             (id, Layout::Padded(p)) => Ok((id, p)),
-            _ => Ok((self.computed(node, k)?, [0; 4])),
+            (_, Layout::Nchw | Layout::Nhwc | Layout::Flat) => {
+                Ok((self.computed(node, k)?, [0; 4]))
+            }
         }
     }
 
