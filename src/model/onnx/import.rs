@@ -93,7 +93,6 @@ pub(super) struct Walk<'a> {
     pub(super) uses: HashMap<String, usize>,
 }
 
-/// Builds the engine's graph for `graph`, its image input `(channels, height, width)`.
 /// The graph's image input: its name, size, and how the graph sees it (NCHW, or NHWC as
 /// TensorFlow graphs take it).
 pub struct ImageInput {
