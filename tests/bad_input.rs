@@ -494,3 +494,24 @@ fn onnx_files_that_cannot_be_served() {
         "names external data ../onnx_unsupported_op.onnx, outside the model's folder",
     );
 }
+
+#[test]
+fn a_cam_at_a_layer_of_one_pixel_says_it_cannot_localise() {
+    // The demo model's global average pooling: a 1x1 map is one value everywhere.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let d = tmp();
+    let out = d.path().join("cam.png");
+    fails(
+        &[
+            "cam",
+            s(&root.join("models/shapes")),
+            s(&root.join("models/shapes/two_shapes.png")),
+            "--layer",
+            "gap",
+            "-o",
+            s(&out),
+        ],
+        "Grad-CAM for 'cross' at gap is the same everywhere (1x1): this layer cannot say where",
+    );
+    assert!(!out.exists(), "no picture of a map that says nothing");
+}

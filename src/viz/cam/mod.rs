@@ -35,17 +35,27 @@ pub struct CamMap {
     /// Nothing survived the ReLU: no place at this layer speaks for the class, and the map is
     /// all zeros, which must not be shown as if it meant something.
     pub empty: bool,
+    /// The map is one value everywhere (a layer of 1x1, after global pooling): it cannot say
+    /// where, and min-max normalisation would show it as zeros.
+    pub uniform: bool,
 }
 
 impl CamMap {
-    /// A one-line explanation when the map is empty.
+    /// A one-line explanation when the map says nothing about where: empty or uniform.
     pub fn empty_reason(&self, label: &str, layer: &str) -> Option<String> {
-        self.empty.then(|| {
-            format!(
-                "{} for '{label}' at {layer} is zero everywhere: nothing at this layer speaks for that class",
-                self.method.title()
-            )
-        })
+        let title = self.method.title();
+        let (h, w) = self.layer_size;
+        if self.empty {
+            Some(format!(
+                "{title} for '{label}' at {layer} is zero everywhere: nothing at this layer speaks for that class"
+            ))
+        } else if self.uniform {
+            Some(format!(
+                "{title} for '{label}' at {layer} is the same everywhere ({h}x{w}): this layer cannot say where; pick one with a larger map"
+            ))
+        } else {
+            None
+        }
     }
 }
 
@@ -218,6 +228,7 @@ impl<'m> CamSession<'m> {
             .map(|&v| if v.is_nan() { 0.0 } else { v.max(0.0) })
             .collect();
         let empty = relu.iter().all(|&v| v == 0.0);
+        let uniform = relu.iter().all(|&v| v == relu[0]);
         let layer_map = min_max(&relu);
         let (_, _, hh, ww) = self.input.dims4()?;
         let map = min_max(&resize_bilinear(
@@ -235,6 +246,7 @@ impl<'m> CamSession<'m> {
             map,
             size: (hh, ww),
             empty,
+            uniform,
         })
     }
 

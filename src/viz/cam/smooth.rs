@@ -48,6 +48,7 @@ pub fn smoothed(
                         .zip(&m.layer_map)
                         .for_each(|(a, b)| *a += b);
                     acc.empty &= m.empty;
+                    acc.uniform &= m.uniform;
                     acc
                 }
             });
