@@ -628,3 +628,46 @@ fn prefix_names_where_the_model_is_inside_a_checkpoint() {
     );
     assert_eq!(args, ["convscope", "explore", "--prefix", "net.", m]);
 }
+
+#[test]
+fn aug_smooth_averages_six_variants_into_another_map() {
+    // pytorch-grad-cam's aug_smooth on the demo model: flipped and brightness-scaled inputs,
+    // each map mapped back and averaged; the input's own map is one of the six.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let d = tempfile::tempdir().unwrap();
+    let model = root.join("models/shapes");
+    let img = root.join("models/shapes/two_shapes.png");
+    let map = |extra: &[&str], name: &str| -> Vec<f32> {
+        let npy = d.path().join(name);
+        let png = d.path().join(format!("{name}.png"));
+        let mut args = vec![
+            "cam",
+            model.to_str().unwrap(),
+            img.to_str().unwrap(),
+            "--layer",
+            "relu4",
+            "--npy",
+            npy.to_str().unwrap(),
+            "-o",
+            png.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run(&args, d.path());
+        candle_core::Tensor::read_npy(&npy)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
+    let plain = map(&[], "plain.npy");
+    let smooth = map(&["--aug-smooth"], "smooth.npy");
+    assert_eq!(plain.len(), smooth.len());
+    assert!(smooth.iter().all(|v| (0.0..=1.0).contains(v)));
+    let moved = plain
+        .iter()
+        .zip(&smooth)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(moved > 0.01, "smoothing changed nothing ({moved})");
+}

@@ -80,7 +80,7 @@ fn compute(
     class: usize,
 ) -> Result<CamMap> {
     if args.aug_smooth {
-        smoothed(model, input, layer, args.method, class)
+        smoothed(session, model, input, layer, args.method, class)
     } else {
         session.compute(args.method, class)
     }

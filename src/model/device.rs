@@ -49,8 +49,9 @@ pub fn describe(device: &Device) -> String {
 pub fn with_memory_hint(message: String) -> String {
     if message.contains("OUT_OF_MEMORY") || message.to_ascii_lowercase().contains("out of memory") {
         format!(
-            "{message} (the GPU is out of memory: try a smaller image or input size, fewer filter \
-             channels at once with --budget, or --device cpu)"
+            "{message} (the GPU is out of memory: try a smaller input size (--size), filter \
+             patterns with fewer channels at once (--budget, which only filter patterns take), \
+             or --device cpu)"
         )
     } else {
         message
@@ -64,7 +65,13 @@ mod tests {
     #[test]
     fn out_of_memory_gets_a_hint() {
         let oom = "DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")".to_string();
-        assert!(with_memory_hint(oom).contains("--device cpu"));
+        let hint = with_memory_hint(oom);
+        assert!(hint.contains("--device cpu"), "{hint}");
+        // --budget bounds filter patterns only (Score-CAM's masked passes have their own).
+        assert!(
+            hint.contains("--budget, which only filter patterns take"),
+            "{hint}"
+        );
         assert_eq!(with_memory_hint("no such layer".into()), "no such layer");
     }
 }

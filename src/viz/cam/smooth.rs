@@ -18,7 +18,10 @@ fn flip_map(map: &[f32], w: usize) -> Vec<f32> {
         .collect()
 }
 
+/// The smoothed map of `class`; `session` is the input's own (the unchanged variant's map comes
+/// from its kept pass, so only the five others run the network).
 pub fn smoothed(
+    session: &mut CamSession,
     model: &Model,
     input: &Tensor,
     layer: NodeId,
@@ -29,11 +32,15 @@ pub fn smoothed(
     let mut count = 0f32;
     for flip in [false, true] {
         for factor in FACTORS {
-            let mut x = input.affine(factor, 0.0)?;
-            if flip {
-                x = x.flip(&[3])?;
-            }
-            let mut m = CamSession::new(model, &x, layer)?.compute(method, class)?;
+            let mut m = if !flip && factor == 1.0 {
+                session.compute(method, class)?
+            } else {
+                let mut x = input.affine(factor, 0.0)?;
+                if flip {
+                    x = x.flip(&[3])?;
+                }
+                CamSession::new(model, &x, layer)?.compute(method, class)?
+            };
             if flip {
                 m.map = flip_map(&m.map, m.size.1);
                 m.layer_map = flip_map(&m.layer_map, m.layer_size.1);
