@@ -515,3 +515,15 @@ fn a_cam_at_a_layer_of_one_pixel_says_it_cannot_localise() {
     );
     assert!(!out.exists(), "no picture of a map that says nothing");
 }
+
+#[test]
+fn weights_that_name_a_folder_are_not_a_checkpoint() {
+    // model.toml's weights pointing at a folder: the checkpoint reader says what it found.
+    let d = tmp();
+    std::fs::create_dir(d.path().join("weights")).unwrap();
+    write(d.path(), "model.toml", b"weights = \"weights\"\n");
+    fails(
+        &["info", s(d.path())],
+        "weights is a folder, not a checkpoint file",
+    );
+}

@@ -32,7 +32,7 @@ impl StateDict {
         let meta =
             std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
         if meta.is_dir() {
-            bail!("{} is a folder without a model.toml", path.display());
+            bail!("{} is a folder, not a checkpoint file", path.display());
         }
         if meta.len() == 0 {
             bail!("{} is empty", path.display());
