@@ -121,14 +121,13 @@ fn every_subcommand_serves_an_onnx_model_as_its_state_dict() {
             &out(&format!("{npy}.png")),
         ]);
     }
-    let read = |name: &str| {
-        let bytes = std::fs::read(out(name)).unwrap();
-        // float32 .npy: the values follow the header, whose length is at bytes 8-9.
-        let header = u16::from_le_bytes([bytes[8], bytes[9]]) as usize + 10;
-        bytes[header..]
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect::<Vec<f32>>()
+    let read = |name: &str| -> Vec<f32> {
+        candle_core::Tensor::read_npy(out(name))
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
     };
     let (a, b) = (read("onnx.npy"), read("st.npy"));
     assert_eq!(a.len(), b.len());

@@ -174,7 +174,8 @@ impl Walk<'_> {
                     matches!(c.dims[..], [n] | [1, 1, n] | [1, 1, 1, n] if n == channels)
                 }
                 (Layout::Nchw, 2) => matches!(c.dims[..], [n] | [1, n] if n == channels),
-                _ => false,
+                // Other ranks, and values the graph sees flattened or padded.
+                (Layout::Nchw | Layout::Nhwc, _) | (Layout::Flat | Layout::Padded(_), _) => false,
             };
         if !fits {
             bail!(

@@ -89,11 +89,13 @@ fn read_inner(t: &TensorProto, folder: &Path) -> Result<Constant> {
     let dtype = DataType::try_from(t.data_type.unwrap_or(0))
         .map_err(|_| anyhow!("has an unknown data type {}", t.data_type.unwrap_or(0)))?;
     let external = t.data_location == Some(DataLocation::External as i32);
-    let raw: Option<Vec<u8>> = if external {
+    // The bytes are read where they are (in the decoded model, or the external file's buffer).
+    let external_bytes = if external {
         Some(read_external(t, folder)?)
     } else {
-        t.raw_data.clone()
+        None
     };
+    let raw: Option<&[u8]> = external_bytes.as_deref().or(t.raw_data.as_deref());
     let data = match (dtype, raw) {
         (DataType::Float, None) => Data::Float(t.float_data.clone()),
         (DataType::Double, None) => Data::Float(t.double_data.iter().map(|&v| v as f32).collect()),
@@ -107,22 +109,22 @@ fn read_inner(t: &TensorProto, folder: &Path) -> Result<Constant> {
                 .collect();
             Data::Float(half_to_f32(&bytes, dtype, count)?)
         }
-        (DataType::Float, Some(b)) => Data::Float(le_values(&b, count, f32::from_le_bytes)?),
+        (DataType::Float, Some(b)) => Data::Float(le_values(b, count, f32::from_le_bytes)?),
         (DataType::Double, Some(b)) => Data::Float(
-            le_values(&b, count, f64::from_le_bytes)?
+            le_values(b, count, f64::from_le_bytes)?
                 .into_iter()
                 .map(|v| v as f32)
                 .collect(),
         ),
-        (DataType::Int64, Some(b)) => Data::Int(le_values(&b, count, i64::from_le_bytes)?),
+        (DataType::Int64, Some(b)) => Data::Int(le_values(b, count, i64::from_le_bytes)?),
         (DataType::Int32, Some(b)) => Data::Int(
-            le_values(&b, count, i32::from_le_bytes)?
+            le_values(b, count, i32::from_le_bytes)?
                 .into_iter()
                 .map(i64::from)
                 .collect(),
         ),
         (DataType::Float16 | DataType::Bfloat16, Some(b)) => {
-            Data::Float(half_to_f32(&b, dtype, count)?)
+            Data::Float(half_to_f32(b, dtype, count)?)
         }
         (other, _) => bail!(
             "has data type {}, which convscope does not read",
