@@ -1,6 +1,7 @@
 //! Class activation maps against pytorch-grad-cam 1.5.x: every method on the reduced VGG16 and
 //! ResNet50 (fixtures from scripts/make_cam_fixtures.py), Grad-CAM at `features[-1]` on the
-//! reduced AlexNet, SqueezeNets, MobileNets, EfficientNets, ConvNeXt and DenseNet (scripts/make_family_fixtures.py).
+//! reduced models of every torchvision family (scripts/make_family_fixtures.py) and of timm's
+//! (scripts/make_timm_fixtures.py).
 
 mod common;
 
@@ -80,15 +81,32 @@ fn resnet50_maps_match_pytorch_grad_cam() {
     check("resnet50_small", "cam_expected.safetensors", 2 * 6 * 2);
 }
 
+/// Every model with maps in the fixture file `maps`, each checked with its two classes.
+fn check_all(maps: &str) -> Vec<String> {
+    let mut names: Vec<String> = expected(maps)
+        .keys()
+        .map(|k| k.split('/').next().unwrap().to_string())
+        .collect();
+    names.sort();
+    names.dedup();
+    for name in &names {
+        check(name, maps, 2);
+    }
+    names
+}
+
 #[test]
 fn newer_families_grad_cam_matches_pytorch_grad_cam() {
-    for name in [
-        "alexnet_small",
-        "squeezenet1_0_small",
-        "squeezenet1_1_small",
-    ] {
-        check(name, "family_cam_expected.safetensors", 2);
-    }
+    // scripts/make_family_fixtures.py: Grad-CAM at each family's default layer.
+    let names = check_all("family_cam_expected.safetensors");
+    assert_eq!(names.len(), 16, "{names:?}");
+}
+
+#[test]
+fn timm_models_grad_cam_matches_pytorch_grad_cam() {
+    // scripts/make_timm_fixtures.py.
+    let names = check_all("timm_cam_expected.safetensors");
+    assert_eq!(names.len(), 2, "{names:?}");
 }
 
 #[test]

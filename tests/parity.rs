@@ -58,6 +58,15 @@ fn newer_families_match_torchvision() {
         ("shufflenet_v2_small", "shufflenet_v2-like"),
         ("googlenet_small", "googlenet"),
         ("inception_v3_small", "inception_v3"),
+        // scripts/make_timm_fixtures.py
+        (
+            "timm_resnet_d_small",
+            "resnet-like (bottleneck blocks [1, 2, 2, 1], deep stem, avg-down)",
+        ),
+        (
+            "timm_resnet_tiered_small",
+            "resnet-like (basic blocks [1, 1, 1, 1], deep stem)",
+        ),
     ] {
         let exp = expected(&format!("{file}_expected.safetensors"));
         let (_, _, h, w) = exp["input"].dims4().unwrap();

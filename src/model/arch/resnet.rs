@@ -4,6 +4,11 @@
 //! or no head at all in a backbone). ResNeXt is the same with a grouped 3x3 conv and wider blocks, Wide
 //! ResNet with twice the inner width; both are read from the weights.
 //!
+//! timm's ResNets share these names and add two options, read from the weights too: a deep
+//! stem of three 3x3 convolutions `conv1.0/.3/.6` (with `conv1.1/.4` batch norms) in place of
+//! the 7x7, and `avg_down` shortcuts (`downsample.0` a 2x2 average pool, `downsample.1/2` the
+//! 1x1 conv and its norm). timm's `resnetNd` has both, with a 32-wide stem.
+//!
 //! PyTorch reuses one `relu` module several times per block; here each use is its own node:
 //! `relu1`, `relu2` (and `relu3` in a bottleneck) after the residual `add`. The block's name
 //! (`layer4.2`) stands for its output.
@@ -20,8 +25,13 @@ use crate::model::ops::{Add, Flatten, Op, Pool, PoolKind};
 pub struct ResNetConfig {
     pub blocks: [usize; 4],
     pub bottleneck: bool,
-    /// Channels out of the stem convolution (64 in torchvision).
+    /// Channels out of the stem (64 in torchvision).
     pub stem: usize,
+    /// The widths of a deep stem's first two 3x3 convolutions (timm's `deep` stem: 32, 32 in
+    /// `resnetNd`); none for torchvision's one 7x7 convolution.
+    pub deep_stem: Option<[usize; 2]>,
+    /// Shortcuts that average-pool before a stride-1 1x1 conv (timm's `avg_down`).
+    pub avg_down: bool,
     /// Per stage: the inner width of each block and its output width.
     pub widths: [(usize, usize); 4],
     /// Groups of the bottleneck's 3x3 conv (ResNeXt).
@@ -32,8 +42,9 @@ pub struct ResNetConfig {
     pub head: Option<String>,
 }
 
-const DEPTHS: [(u32, [usize; 4], bool); 5] = [
+const DEPTHS: [(u32, [usize; 4], bool); 6] = [
     (18, [2, 2, 2, 2], false),
+    (26, [2, 2, 2, 2], true),
     (34, [3, 4, 6, 3], false),
     (50, [3, 4, 6, 3], true),
     (101, [3, 4, 23, 3], true),
@@ -41,9 +52,16 @@ const DEPTHS: [(u32, [usize; 4], bool); 5] = [
 ];
 
 pub const FAMILY: Family = Family {
-    title: "torchvision ResNet",
+    title: "torchvision/timm ResNet",
     names: &[
         "resnet18",
+        "resnet18d",
+        "resnet26",
+        "resnet26d",
+        "resnet34d",
+        "resnet50d",
+        "resnet101d",
+        "resnet152d",
         "resnet34",
         "resnet50",
         "resnet101",
@@ -55,7 +73,7 @@ pub const FAMILY: Family = Family {
         "wide_resnet101_2",
     ],
     detect: |dict| {
-        (dict.contains("conv1.weight")
+        (stem_conv(dict).is_some()
             && dict.contains("layer1.0.conv1.weight")
             && dict.contains("layer4.0.conv1.weight"))
         .then(|| detect(dict).map(Arch::new))
@@ -68,8 +86,14 @@ pub const FAMILY: Family = Family {
 
 impl ResNetConfig {
     /// `resnet18..152`, `resnextD_GxWd` (G groups of W channels in the first stage) and
-    /// `wide_resnetD_2`, as in torchvision.
+    /// `wide_resnetD_2`, as in torchvision; `resnet26` and the `d` variants as in timm.
     pub fn standard(name: &str, classes: usize) -> Option<ResNetConfig> {
+        let timm_d = name.starts_with("resnet") && name.ends_with('d');
+        let name = if timm_d {
+            &name[..name.len() - 1]
+        } else {
+            name
+        };
         let (depth, groups, width_per_group): (u32, usize, usize) =
             if let Some(rest) = name.strip_prefix("resnext") {
                 let (depth, shape) = rest.split_once('_')?;
@@ -91,6 +115,8 @@ impl ResNetConfig {
             blocks: *blocks,
             bottleneck: *bottleneck,
             stem: 64,
+            deep_stem: timm_d.then_some([32, 32]),
+            avg_down: timm_d,
             widths,
             groups,
             classes,
@@ -101,9 +127,16 @@ impl ResNetConfig {
     /// The same layout with the widths and class count found in `dict`.
     pub fn with_widths_of(mut self, dict: &StateDict) -> ResNetConfig {
         let rows = |name: &str| rows(dict, name);
-        if let Some(n) = rows("conv1.weight") {
+        if let Some(n) = stem_conv(dict).and_then(|name| rows(name)) {
             self.stem = n;
         }
+        self.deep_stem = match (rows("conv1.0.weight"), rows("conv1.3.weight")) {
+            (Some(a), Some(b)) => Some([a, b]),
+            _ => None,
+        };
+        self.avg_down = dict
+            .names()
+            .any(|k| k.ends_with(".downsample.2.running_mean"));
         let last_conv = if self.bottleneck { "conv3" } else { "conv2" };
         for (s, w) in self.widths.iter_mut().enumerate() {
             if let Some(n) = rows(&format!("layer{}.0.conv1.weight", s + 1)) {
@@ -138,7 +171,13 @@ impl Layout for ResNetConfig {
                 } else if self.bottleneck && inner == self.widths[0].1 / 2 {
                     format!("wide_resnet{d}_2")
                 } else {
-                    format!("resnet{d}")
+                    match (self.deep_stem, self.avg_down) {
+                        (None, false) => format!("resnet{d}"),
+                        (Some([32, 32]), true) => format!("resnet{d}d"),
+                        (Some(_), true) => format!("resnet{d} (deep stem, avg-down)"),
+                        (Some(_), false) => format!("resnet{d} (deep stem)"),
+                        (None, true) => format!("resnet{d} (avg-down)"),
+                    }
                 }
             })
             .unwrap_or_else(|| {
@@ -147,7 +186,13 @@ impl Layout for ResNetConfig {
                 } else {
                     "basic"
                 };
-                format!("resnet-like ({kind} blocks {:?})", self.blocks)
+                let stem = if self.deep_stem.is_some() {
+                    ", deep stem"
+                } else {
+                    ""
+                };
+                let down = if self.avg_down { ", avg-down" } else { "" };
+                format!("resnet-like ({kind} blocks {:?}{stem}{down})", self.blocks)
             })
     }
 
@@ -199,7 +244,17 @@ fn block(
         y = b.conv(&p("conv2"), y, ConvSpec::new(out, 3, 1, false))?;
         y = b.batch_norm(&p("bn2"), y, 1e-5)?;
     }
-    let identity = if stride != 1 || cin != out {
+    let identity = if (stride != 1 || cin != out) && cfg.avg_down {
+        // timm's avg_down: the pool is an Identity at stride 1.
+        let pooled = if stride == 1 {
+            x
+        } else {
+            let pool = Pool::square(PoolKind::AvgExcludingPadding, 2, stride, 0, true);
+            b.pool(&p("downsample.0"), x, pool)?
+        };
+        let d = b.conv(&p("downsample.1"), pooled, ConvSpec::new(out, 1, 0, false))?;
+        b.batch_norm(&p("downsample.2"), d, 1e-5)?
+    } else if stride != 1 || cin != out {
         let d = b.conv(
             &p("downsample.0"),
             x,
@@ -216,7 +271,18 @@ fn block(
 
 fn build(cfg: &ResNetConfig, b: &mut Builder) -> Result<()> {
     let mut x = b.last();
-    x = b.conv("conv1", x, ConvSpec::new(cfg.stem, 7, 3, false).stride(2))?;
+    x = match cfg.deep_stem {
+        None => b.conv("conv1", x, ConvSpec::new(cfg.stem, 7, 3, false).stride(2))?,
+        Some([first, second]) => {
+            x = b.conv("conv1.0", x, ConvSpec::new(first, 3, 1, false).stride(2))?;
+            x = b.batch_norm("conv1.1", x, 1e-5)?;
+            x = b.relu("conv1.2", x)?;
+            x = b.conv("conv1.3", x, ConvSpec::new(second, 3, 1, false))?;
+            x = b.batch_norm("conv1.4", x, 1e-5)?;
+            x = b.relu("conv1.5", x)?;
+            b.conv("conv1.6", x, ConvSpec::new(cfg.stem, 3, 1, false))?
+        }
+    };
     x = b.batch_norm("bn1", x, 1e-5)?;
     x = b.relu("relu", x)?;
     x = b.pool("maxpool", x, Pool::square(PoolKind::Max, 3, 2, 1, false))?;
@@ -230,6 +296,14 @@ fn build(cfg: &ResNetConfig, b: &mut Builder) -> Result<()> {
     x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
     b.head(cfg.head.as_deref(), x, cfg.classes)?;
     Ok(())
+}
+
+/// The stem convolution whose rows are the stem's width: torchvision's 7x7 `conv1`, or the
+/// last of timm's deep stem.
+fn stem_conv(dict: &StateDict) -> Option<&'static str> {
+    ["conv1.weight", "conv1.6.weight"]
+        .into_iter()
+        .find(|name| dict.contains(name))
 }
 
 /// The layout of a ResNet checkpoint: blocks counted per stage, widths from the weights.

@@ -1,0 +1,45 @@
+"""Makes the parity fixtures of timm's models in tests/fixtures/ (needs torch, timm, safetensors,
+grad-cam), with the helpers of make_fixtures.py and make_family_fixtures.py.
+
+Each model is timm's own class at narrow widths, so the state dict names are timm's; random
+weights from a fixed seed, rounded to float16. For each: the checkpoint, the expected logits, two
+intermediate outputs by module path, the gradients of the top logit w.r.t. a layer and the input,
+and pytorch-grad-cam's Grad-CAM maps for the top two classes at the family's `[-1]` layer (in
+timm_cam_expected.safetensors under `{model}/{layer}/gradcam/{class}`). Also a timm/Hugging Face
+style folder (model.safetensors + config.json as timm's `save_pretrained` writes it) for the
+config tests.
+
+    python scripts/make_timm_fixtures.py
+"""
+
+import json
+import os
+
+import torch
+from safetensors.torch import save_file
+from timm.models.resnet import BasicBlock, Bottleneck, ResNet
+
+from make_family_fixtures import fixture, grad_cam_maps
+from make_fixtures import CLASSES, OUT
+
+
+def main():
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(2468)
+    maps = {}
+    # resnet50d's layout (deep stem, avg-down shortcuts) with fewer blocks at narrow widths.
+    resnet_d = ResNet(Bottleneck, [1, 2, 2, 1], num_classes=CLASSES, channels=(4, 8, 12, 16),
+                      stem_width=8, stem_type="deep", avg_down=True)
+    resnet_d, _ = fixture("timm_resnet_d_small", resnet_d, ["maxpool", "layer3"], "layer3", gen)
+    grad_cam_maps("timm_resnet_d_small", resnet_d, "layer4", maps)
+    # resnet18's basic blocks with timm's tiered deep stem and plain shortcuts.
+    resnet_t = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=CLASSES, channels=(8, 8, 16, 16),
+                      stem_width=8, stem_type="deep_tiered")
+    resnet_t, _ = fixture("timm_resnet_tiered_small", resnet_t, ["layer1", "layer3"], "layer2",
+                          gen)
+    grad_cam_maps("timm_resnet_tiered_small", resnet_t, "layer4", maps)
+    save_file(maps, os.path.join(OUT, "timm_cam_expected.safetensors"))
+
+
+if __name__ == "__main__":
+    main()
