@@ -15,11 +15,13 @@ config tests.
 import json
 import os
 
+import timm
 import torch
 from safetensors.torch import save_file
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from make_family_fixtures import fixture, grad_cam_maps
+import make_fixtures
 from make_fixtures import CLASSES, OUT
 
 
@@ -39,6 +41,35 @@ def main():
                           gen)
     grad_cam_maps("timm_resnet_tiered_small", resnet_t, "layer4", maps)
     save_file(maps, os.path.join(OUT, "timm_cam_expected.safetensors"))
+    hub_folder(gen)
+
+
+def hub_folder(gen):
+    """timm_hub_small/: a three-class fine-tune of the deep-stem ResNet as timm's save_for_hf
+    writes it (model.safetensors, config.json with its own input size, mean, std and class
+    names), a photo-sized PNG of exactly that input size, and the logits timm gives for it."""
+    from PIL import Image
+    from timm.models import save_for_hf
+
+    model = timm.create_model("resnet50d", num_classes=3, layers=(1, 1, 1, 1),
+                              channels=(4, 8, 8, 8), stem_width=8)
+    make_fixtures.randomise_bn(model, gen)
+    model.eval()
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    folder = os.path.join(OUT, "timm_hub_small")
+    save_for_hf(model, folder, safe_serialization="both",
+                model_config={"label_names": ["n001", "n002", "n003"],
+                              "label_descriptions": {"n001": "cat", "n002": "dog",
+                                                     "n003": "fox"}},
+                data_config={"input_size": (3, 48, 64), "mean": mean, "std": std})
+    os.remove(os.path.join(folder, "pytorch_model.bin"))
+    pixels = torch.randint(0, 256, (48, 64, 3), generator=gen, dtype=torch.uint8)
+    Image.fromarray(pixels.numpy()).save(os.path.join(OUT, "timm_hub_small.png"))
+    x = (pixels.permute(2, 0, 1).float() / 255 - torch.tensor(mean)[:, None, None]) \
+        / torch.tensor(std)[:, None, None]
+    with torch.no_grad():
+        logits = model(x[None])
+    save_file({"logits": logits}, os.path.join(OUT, "timm_hub_small_expected.safetensors"))
 
 
 if __name__ == "__main__":

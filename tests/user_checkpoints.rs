@@ -184,3 +184,48 @@ fn users_checkpoints_through_every_subcommand() {
         }
     }
 }
+
+#[test]
+fn a_timm_folder_opens_with_its_config_json() {
+    // scripts/make_timm_fixtures.py: save_for_hf's folder, with its own input size (48x64),
+    // mean, std and class names (synsets with descriptions), and timm's logits for a PNG of
+    // exactly that size (so no resize stands between the two).
+    let folder = fixture("timm_hub_small");
+    let img = fixture("timm_hub_small.png");
+    let (folder, img) = (folder.to_str().unwrap(), img.to_str().unwrap());
+    let out = common::convscope_ok(&["predict", "--json", folder, img], None);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ours: Vec<f32> = json["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    let theirs = &common::expected("timm_hub_small_expected.safetensors")["logits"];
+    let ours = Tensor::new(ours, &Device::Cpu)
+        .unwrap()
+        .reshape(theirs.shape())
+        .unwrap();
+    common::assert_close("logits", &ours, theirs, 1e-4);
+    let labels: Vec<&str> = json["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["label"].as_str().unwrap())
+        .collect();
+    let mut sorted = labels.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["cat", "dog", "fox"], "{json}");
+    let info = common::convscope_ok(&["info", folder], None);
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(info.contains("input 3x48x64, 3 classes"), "{info}");
+    // --size still wins over the config's.
+    let sized = common::convscope_ok(&["info", "--size", "64x64", folder], None);
+    assert!(String::from_utf8_lossy(&sized.stdout).contains("input 3x64x64"));
+    // A folder with neither a model.toml nor timm's files says what it looked for.
+    let empty = tempfile::tempdir().unwrap();
+    check(
+        &["info", empty.path().to_str().unwrap()],
+        Expect::Fails("without a model.toml (or a timm config.json beside model.safetensors)"),
+    );
+}

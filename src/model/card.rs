@@ -44,6 +44,9 @@ pub struct ModelCard {
     pub preprocessing: Option<Preprocessing>,
     /// A text file with one class name per line, relative to the model.toml.
     pub labels: Option<PathBuf>,
+    /// Class names given with the weights (a timm config.json's), not in a model.toml.
+    #[serde(skip)]
+    pub label_names: Option<Vec<String>>,
     /// How the outputs read: "softmax", "sigmoid" (one logit, two classes) or "multilabel"
     /// (a sigmoid per class); by default a sigmoid for one output, else a softmax.
     pub output: Option<Head>,
@@ -157,6 +160,7 @@ impl ModelCard {
             channel_order: None,
             preprocessing: None,
             labels: None,
+            label_names: None,
             output: None,
             layers: Vec::new(),
         }

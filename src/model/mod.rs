@@ -7,6 +7,7 @@ mod cpu;
 pub mod device;
 pub mod graph;
 pub mod head;
+pub mod hub_config;
 pub mod load;
 pub mod memory;
 pub mod onnx;
@@ -26,6 +27,7 @@ pub use arch::Arch;
 pub use card::{ModelCard, Normalisation};
 pub use graph::{Activations, Graph, Keep, NodeId, UnknownLayer};
 pub use head::Head;
+pub use hub_config::HubConfig;
 pub use load::StateDict;
 pub use prediction::Prediction;
 pub use weights::{CheckpointWeights, RandomWeights, Weights};
@@ -86,23 +88,41 @@ impl Model {
     pub fn open_with(path: &Path, overrides: &Overrides, device: &Device) -> Result<Model> {
         let meta = std::fs::metadata(path)
             .with_context(|| format!("cannot open model {}", path.display()))?;
-        let toml_path = if meta.is_dir() {
-            let p = path.join("model.toml");
-            if !p.is_file() {
-                bail!("{} is a folder without a model.toml", path.display());
-            }
-            Some(p)
+        // A timm / Hub folder (config.json and model.safetensors) opens as its weights file.
+        let hub_weights = match meta.is_dir() && !path.join("model.toml").is_file() {
+            true => Some(HubConfig::weights_in(path)?.with_context(|| {
+                format!(
+                    "{} is a folder without a model.toml (or a timm config.json beside \
+                     model.safetensors)",
+                    path.display()
+                )
+            })?),
+            false => None,
+        };
+        let toml_path = if hub_weights.is_some() {
+            None
+        } else if meta.is_dir() {
+            Some(path.join("model.toml"))
         } else if path.extension().is_some_and(|e| e == "toml") {
             Some(path.to_path_buf())
         } else {
             None
         };
+        let mut hub = None;
         let (mut card, base) = match &toml_path {
             Some(p) => (
                 ModelCard::read(p)?,
                 p.parent().unwrap_or(Path::new(".")).to_path_buf(),
             ),
-            None => (ModelCard::for_checkpoint(path), PathBuf::from(".")),
+            None => {
+                let weights = hub_weights.as_deref().unwrap_or(path);
+                let mut card = ModelCard::for_checkpoint(weights);
+                hub = HubConfig::beside(weights)?;
+                if let Some(config) = &hub {
+                    config.apply(&mut card);
+                }
+                (card, PathBuf::from("."))
+            }
         };
         if let Some(prefix) = &overrides.prefix {
             card.prefix = Some(prefix.clone());
@@ -111,8 +131,10 @@ impl Model {
             card.input_size = size;
         }
         let name = display_name(path);
-        // A bare checkpoint runs at its family's own size unless one is asked for.
-        let bare = toml_path.is_none() && overrides.size.is_none();
+        // A bare checkpoint runs at its family's own size unless one is asked for or its
+        // config.json gives one.
+        let hub_sized = hub.as_ref().is_some_and(|c| c.input_size.is_some());
+        let bare = toml_path.is_none() && overrides.size.is_none() && !hub_sized;
         let model = Model::from_card(
             &card,
             &base,
@@ -121,7 +143,11 @@ impl Model {
             name,
             path,
             bare,
-        )?;
+        )
+        .map_err(|e| match &hub {
+            Some(config) => e.context(format!("config.json names timm's {}", config.architecture)),
+            None => e,
+        })?;
         if let Some([h, w]) = overrides.size {
             let (_, gh, gw) = model.graph.input_size();
             if (gh, gw) != (h, w) {
@@ -183,13 +209,23 @@ impl Model {
         };
         let classes = head.map_or(0, |h| h.classes(outputs));
         let (_, height, width) = graph.input_size();
-        let labels = match (&card.labels, labels_beside(&weights_path)) {
-            (Some(file), _) => read_labels(&base.join(file), classes)?,
-            (None, Some(file)) => read_labels(&file, classes)?,
-            (None, None) if classes == 1000 => {
+        let labels = match (
+            &card.label_names,
+            &card.labels,
+            labels_beside(&weights_path),
+        ) {
+            (Some(names), _, _) if names.len() != classes => bail!(
+                "config.json beside {} names {} classes but the model has {classes} outputs",
+                weights_path.display(),
+                names.len()
+            ),
+            (Some(names), _, _) => names.clone(),
+            (None, Some(file), _) => read_labels(&base.join(file), classes)?,
+            (None, None, Some(file)) => read_labels(&file, classes)?,
+            (None, None, None) if classes == 1000 => {
                 IMAGENET_LABELS.lines().map(str::to_string).collect()
             }
-            (None, None) => (0..classes).map(|i| format!("class {i}")).collect(),
+            (None, None, None) => (0..classes).map(|i| format!("class {i}")).collect(),
         };
         Ok(Model {
             name: card.name.clone().unwrap_or(name),
