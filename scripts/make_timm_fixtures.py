@@ -18,6 +18,8 @@ import os
 import timm
 import torch
 from safetensors.torch import save_file
+from timm.models.convnext import ConvNeXt
+from timm.models.regnet import RegNet, RegNetCfg
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from make_family_fixtures import fixture, grad_cam_maps
@@ -40,6 +42,36 @@ def main():
     resnet_t, _ = fixture("timm_resnet_tiered_small", resnet_t, ["layer1", "layer3"], "layer2",
                           gen)
     grad_cam_maps("timm_resnet_tiered_small", resnet_t, "layer4", maps)
+    # ConvNeXt-T's layout at narrow widths, with the channels-last MLP and with timm's conv_mlp
+    # (the atto-nano variants'); layer scales and norms randomised (timm starts them at 1e-6 and
+    # 1/0, which would hide mistakes).
+    for name, model in [
+        ("timm_convnext_small", ConvNeXt(depths=(1, 1, 3, 1), dims=(8, 16, 24, 32),
+                                         num_classes=CLASSES)),
+        ("timm_convnext_conv_mlp_small", ConvNeXt(depths=(1, 1, 2, 1), dims=(8, 8, 16, 16),
+                                                  conv_mlp=True, num_classes=CLASSES)),
+    ]:
+        for p, t in model.named_parameters():
+            if p.endswith("gamma"):
+                t.data = 0.5 + 0.2 * torch.randn(t.shape, generator=gen)
+            elif ".norm." in p or p.startswith("stem.1") or "downsample.0" in p:
+                if p.endswith("weight"):
+                    t.data = 1.0 + 0.2 * torch.randn(t.shape, generator=gen)
+                else:
+                    t.data = 0.1 * torch.randn(t.shape, generator=gen)
+        model, _ = fixture(name, model, ["stages.1", "stages.2.blocks.1"], "stages.2", gen)
+        grad_cam_maps(name, model, "stages.3", maps)
+    # A RegNetY (SE, groups of 8) and a RegNetX at narrow widths.
+    for name, cfg in [
+        ("timm_regnety_small", RegNetCfg(depth=6, w0=8, wa=8.0, wm=1.5, group_size=8,
+                                         se_ratio=0.25, stem_width=8)),
+        ("timm_regnetx_small", RegNetCfg(depth=6, w0=8, wa=6.0, wm=1.5, group_size=4,
+                                         stem_width=8)),
+    ]:
+        model = RegNet(cfg, num_classes=CLASSES)
+        assert hasattr(model, "s4"), name
+        model, _ = fixture(name, model, ["s2", "s3.b1"], "s3", gen)
+        grad_cam_maps(name, model, "s4", maps)
     save_file(maps, os.path.join(OUT, "timm_cam_expected.safetensors"))
     hub_folder(gen)
 

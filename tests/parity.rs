@@ -67,6 +67,22 @@ fn newer_families_match_torchvision() {
             "timm_resnet_tiered_small",
             "resnet-like (basic blocks [1, 1, 1, 1], deep stem)",
         ),
+        (
+            "timm_convnext_small",
+            "convnext-like (blocks [1, 1, 3, 1], widths [8, 16, 24, 32]) (timm)",
+        ),
+        (
+            "timm_convnext_conv_mlp_small",
+            "convnext-like (blocks [1, 1, 2, 1], widths [8, 8, 16, 16]) (timm)",
+        ),
+        (
+            "timm_regnety_small",
+            "regnet-like (blocks [1, 1, 2, 2]) (timm)",
+        ),
+        (
+            "timm_regnetx_small",
+            "regnet-like (blocks [1, 2, 2, 1]) (timm)",
+        ),
     ] {
         let exp = expected(&format!("{file}_expected.safetensors"));
         let (_, _, h, w) = exp["input"].dims4().unwrap();

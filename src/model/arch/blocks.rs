@@ -1,6 +1,6 @@
 //! Building blocks torchvision's families share (`torchvision.ops.misc`): conv + norm +
 //! activation (`Conv2dNormActivation`) and squeeze-and-excitation (`SqueezeExcitation`), with
-//! torchvision's module paths inside them.
+//! torchvision's module paths inside them; and timm's `ConvNormAct`.
 
 use anyhow::Result;
 
@@ -36,6 +36,23 @@ pub fn conv_norm_act(
     let y = b.batch_norm(&format!("{name}.1"), y, eps)?;
     match act {
         Some(act) => activate(b, &format!("{name}.2"), y, act),
+        None => Ok(y),
+    }
+}
+
+/// timm's `ConvNormAct`: conv without bias `{name}.conv`, `BatchNormAct2d` `{name}.bn` with, when
+/// given, its activation `{name}.bn.act`.
+pub fn timm_conv_norm_act(
+    b: &mut Builder,
+    name: &str,
+    x: NodeId,
+    spec: ConvSpec,
+    act: Option<Act>,
+) -> Result<NodeId> {
+    let y = b.conv(&format!("{name}.conv"), x, spec)?;
+    let y = b.batch_norm(&format!("{name}.bn"), y, 1e-5)?;
+    match act {
+        Some(act) => activate(b, &format!("{name}.bn.act"), y, act),
         None => Ok(y),
     }
 }

@@ -5,10 +5,14 @@
 //!
 //! Functional steps of a block's `forward`: the residual sum `blockS-I.add`, then its
 //! `activation` module. Widths, groups and SE widths are read from the checkpoint.
+//!
+//! timm's RegNets are the same network under other names: `stem.conv/bn`, stages `sS.bI`
+//! (both from 1) of `conv1`, `conv2`, `se`, `conv3` (each `ConvNormAct`: `.conv`, `.bn`,
+//! `.bn.act`), `downsample`, the residual `add` and `act3`; `head.global_pool` and `head.fc`.
 
 use anyhow::{bail, Result};
 
-use super::blocks::{conv_norm_act, squeeze_excitation, Act};
+use super::blocks::{conv_norm_act, squeeze_excitation, timm_conv_norm_act, Act};
 use super::builder::{Builder, ConvSpec};
 use super::{conv_shape, read_head, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
@@ -34,6 +38,79 @@ pub struct RegNetConfig {
     /// The final linear layer (`fc`, the Linear of a fine-tuned Sequential there, or none in a
     /// backbone saved without it).
     pub head: Option<String>,
+    pub naming: Naming,
+}
+
+/// Whose module names a RegNet's state dict uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    Torchvision,
+    Timm,
+}
+
+impl Naming {
+    fn of(dict: &StateDict) -> Naming {
+        match dict.contains("stem.conv.weight") {
+            true => Naming::Timm,
+            false => Naming::Torchvision,
+        }
+    }
+
+    /// Block `i` (from 0) of stage `s` (from 1).
+    fn block(self, s: usize, i: usize) -> String {
+        match self {
+            Naming::Torchvision => format!("trunk_output.block{s}.block{s}-{i}"),
+            Naming::Timm => format!("s{s}.b{}", i + 1),
+        }
+    }
+
+    /// A block's 1x1 conv in, grouped 3x3, SE, 1x1 conv out, shortcut projection and final
+    /// activation.
+    fn parts(self) -> [&'static str; 6] {
+        match self {
+            Naming::Torchvision => ["f.a", "f.b", "f.se", "f.c", "proj", "activation"],
+            Naming::Timm => ["conv1", "conv2", "se", "conv3", "downsample", "act3"],
+        }
+    }
+
+    /// A conv + batch norm (+ activation) module.
+    fn conv_norm_act(
+        self,
+        b: &mut Builder,
+        name: &str,
+        x: NodeId,
+        spec: ConvSpec,
+        act: Option<Act>,
+    ) -> Result<NodeId> {
+        match self {
+            Naming::Torchvision => conv_norm_act(b, name, x, spec, 1e-5, act),
+            Naming::Timm => timm_conv_norm_act(b, name, x, spec, act),
+        }
+    }
+
+    /// The weight of a conv + norm module's convolution.
+    fn conv_weight(self, name: &str) -> String {
+        match self {
+            Naming::Torchvision => format!("{name}.0.weight"),
+            Naming::Timm => format!("{name}.conv.weight"),
+        }
+    }
+
+    /// The pooling, flatten and linear of the head.
+    fn head(self) -> [&'static str; 3] {
+        match self {
+            Naming::Torchvision => ["avgpool", "flatten", "fc"],
+            Naming::Timm => ["head.global_pool", "head.flatten", "head.fc"],
+        }
+    }
+
+    /// The trunk's last stage, where CAMs are taken.
+    fn trunk(self) -> &'static str {
+        match self {
+            Naming::Torchvision => "trunk_output",
+            Naming::Timm => "s4",
+        }
+    }
 }
 
 /// torchvision's variants: name, blocks per stage, width per stage, group width per stage, SE.
@@ -148,7 +225,7 @@ const VARIANTS: [Variant; 15] = [
 ];
 
 pub const FAMILY: Family = Family {
-    title: "torchvision RegNet",
+    title: "torchvision/timm RegNet",
     names: &[
         "regnet_x_400mf",
         "regnet_x_800mf",
@@ -167,19 +244,16 @@ pub const FAMILY: Family = Family {
         "regnet_y_128gf",
     ],
     detect: |dict| {
-        (dict.contains("stem.0.weight")
-            && dict.contains("trunk_output.block1.block1-0.f.a.0.weight"))
-        .then(|| Ok(Arch::new(RegNetConfig::empty().with_widths_of(dict))))
+        let torchvision = dict.contains("stem.0.weight")
+            && dict.contains("trunk_output.block1.block1-0.f.a.0.weight");
+        let timm = dict.contains("stem.conv.weight") && dict.contains("s1.b1.conv1.conv.weight");
+        (torchvision || timm).then(|| Ok(Arch::new(RegNetConfig::empty().with_widths_of(dict))))
     },
     standard: |name, classes, dict| {
         let cfg = RegNetConfig::standard(name, classes)?;
         Some(sized(cfg, dict, RegNetConfig::with_widths_of))
     },
 };
-
-fn block_name(s: usize, i: usize) -> String {
-    format!("trunk_output.block{s}.block{s}-{i}")
-}
 
 impl RegNetConfig {
     pub fn standard(name: &str, classes: usize) -> Option<RegNetConfig> {
@@ -208,6 +282,7 @@ impl RegNetConfig {
             stages,
             classes,
             head: Some("fc".into()),
+            naming: Naming::Torchvision,
         })
     }
 
@@ -219,38 +294,44 @@ impl RegNetConfig {
             stages: vec![Vec::new(); 4],
             classes: 1000,
             head: Some("fc".into()),
+            naming: Naming::Torchvision,
         }
     }
 
     /// The layout of `dict`: block counts, widths, groups and SE widths, and the variant with
     /// those block counts and widths, if any.
     pub fn with_widths_of(mut self, dict: &StateDict) -> RegNetConfig {
-        if let Some(n) = rows(dict, "stem.0.weight") {
+        let naming = Naming::of(dict);
+        self.naming = naming;
+        let [a, b, se, c, ..] = naming.parts();
+        if let Some(n) = rows(dict, &naming.conv_weight("stem")) {
             self.stem = n;
         }
         for (s, stage) in self.stages.iter_mut().enumerate() {
+            let block = |i: usize| naming.block(s + 1, i);
             let count = (0..)
-                .take_while(|i| dict.contains(&format!("{}.f.a.0.weight", block_name(s + 1, *i))))
+                .take_while(|&i| dict.contains(&naming.conv_weight(&format!("{}.{a}", block(i)))))
                 .count();
             *stage = (0..count)
                 .map(|i| {
-                    let p = block_name(s + 1, i);
-                    let (bottleneck, groups) = match conv_shape(dict, &format!("{p}.f.b.0.weight"))
-                    {
+                    let p = block(i);
+                    let grouped = naming.conv_weight(&format!("{p}.{b}"));
+                    let (bottleneck, groups) = match conv_shape(dict, &grouped) {
                         Some([out, per_group, _, _]) if per_group > 0 => (out, out / per_group),
                         _ => (0, 1),
                     };
                     Block {
-                        out: rows(dict, &format!("{p}.f.c.0.weight")).unwrap_or(0),
+                        out: rows(dict, &naming.conv_weight(&format!("{p}.{c}"))).unwrap_or(0),
                         bottleneck,
                         groups,
-                        squeeze: rows(dict, &format!("{p}.f.se.fc1.weight")),
+                        squeeze: rows(dict, &format!("{p}.{se}.fc1.weight")),
                         stride: if i == 0 { 2 } else { 1 },
                     }
                 })
                 .collect();
         }
-        read_head(dict, "fc", &mut self.head, &mut self.classes);
+        self.head = Some(naming.head()[2].into());
+        read_head(dict, naming.head()[2], &mut self.head, &mut self.classes);
         let depths: Vec<usize> = self.stages.iter().map(Vec::len).collect();
         let widths: Vec<usize> = self
             .stages
@@ -265,44 +346,43 @@ impl RegNetConfig {
     }
 }
 
-fn block(b: &mut Builder, name: &str, x: NodeId, block: &Block) -> Result<NodeId> {
+fn block(b: &mut Builder, naming: Naming, name: &str, x: NodeId, block: &Block) -> Result<NodeId> {
     let p = |s: &str| format!("{name}.{s}");
+    let [a, grouped, se, c, proj, activation] = naming.parts();
     let relu = Some(Act::Relu);
     let identity = if b.shape(x)[1] != block.out || block.stride != 1 {
-        let proj = ConvSpec::new(block.out, 1, 0, false).stride(block.stride);
-        conv_norm_act(b, &p("proj"), x, proj, 1e-5, None)?
+        let spec = ConvSpec::new(block.out, 1, 0, false).stride(block.stride);
+        naming.conv_norm_act(b, &p(proj), x, spec, None)?
     } else {
         x
     };
-    let a = ConvSpec::new(block.bottleneck, 1, 0, false);
-    let mut y = conv_norm_act(b, &p("f.a"), x, a, 1e-5, relu)?;
-    let grouped = ConvSpec::new(block.bottleneck, 3, 1, false)
+    let spec = ConvSpec::new(block.bottleneck, 1, 0, false);
+    let mut y = naming.conv_norm_act(b, &p(a), x, spec, relu)?;
+    let spec = ConvSpec::new(block.bottleneck, 3, 1, false)
         .stride(block.stride)
         .groups(block.groups);
-    y = conv_norm_act(b, &p("f.b"), y, grouped, 1e-5, relu)?;
+    y = naming.conv_norm_act(b, &p(grouped), y, spec, relu)?;
     if let Some(squeeze) = block.squeeze {
-        y = squeeze_excitation(b, &p("f.se"), y, squeeze, Act::Relu, Function::Sigmoid)?;
+        y = squeeze_excitation(b, &p(se), y, squeeze, Act::Relu, Function::Sigmoid)?;
     }
-    y = conv_norm_act(
-        b,
-        &p("f.c"),
-        y,
-        ConvSpec::new(block.out, 1, 0, false),
-        1e-5,
-        None,
-    )?;
+    let spec = ConvSpec::new(block.out, 1, 0, false);
+    y = naming.conv_norm_act(b, &p(c), y, spec, None)?;
     let sum = b.op(&p("add"), Op::Add(Add), &[identity, y])?;
-    b.relu(&p("activation"), sum)
+    b.relu(&p(activation), sum)
 }
 
 impl Layout for RegNetConfig {
     fn name(&self) -> String {
-        match self.variant {
+        let base = match self.variant {
             Some(v) => v.into(),
             None => format!(
                 "regnet-like (blocks {:?})",
                 self.stages.iter().map(Vec::len).collect::<Vec<_>>()
             ),
+        };
+        match self.naming {
+            Naming::Torchvision => base,
+            Naming::Timm => format!("{base} (timm)"),
         }
     }
 
@@ -311,22 +391,23 @@ impl Layout for RegNetConfig {
             bail!("unrecognised RegNet layout: a stage without blocks");
         }
         let mut x = b.last();
+        let naming = self.naming;
         let stem = ConvSpec::new(self.stem, 3, 1, false).stride(2);
-        x = conv_norm_act(b, "stem", x, stem, 1e-5, Some(Act::Relu))?;
+        x = naming.conv_norm_act(b, "stem", x, stem, Some(Act::Relu))?;
         for (s, stage) in self.stages.iter().enumerate() {
             for (i, blk) in stage.iter().enumerate() {
-                x = block(b, &block_name(s + 1, i), x, blk)?;
+                x = block(b, naming, &naming.block(s + 1, i), x, blk)?;
             }
         }
-        x = b.global_avg_pool("avgpool", x)?;
-        x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
-        b.head(self.head.as_deref(), x, self.classes)?;
-        Ok(())
+        let [pool, flatten, _] = naming.head();
+        x = b.global_avg_pool(pool, x)?;
+        x = b.op(flatten, Op::Flatten(Flatten), &[x])?;
+        b.head(self.head.as_deref(), x, self.classes)
     }
 
-    /// `trunk_output`, the last stage.
+    /// `trunk_output` (timm: `s4`), the last stage.
     fn cam_layer(&self) -> Option<String> {
-        Some("trunk_output".into())
+        Some(self.naming.trunk().into())
     }
 
     fn input_size(&self) -> Option<[usize; 2]> {
