@@ -18,6 +18,9 @@ same pixels. For every model and photo:
   float32 rounding: a map passes within 1e-3 of the float64 one, or within twice the difference
   of PyTorch's own float32 map.
 
+With `--timm`, the models are timm's (TIMM_ARCHS, or those named), saved as timm's save_for_hf
+writes them (a folder with model.safetensors and config.json), and convscope opens the folder.
+
 With `--onnx` (or `--onnx-dynamo`) each model is exported by torch.onnx.export (the TorchScript or
 the dynamo exporter, at opset 17 or 18 unless `--opset=N` says otherwise) and convscope opens the .onnx file instead, with Grad-CAM at the layer its
 state dict's family names (so `--layer` is checked to mean the same module from both).
@@ -25,6 +28,7 @@ state dict's family names (so `--layer` is checked to mean the same module from 
     pip install torch torchvision scikit-image onnx onnxscript
     cargo build --release
     python scripts/heldout_check.py [--onnx | --onnx-dynamo] [--opset=N] [ARCH ...]
+    pip install timm; python scripts/heldout_check.py --timm [ARCH ...]
 
 Prints one line per model and photo and exits non-zero when a difference passes the tolerance.
 """
@@ -45,20 +49,34 @@ ARCHS = ["alexnet", "vgg11_bn", "resnet50", "resnext50_32x4d", "wide_resnet50_2"
          "squeezenet1_1", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0",
          "efficientnet_v2_s", "convnext_tiny", "densenet121", "regnet_y_400mf", "regnet_x_400mf",
          "mnasnet1_0", "shufflenet_v2_x1_0", "googlenet", "inception_v3"]
+TIMM_ARCHS = ["resnet50d", "resnet26d", "efficientnet_b0", "efficientnetv2_rw_s",
+              "mobilenetv3_large_100", "mobilenetv3_small_100", "convnext_tiny", "convnext_atto",
+              "regnety_004", "regnetx_002", "densenet121"]
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 SEED = 20261127
 LOGIT_TOLERANCE = 1e-4
 CAM_TOLERANCE = 1e-3
 
 
-def make_model(arch):
+def make_model(arch, timm=False):
     torch.manual_seed(SEED)
-    kwargs = {"aux_logits": False, "init_weights": True} if arch in ("googlenet", "inception_v3") else {}
-    model = getattr(torchvision.models, arch)(**kwargs).eval()
+    if timm:
+        import timm as timm_models
+        model = timm_models.create_model(arch, pretrained=False).eval()
+    else:
+        kwargs = ({"aux_logits": False, "init_weights": True}
+                  if arch in ("googlenet", "inception_v3") else {})
+        model = getattr(torchvision.models, arch)(**kwargs).eval()
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.normal_(0.0, 0.1)
             m.running_var.uniform_(0.5, 1.5)
+        if timm and getattr(m, "has_skip", False):
+            # Residual branches damped, as trained networks' are: the 40 blocks of a random
+            # EfficientNetV2 otherwise grow activations to 6e4, where PyTorch's own float32
+            # logits differ from float64 by 14%.
+            last_norm = [n for n in m.modules() if isinstance(n, torch.nn.BatchNorm2d)][-1]
+            last_norm.weight.data *= 0.2
     return model
 
 
@@ -74,7 +92,7 @@ def module_for(model, layer):
     for a step named inside a module's forward (ResNet's `relu3`, ConvNeXt's `add`), the module
     it ends. DenseNet's `relu` follows `features` in `DenseNet.forward` and is applied in place,
     so a hook on `features` keeps its output."""
-    if layer == "relu" and isinstance(model, torchvision.models.DenseNet):
+    if layer == "relu" and type(model).__name__ == "DenseNet":  # torchvision's or timm's
         return model.features, "features (ReLU'd in place)"
     try:
         return model.get_submodule(layer), layer
@@ -114,16 +132,25 @@ def export_onnx(model, size, path, dynamo, opset):
 def main():
     args = sys.argv[1:]
     onnx = next((a for a in args if a in ("--onnx", "--onnx-dynamo")), None)
+    timm = "--timm" in args
     opset = next((int(a.split("=")[1]) for a in args if a.startswith("--opset=")), None)
-    archs = [a for a in args if not a.startswith("--")] or ARCHS
+    archs = [a for a in args if not a.startswith("--")] or (TIMM_ARCHS if timm else ARCHS)
     torch.set_num_threads(2)
     failures = 0
     with tempfile.TemporaryDirectory() as folder:
         for arch in archs:
-            model = make_model(arch)
+            model = make_model(arch, timm)
             size = 299 if arch == "inception_v3" else 224
+            if timm:
+                # The size the config.json names, which convscope then runs at.
+                size = model.pretrained_cfg["input_size"][1]
             ckpt = os.path.join(folder, f"{arch}_heldout.pth")
-            torch.save(model.state_dict(), ckpt)
+            if timm:
+                from timm.models import save_for_hf
+                ckpt = os.path.join(folder, f"{arch}_heldout")
+                save_for_hf(model, ckpt, safe_serialization=True)
+            else:
+                torch.save(model.state_dict(), ckpt)
             layer_args = []
             if onnx:
                 # The family's CAM layer, by its module path, for the .onnx file.

@@ -18,6 +18,8 @@ import os
 import timm
 import torch
 from safetensors.torch import save_file
+from timm.layers import BatchNormAct2d
+from timm.models import efficientnet, mobilenetv3
 from timm.models.convnext import ConvNeXt
 from timm.models.regnet import RegNet, RegNetCfg
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
@@ -72,8 +74,42 @@ def main():
         assert hasattr(model, "s4"), name
         model, _ = fixture(name, model, ["s2", "s3.b1"], "s3", gen)
         grad_cam_maps(name, model, "s4", maps)
+    # timm's own builders at narrow widths (EfficientNet-B0's and V2-S's with fewer blocks, V2's
+    # edge-residual blocks included; MobileNetV3 large and small at an eighth, half the blocks), with a narrow head.
+    for name, make, layers, grad, last in [
+        ("timm_efficientnet_b0_small",
+         lambda: efficientnet._gen_efficientnet("efficientnet_b0", channel_multiplier=0.125,
+                                                depth_multiplier=0.5, num_classes=CLASSES),
+         ["blocks.2", "blocks.5.1"], "blocks.4", "bn2"),
+        ("timm_efficientnetv2_small",
+         lambda: efficientnet._gen_efficientnetv2_s("efficientnetv2_rw_s", rw=True,
+                                                    channel_multiplier=0.125,
+                                                    depth_multiplier=0.3, num_classes=CLASSES),
+         ["blocks.1", "blocks.4"], "blocks.3", "bn2"),
+        ("timm_mobilenetv3_large_small",
+         lambda: mobilenetv3._gen_mobilenet_v3("mobilenetv3_large_100", 0.125, 0.5,
+                                               num_classes=CLASSES),
+         ["blocks.2", "blocks.5"], "blocks.4", "blocks"),
+        ("timm_mobilenetv3_small_small",
+         lambda: mobilenetv3._gen_mobilenet_v3("mobilenetv3_small_100", 0.125, 0.5,
+                                               num_classes=CLASSES),
+         ["blocks.1", "blocks.4"], "blocks.3", "blocks"),
+    ]:
+        model, _ = fixture(name, narrow_head(make()), layers, grad, gen)
+        grad_cam_maps(name, model, last, maps)
     save_file(maps, os.path.join(OUT, "timm_cam_expected.safetensors"))
     hub_folder(gen)
+
+
+def narrow_head(model):
+    """The builder's model with a 64-wide head conv (timm keeps 1280 whatever the multiplier)."""
+    width = 64
+    head = model.conv_head
+    model.conv_head = torch.nn.Conv2d(head.in_channels, width, 1, bias=head.bias is not None)
+    if isinstance(getattr(model, "bn2", None), BatchNormAct2d):
+        model.bn2 = BatchNormAct2d(width, act_layer=type(model.bn2.act))
+    model.classifier = torch.nn.Linear(width, CLASSES)
+    return model
 
 
 def hub_folder(gen):

@@ -315,6 +315,11 @@ fn default_cam_layers_are_the_ones_pytorch_grad_cam_suggests() {
         ("shufflenet_v2_small", "conv5.2"),
         ("googlenet_small", "inception5b.cat"),
         ("inception_v3_small", "Mixed_7c.cat"),
+        ("timm_resnet_d_small", "layer4.0.relu3"),
+        ("timm_convnext_small", "stages.3.blocks.0.add"),
+        ("timm_regnety_small", "s4.b2.act3"),
+        ("timm_efficientnet_b0_small", "bn2.act"),
+        ("timm_mobilenetv3_large_small", "blocks.6.0.bn1.act"),
     ] {
         let path = common::fixture(&format!("{file}.safetensors"));
         let model = convscope::model::Model::open(&path, None, &Device::Cpu).unwrap();
@@ -334,13 +339,29 @@ fn damaged_checkpoints_of_every_family_are_errors_not_panics() {
         Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
         Tensor::zeros((2, 3, 0, 0), DType::F32, &Device::Cpu).unwrap(),
     ];
-    for family in &FAMILIES {
-        let name = family.names[0];
-        let mut random = RandomWeights::new(4, Device::Cpu);
-        let arch = narrow(name);
-        let [h, w] = arch.input_size().unwrap_or([64, 64]);
-        arch.build((3, h, w), &mut random).unwrap();
-        let dict = random.into_state_dict();
+    // A family built only from checkpoints (no `--arch` names) starts from its fixtures.
+    let mut starts: Vec<(String, StateDict, [usize; 2])> = FAMILIES
+        .iter()
+        .filter_map(|family| {
+            let name = family.names.first()?;
+            let mut random = RandomWeights::new(4, Device::Cpu);
+            let arch = narrow(name);
+            let size = arch.input_size().unwrap_or([64, 64]);
+            arch.build((3, size[0], size[1]), &mut random).unwrap();
+            Some((name.to_string(), random.into_state_dict(), size))
+        })
+        .collect();
+    for file in ["timm_efficientnetv2_small", "timm_mobilenetv3_small_small"] {
+        let path = common::fixture(&format!("{file}.safetensors"));
+        starts.push((
+            file.into(),
+            StateDict::load(&path, &Device::Cpu).unwrap(),
+            [64, 64],
+        ));
+    }
+    assert_eq!(starts.len(), FAMILIES.len() + 1);
+    for (name, dict, size) in &starts {
+        let [h, w] = *size;
         let mut keys: Vec<String> = dict.names().map(str::to_string).collect();
         keys.sort();
         for key in keys.iter().step_by(11) {

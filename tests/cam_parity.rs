@@ -106,7 +106,7 @@ fn newer_families_grad_cam_matches_pytorch_grad_cam() {
 fn timm_models_grad_cam_matches_pytorch_grad_cam() {
     // scripts/make_timm_fixtures.py.
     let names = check_all("timm_cam_expected.safetensors");
-    assert_eq!(names.len(), 6, "{names:?}");
+    assert_eq!(names.len(), 10, "{names:?}");
 }
 
 #[test]

@@ -39,7 +39,7 @@ fn resnet50_gradients_match_torch() {
 }
 
 #[test]
-fn newer_families_match_torchvision() {
+fn newer_families_match_torchvision_and_timm() {
     // (fixture from scripts/make_family_fixtures.py, the name it must be detected as)
     for (file, name) in [
         ("alexnet_small", "alexnet"),
@@ -82,6 +82,22 @@ fn newer_families_match_torchvision() {
         (
             "timm_regnetx_small",
             "regnet-like (blocks [1, 2, 2, 1]) (timm)",
+        ),
+        (
+            "timm_efficientnet_b0_small",
+            "timm efficientnet (blocks [1, 1, 1, 2, 2, 2, 1])",
+        ),
+        (
+            "timm_efficientnetv2_small",
+            "timm efficientnet (blocks [1, 2, 2, 2, 3, 5])",
+        ),
+        (
+            "timm_mobilenetv3_large_small",
+            "timm mobilenetv3 (blocks [1, 2, 2, 3, 1, 2, 1])",
+        ),
+        (
+            "timm_mobilenetv3_small_small",
+            "timm mobilenetv3 (blocks [1, 2, 2, 1, 2, 1])",
         ),
     ] {
         let exp = expected(&format!("{file}_expected.safetensors"));

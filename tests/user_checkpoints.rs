@@ -222,6 +222,22 @@ fn a_timm_folder_opens_with_its_config_json() {
     // --size still wins over the config's.
     let sized = common::convscope_ok(&["info", "--size", "64x64", folder], None);
     assert!(String::from_utf8_lossy(&sized.stdout).contains("input 3x64x64"));
+    // timm's TensorFlow ports are refused by name: their padding is not in the weights.
+    let tf = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixture("timm_efficientnet_b0_small.safetensors"),
+        tf.path().join("model.safetensors"),
+    )
+    .unwrap();
+    std::fs::write(
+        tf.path().join("config.json"),
+        r#"{"architecture": "tf_efficientnet_b0", "pretrained_cfg": {}}"#,
+    )
+    .unwrap();
+    check(
+        &["info", tf.path().to_str().unwrap()],
+        Expect::Fails("a port from TensorFlow whose \"same\" padding convscope does not build"),
+    );
     // A folder with neither a model.toml nor timm's files says what it looked for.
     let empty = tempfile::tempdir().unwrap();
     check(

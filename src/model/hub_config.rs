@@ -144,6 +144,19 @@ impl HubConfig {
         card.std = self.std.or(card.std);
         card.label_names = self.labels.clone();
     }
+
+    /// Refuses a state dict of timm's `tf_` ports: their TensorFlow "same" padding does not
+    /// show in the weights, and building them as the others would give other outputs.
+    pub fn check_buildable(&self) -> Result<()> {
+        if self.architecture.starts_with("tf_") {
+            bail!(
+                "config.json names timm's {}, a port from TensorFlow whose \"same\" padding \
+                 convscope does not build (the weights alone would give other outputs)",
+                self.architecture
+            );
+        }
+        Ok(())
+    }
 }
 
 /// A mean or std: three values, or one for every channel (a grayscale model's).

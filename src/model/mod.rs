@@ -119,6 +119,9 @@ impl Model {
                 let mut card = ModelCard::for_checkpoint(weights);
                 hub = HubConfig::beside(weights)?;
                 if let Some(config) = &hub {
+                    if !onnx::is_onnx(weights) {
+                        config.check_buildable()?;
+                    }
                     config.apply(&mut card);
                 }
                 (card, PathBuf::from("."))
@@ -145,8 +148,11 @@ impl Model {
             bare,
         )
         .map_err(|e| match &hub {
-            Some(config) => e.context(format!("config.json names timm's {}", config.architecture)),
-            None => e,
+            // Which timm model the weights should have been, where they are not detected.
+            Some(config) if !onnx::is_onnx(&base.join(&card.weights)) => {
+                e.context(format!("config.json names timm's {}", config.architecture))
+            }
+            Some(_) | None => e,
         })?;
         if let Some([h, w]) = overrides.size {
             let (_, gh, gw) = model.graph.input_size();

@@ -40,8 +40,8 @@ pub fn conv_norm_act(
     }
 }
 
-/// timm's `ConvNormAct`: conv without bias `{name}.conv`, `BatchNormAct2d` `{name}.bn` with, when
-/// given, its activation `{name}.bn.act`.
+/// timm's `ConvNormAct`: conv without bias `{name}.conv` and `BatchNormAct2d` `{name}.bn` (see
+/// [`timm_norm_act`]).
 pub fn timm_conv_norm_act(
     b: &mut Builder,
     name: &str,
@@ -50,10 +50,19 @@ pub fn timm_conv_norm_act(
     act: Option<Act>,
 ) -> Result<NodeId> {
     let y = b.conv(&format!("{name}.conv"), x, spec)?;
-    let y = b.batch_norm(&format!("{name}.bn"), y, 1e-5)?;
+    timm_norm_act(b, &format!("{name}.bn"), y, act)
+}
+
+/// timm's `BatchNormAct2d` `name`: a batch norm and, when given, its activation `{name}.act`.
+/// The module's output is the activation's, so with one the norm's own node is `{name}.norm`
+/// and `name` stands for `{name}.act`, as a hook on the module sees it.
+pub fn timm_norm_act(b: &mut Builder, name: &str, x: NodeId, act: Option<Act>) -> Result<NodeId> {
     match act {
-        Some(act) => activate(b, &format!("{name}.bn.act"), y, act),
-        None => Ok(y),
+        Some(act) => {
+            let y = b.batch_norm_as(&format!("{name}.norm"), name, x, 1e-5)?;
+            activate(b, &format!("{name}.act"), y, act)
+        }
+        None => b.batch_norm(name, x, 1e-5),
     }
 }
 

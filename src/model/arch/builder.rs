@@ -153,18 +153,30 @@ impl<'a> Builder<'a> {
 
     /// Eval-mode batch norm folded into a per-channel scale and shift.
     pub fn batch_norm(&mut self, name: &str, input: NodeId, eps: f64) -> Result<NodeId> {
+        self.batch_norm_as(name, name, input, eps)
+    }
+
+    /// [`Builder::batch_norm`] with the parameters of module `params` in a node named `node`
+    /// (timm's `BatchNormAct2d`, whose module path stands for the activation after it).
+    pub fn batch_norm_as(
+        &mut self,
+        node: &str,
+        params: &str,
+        input: NodeId,
+        eps: f64,
+    ) -> Result<NodeId> {
         let c = self.channels(input);
-        let gamma = self.param(name, "weight", &[c])?;
-        let beta = self.param(name, "bias", &[c])?;
-        let mean = self.param(name, "running_mean", &[c])?;
-        let var = self.param(name, "running_var", &[c])?;
+        let gamma = self.param(params, "weight", &[c])?;
+        let beta = self.param(params, "bias", &[c])?;
+        let mean = self.param(params, "running_mean", &[c])?;
+        let var = self.param(params, "running_var", &[c])?;
         let scale = (gamma / (var + eps)?.sqrt()?)?;
         let shift = (beta - (&mean * &scale)?)?;
         let op = Op::BatchNorm(BatchNorm {
             scale: scale.reshape((1, c, 1, 1))?,
             shift: shift.reshape((1, c, 1, 1))?,
         });
-        self.op(name, op, &[input])
+        self.op(node, op, &[input])
     }
 
     pub fn relu(&mut self, name: &str, input: NodeId) -> Result<NodeId> {

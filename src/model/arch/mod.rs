@@ -20,6 +20,7 @@ pub mod resnet;
 pub mod sequential;
 pub mod shufflenet;
 pub mod squeezenet;
+pub mod timm_efficientnet;
 pub mod vgg;
 
 use anyhow::{bail, Result};
@@ -62,7 +63,7 @@ pub struct Family {
 }
 
 /// Every family convscope opens from a state dict, in the order detection tries them.
-pub const FAMILIES: [Family; 14] = [
+pub const FAMILIES: [Family; 15] = [
     alexnet::FAMILY,
     vgg::FAMILY,
     resnet::FAMILY,
@@ -77,6 +78,7 @@ pub const FAMILIES: [Family; 14] = [
     shufflenet::FAMILY,
     googlenet::FAMILY,
     inception::FAMILY,
+    timm_efficientnet::FAMILY,
 ];
 
 /// The shape of a convolution's weight `(out, in / groups, kh, kw)` in `dict`, if it has a

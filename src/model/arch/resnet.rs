@@ -127,7 +127,7 @@ impl ResNetConfig {
     /// The same layout with the widths and class count found in `dict`.
     pub fn with_widths_of(mut self, dict: &StateDict) -> ResNetConfig {
         let rows = |name: &str| rows(dict, name);
-        if let Some(n) = stem_conv(dict).and_then(|name| rows(name)) {
+        if let Some(n) = stem_conv(dict).and_then(&rows) {
             self.stem = n;
         }
         self.deep_stem = match (rows("conv1.0.weight"), rows("conv1.3.weight")) {
