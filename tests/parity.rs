@@ -347,3 +347,52 @@ fn every_single_linear_head_may_sit_in_a_sequential_or_be_missing() {
         );
     }
 }
+
+#[test]
+fn backbones_saved_without_their_classifier_open_as_backbones() {
+    // Families whose classifier is a Sequential (and timm's heads): without any of its tensors
+    // the checkpoint is still detected, as the same family, and builds without class scores;
+    // every layer before the classifier computes what the full network does.
+    for (file, classifier) in [
+        ("vgg16_small", "classifier."),
+        ("alexnet_small", "classifier."),
+        ("squeezenet1_1_small", "classifier."),
+        ("mobilenet_v2_small", "classifier."),
+        ("mobilenet_v3_large_small", "classifier."),
+        ("efficientnet_b0_small", "classifier."),
+        ("mnasnet_small", "classifier."),
+        ("convnext_tiny_small", "classifier.2."),
+        ("timm_convnext_small", "head.fc."),
+        ("timm_regnety_small", "head.fc."),
+        ("timm_efficientnet_b0_small", "classifier."),
+        ("timm_mobilenetv3_small_small", "classifier."),
+    ] {
+        let exp = expected(&format!("{file}_expected.safetensors"));
+        let (_, _, h, w) = exp["input"].dims4().unwrap();
+        let original =
+            StateDict::load(&fixture(&format!("{file}.safetensors")), &Device::Cpu).unwrap();
+        let full_name = Arch::for_checkpoint(None, &original).unwrap().name();
+        let headless: std::collections::HashMap<String, candle_core::Tensor> = original
+            .names()
+            .filter(|k| !k.starts_with(classifier))
+            .map(|k| (k.to_string(), original.get(k).unwrap().clone()))
+            .collect();
+        let dict = StateDict::from_tensors(headless);
+        let arch = Arch::for_checkpoint(None, &dict).unwrap();
+        assert_eq!(arch.name(), full_name, "{file}");
+        let graph = arch
+            .build((3, h, w), &mut CheckpointWeights::new(dict, Device::Cpu))
+            .unwrap();
+        assert!(graph.classifier().is_none(), "{file}");
+        let acts = graph.forward(&exp["input"], &Keep::All).unwrap();
+        let mut compared = 0;
+        for (key, want) in &exp {
+            if let Some(layer) = key.strip_prefix("out.") {
+                let got = acts.get(graph.find(layer).unwrap()).unwrap();
+                assert_close(&format!("{file} {layer}"), got, want, TOL);
+                compared += 1;
+            }
+        }
+        assert!(compared >= 2, "{file}: {compared} outputs compared");
+    }
+}

@@ -105,6 +105,12 @@ fn users_checkpoints_through_every_subcommand() {
         "resnet50_small.safetensors",
         |t| t.retain(|k, _| !k.starts_with("fc.")),
     );
+    let vgg_backbone = variant(
+        d.path(),
+        "vgg_features.safetensors",
+        "vgg16_small.safetensors",
+        |t| t.retain(|k, _| !k.starts_with("classifier.")),
+    );
     let binary = variant(
         d.path(),
         "binary.safetensors",
@@ -135,7 +141,13 @@ fn users_checkpoints_through_every_subcommand() {
             "layer1",
             [Works, Fails(no_head), Works, Fails(no_head), Works],
         ),
+        (
+            vgg_backbone,
+            "features.4",
+            [Works, Fails(no_head), Works, Fails(no_head), Works],
+        ),
         (binary, "features.4", [Works; 5]),
+        (fixture("timm_hub_small"), "layer2", [Works; 5]),
         (
             gray,
             "features.4",

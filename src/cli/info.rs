@@ -37,13 +37,16 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
     let g = &model.graph;
     let (c, h, w) = g.input_size();
     let mut text = String::new();
+    let outputs = match model.head {
+        Some(_) => format!("{} classes", model.labels.len()),
+        None => "no classification head (a backbone)".to_string(),
+    };
     writeln!(
         text,
-        "{} ({}): {} parameters, input {c}x{h}x{w}, {} classes",
+        "{} ({}): {} parameters, input {c}x{h}x{w}, {outputs}",
         model.name,
         model.arch,
         g.parameter_count(),
-        model.labels.len()
     )?;
     let tree = layer_tree(g);
     let mut rows = Vec::new();

@@ -5,7 +5,7 @@
 use anyhow::{bail, Result};
 
 use super::builder::{Builder, ConvSpec};
-use super::{rows, sized, Arch, Family, Layout};
+use super::{classifier_or_none, has_classifier, rows, sized, Arch, Family, Layout};
 use crate::model::load::StateDict;
 use crate::model::ops::{AdaptiveAvgPool, Dropout, Flatten, Op, Pool, PoolKind};
 
@@ -16,6 +16,8 @@ pub struct AlexNetConfig {
     /// Width of the two hidden classifier layers (4096).
     pub hidden: usize,
     pub classes: usize,
+    /// Whether the checkpoint has the classifier (false: a backbone saved without it).
+    pub classifier: bool,
 }
 
 pub const FAMILY: Family = Family {
@@ -23,7 +25,7 @@ pub const FAMILY: Family = Family {
     names: &["alexnet"],
     detect: |dict| {
         let stem = dict.shape("features.0.weight")?;
-        (stem.len() == 4 && stem[2..] == [11, 11] && dict.contains("classifier.1.weight"))
+        (stem.len() == 4 && stem[2..] == [11, 11] && classifier_or_none(dict, "classifier.1"))
             .then(|| detect(dict).map(Arch::new))
     },
     standard: |name, classes, dict| {
@@ -46,6 +48,7 @@ impl AlexNetConfig {
             convs: [64, 192, 384, 256, 256],
             hidden: 4096,
             classes,
+            classifier: true,
         }
     }
 
@@ -63,6 +66,7 @@ impl AlexNetConfig {
         if let Some(n) = rows("classifier.6.weight") {
             self.classes = n;
         }
+        self.classifier = has_classifier(dict, "classifier.6");
         self
     }
 }
@@ -104,13 +108,15 @@ impl Layout for AlexNetConfig {
         let avg = AdaptiveAvgPool { out_h: 6, out_w: 6 };
         x = b.op("avgpool", Op::AdaptiveAvgPool(avg), &[x])?;
         x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
-        x = b.op("classifier.0", Op::Dropout(Dropout), &[x])?;
-        x = b.linear("classifier.1", x, self.hidden, true)?;
-        x = b.relu("classifier.2", x)?;
-        x = b.op("classifier.3", Op::Dropout(Dropout), &[x])?;
-        x = b.linear("classifier.4", x, self.hidden, true)?;
-        x = b.relu("classifier.5", x)?;
-        b.classifier("classifier.6", x, self.classes)?;
+        if self.classifier {
+            x = b.op("classifier.0", Op::Dropout(Dropout), &[x])?;
+            x = b.linear("classifier.1", x, self.hidden, true)?;
+            x = b.relu("classifier.2", x)?;
+            x = b.op("classifier.3", Op::Dropout(Dropout), &[x])?;
+            x = b.linear("classifier.4", x, self.hidden, true)?;
+            x = b.relu("classifier.5", x)?;
+            b.classifier("classifier.6", x, self.classes)?;
+        }
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use anyhow::{bail, Result};
 
 use super::blocks::{conv_norm_act, make_divisible, squeeze_excitation, Act};
 use super::builder::{Builder, ConvSpec};
-use super::{conv_shape, rows, sized, Arch, Family, Layout};
+use super::{classifier_or_none, conv_shape, has_classifier, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{Add, Dropout, Flatten, Function, Op};
@@ -48,6 +48,8 @@ pub struct EfficientNetConfig {
     pub stages: Vec<Vec<Block>>,
     pub last_conv: usize,
     pub classes: usize,
+    /// Whether the checkpoint has the classifier (false: a backbone saved without it).
+    pub classifier: bool,
     pub eps: f64,
 }
 
@@ -128,7 +130,7 @@ pub const FAMILY: Family = Family {
     detect: |dict| {
         (dict.contains("features.0.0.weight")
             && dict.contains("features.1.0.block.0.0.weight")
-            && dict.contains("classifier.1.weight"))
+            && classifier_or_none(dict, "classifier.1"))
         .then(|| detect(dict).map(Arch::new))
     },
     standard: |name, classes, dict| {
@@ -169,6 +171,7 @@ impl EfficientNetConfig {
             stages,
             last_conv: last.unwrap_or(4 * last_stage),
             classes,
+            classifier: true,
             eps,
         })
     }
@@ -229,6 +232,7 @@ impl EfficientNetConfig {
         if let Some(n) = rows("classifier.1.weight") {
             self.classes = n;
         }
+        self.classifier = has_classifier(dict, "classifier.1");
         self
     }
 }
@@ -341,8 +345,10 @@ impl Layout for EfficientNetConfig {
         x = conv_norm_act(b, &last, x, spec, self.eps, silu)?;
         x = b.global_avg_pool("avgpool", x)?;
         x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
-        x = b.op("classifier.0", Op::Dropout(Dropout), &[x])?;
-        b.classifier("classifier.1", x, self.classes)?;
+        if self.classifier {
+            x = b.op("classifier.0", Op::Dropout(Dropout), &[x])?;
+            b.classifier("classifier.1", x, self.classes)?;
+        }
         Ok(())
     }
 

@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 
 use super::blocks::conv_bn_at;
 use super::builder::{Builder, ConvSpec};
-use super::{conv_shape, rows, sized, Arch, Family, Layout};
+use super::{classifier_or_none, conv_shape, has_classifier, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{Add, Dropout, Flatten, Op};
@@ -31,6 +31,8 @@ pub struct MnasNetConfig {
     pub stacks: Vec<Vec<Block>>,
     pub last: usize,
     pub classes: usize,
+    /// Whether the checkpoint has the classifier (false: a backbone saved without it).
+    pub classifier: bool,
 }
 
 /// torchvision's stacks: kernel, stride, expansion, repeats (widths from `DEPTHS`).
@@ -56,7 +58,7 @@ pub const FAMILY: Family = Family {
     detect: |dict| {
         (dict.contains("layers.0.weight")
             && dict.contains("layers.8.0.layers.0.weight")
-            && dict.contains("classifier.1.weight"))
+            && classifier_or_none(dict, "classifier.1"))
         .then(|| detect(dict).map(Arch::new))
     },
     standard: |name, classes, dict| {
@@ -103,6 +105,7 @@ impl MnasNetConfig {
             stacks,
             last: 1280,
             classes,
+            classifier: true,
         })
     }
 
@@ -129,6 +132,7 @@ impl MnasNetConfig {
         if let Some(n) = rows("classifier.1.weight") {
             self.classes = n;
         }
+        self.classifier = has_classifier(dict, "classifier.1");
         let stem = self.stem.0;
         self.variant = VARIANTS
             .iter()
@@ -204,8 +208,10 @@ impl Layout for MnasNetConfig {
         )?;
         x = b.global_avg_pool("mean", x)?;
         x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
-        x = b.op("classifier.0", Op::Dropout(Dropout), &[x])?;
-        b.classifier("classifier.1", x, self.classes)?;
+        if self.classifier {
+            x = b.op("classifier.0", Op::Dropout(Dropout), &[x])?;
+            b.classifier("classifier.1", x, self.classes)?;
+        }
         Ok(())
     }
 

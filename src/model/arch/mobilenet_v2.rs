@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 
 use super::blocks::{conv_norm_act, Act};
 use super::builder::{Builder, ConvSpec};
-use super::{rows, sized, Arch, Family, Layout};
+use super::{classifier_or_none, has_classifier, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{Add, Dropout, Flatten, Function, Op};
@@ -32,6 +32,8 @@ pub struct MobileNetV2Config {
     pub blocks: Vec<Block>,
     pub last: usize,
     pub classes: usize,
+    /// Whether the checkpoint has the classifier (false: a backbone saved without it).
+    pub classifier: bool,
 }
 
 /// torchvision's (expansion t, width c, repeats n, first stride s).
@@ -51,7 +53,7 @@ pub const FAMILY: Family = Family {
     detect: |dict| {
         (dict.contains("features.0.0.weight")
             && dict.contains("features.1.conv.0.0.weight")
-            && dict.contains("classifier.1.weight"))
+            && classifier_or_none(dict, "classifier.1"))
         .then(|| detect(dict).map(Arch::new))
     },
     standard: |name, classes, dict| {
@@ -86,6 +88,7 @@ impl MobileNetV2Config {
             blocks,
             last: 1280,
             classes,
+            classifier: true,
         }
     }
 
@@ -113,6 +116,7 @@ impl MobileNetV2Config {
         if let Some(n) = rows("classifier.1.weight") {
             self.classes = n;
         }
+        self.classifier = has_classifier(dict, "classifier.1");
         self
     }
 }
@@ -177,8 +181,10 @@ impl Layout for MobileNetV2Config {
         x = conv_bn_relu6(b, &last, x, ConvSpec::new(self.last, 1, 0, false))?;
         x = b.global_avg_pool("adaptive_avg_pool2d", x)?;
         x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
-        x = b.op("classifier.0", Op::Dropout(Dropout), &[x])?;
-        b.classifier("classifier.1", x, self.classes)?;
+        if self.classifier {
+            x = b.op("classifier.0", Op::Dropout(Dropout), &[x])?;
+            b.classifier("classifier.1", x, self.classes)?;
+        }
         Ok(())
     }
 

@@ -12,7 +12,7 @@ use anyhow::{bail, Result};
 
 use super::blocks::{conv_norm_act, make_divisible, squeeze_excitation, Act};
 use super::builder::{Builder, ConvSpec};
-use super::{conv_shape, rows, sized, Arch, Family, Layout};
+use super::{classifier_or_none, conv_shape, has_classifier, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{Add, Dropout, Flatten, Function, Op};
@@ -49,6 +49,8 @@ pub struct MobileNetV3Config {
     /// Width of the hidden classifier layer (1280 large, 1024 small).
     pub hidden: usize,
     pub classes: usize,
+    /// Whether the checkpoint has the classifier (false: a backbone saved without it).
+    pub classifier: bool,
 }
 
 /// torchvision's (kernel, expanded, out, SE, hardswish, stride) at width 1.0.
@@ -92,7 +94,7 @@ pub const FAMILY: Family = Family {
     detect: |dict| {
         (dict.contains("features.0.0.weight")
             && dict.contains("features.1.block.0.0.weight")
-            && dict.contains("classifier.3.weight"))
+            && classifier_or_none(dict, "classifier.3"))
         .then(|| detect(dict).map(Arch::new))
     },
     standard: |name, classes, dict| {
@@ -131,6 +133,7 @@ impl MobileNetV3Config {
             last_conv,
             hidden,
             classes,
+            classifier: true,
         }
     }
 
@@ -165,6 +168,7 @@ impl MobileNetV3Config {
         if let Some(n) = rows("classifier.3.weight") {
             self.classes = n;
         }
+        self.classifier = has_classifier(dict, "classifier.3");
         self
     }
 }
@@ -239,10 +243,12 @@ impl Layout for MobileNetV3Config {
         x = conv_norm_act(b, &last, x, spec, EPS, hardswish)?;
         x = b.global_avg_pool("avgpool", x)?;
         x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
-        x = b.linear("classifier.0", x, self.hidden, true)?;
-        x = b.activation("classifier.1", x, Function::Hardswish)?;
-        x = b.op("classifier.2", Op::Dropout(Dropout), &[x])?;
-        b.classifier("classifier.3", x, self.classes)?;
+        if self.classifier {
+            x = b.linear("classifier.0", x, self.hidden, true)?;
+            x = b.activation("classifier.1", x, Function::Hardswish)?;
+            x = b.op("classifier.2", Op::Dropout(Dropout), &[x])?;
+            b.classifier("classifier.3", x, self.classes)?;
+        }
         Ok(())
     }
 

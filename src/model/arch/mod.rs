@@ -124,6 +124,18 @@ fn linear_head(dict: &StateDict, name: &str) -> Option<(String, usize)> {
     Some((first, classes))
 }
 
+/// Whether a checkpoint of a family whose classifier is the Sequential `classifier` has the
+/// linear (or conv) layer `layer` there.
+fn has_classifier(dict: &StateDict, layer: &str) -> bool {
+    dict.contains(&format!("{layer}.weight"))
+}
+
+/// For detection: the classifier's `layer` is there, or no `classifier.` tensor at all (a
+/// backbone saved without it).
+fn classifier_or_none(dict: &StateDict, layer: &str) -> bool {
+    has_classifier(dict, layer) || !dict.names().any(|k| k.starts_with("classifier."))
+}
+
 /// The first dimension (the output width) of a tensor in `dict`, if it has one by that name.
 fn rows(dict: &StateDict, name: &str) -> Option<usize> {
     dict.shape(name)?.first().copied()

@@ -10,7 +10,7 @@
 use anyhow::{bail, Result};
 
 use super::builder::{Builder, ConvSpec};
-use super::{rows, sized, Arch, Family, Layout};
+use super::{classifier_or_none, has_classifier, rows, sized, Arch, Family, Layout};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{Concat, Dropout, Flatten, Op, Pool, PoolKind};
@@ -32,6 +32,8 @@ pub struct SqueezeNetConfig {
     /// `features.3` onwards (the stem conv, its relu and a pool are `features.0..2`).
     pub features: Vec<SqueezeItem>,
     pub classes: usize,
+    /// Whether the checkpoint has the classifier (false: a backbone saved without it).
+    pub classifier: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +48,7 @@ pub const FAMILY: Family = Family {
     detect: |dict| {
         (dict.contains("features.0.weight")
             && dict.contains("features.3.squeeze.weight")
-            && dict.contains("classifier.1.weight"))
+            && classifier_or_none(dict, "classifier.1"))
         .then(|| detect(dict).map(Arch::new))
     },
     standard: |name, classes, dict| {
@@ -100,6 +102,7 @@ impl SqueezeNetConfig {
             stem,
             features,
             classes,
+            classifier: true,
         }
     }
 
@@ -123,6 +126,7 @@ impl SqueezeNetConfig {
         if let Some(n) = rows("classifier.1.weight") {
             self.classes = n;
         }
+        self.classifier = has_classifier(dict, "classifier.1");
         self
     }
 }
@@ -173,12 +177,14 @@ impl Layout for SqueezeNetConfig {
                 SqueezeItem::Fire(squeeze, expand) => fire(b, &name, x, squeeze, expand)?,
             };
         }
-        x = b.op("classifier.0", Op::Dropout(Dropout), &[x])?;
-        x = b.conv("classifier.1", x, ConvSpec::new(self.classes, 1, 0, true))?;
-        x = b.relu("classifier.2", x)?;
-        x = b.global_avg_pool("classifier.3", x)?;
-        let scores = b.op("flatten", Op::Flatten(Flatten), &[x])?;
-        b.scores(scores);
+        if self.classifier {
+            x = b.op("classifier.0", Op::Dropout(Dropout), &[x])?;
+            x = b.conv("classifier.1", x, ConvSpec::new(self.classes, 1, 0, true))?;
+            x = b.relu("classifier.2", x)?;
+            x = b.global_avg_pool("classifier.3", x)?;
+            let scores = b.op("flatten", Op::Flatten(Flatten), &[x])?;
+            b.scores(scores);
+        }
         Ok(())
     }
 

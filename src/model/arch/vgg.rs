@@ -4,7 +4,7 @@
 use anyhow::{bail, Result};
 
 use super::builder::{Builder, ConvSpec};
-use super::{sized, Arch, Family, Layout};
+use super::{classifier_or_none, has_classifier, sized, Arch, Family, Layout};
 use crate::model::load::StateDict;
 use crate::model::ops::{AdaptiveAvgPool, Dropout, Flatten, Op, Pool, PoolKind};
 
@@ -24,6 +24,8 @@ pub struct VggConfig {
     /// Width of the two hidden classifier layers (4096 in torchvision).
     pub hidden: usize,
     pub classes: usize,
+    /// Whether the checkpoint has the classifier (false: a backbone saved without it).
+    pub classifier: bool,
 }
 
 /// torchvision's configurations "A", "B", "D", "E" (0 stands for a pool).
@@ -57,8 +59,13 @@ pub const FAMILY: Family = Family {
     ],
     detect: |dict| {
         let stem = dict.shape("features.0.weight")?;
-        (stem.len() == 4 && stem[2..] == [3, 3] && dict.contains("classifier.6.weight"))
-            .then(|| detect(dict).map(Arch::new))
+        // (SqueezeNet 1.1's stem is 3x3 too.)
+        let squeezenet = dict.contains("features.3.squeeze.weight");
+        (stem.len() == 4
+            && stem[2..] == [3, 3]
+            && !squeezenet
+            && classifier_or_none(dict, "classifier.6"))
+        .then(|| detect(dict).map(Arch::new))
     },
     standard: |name, classes, dict| {
         let cfg = VggConfig::standard(name, classes)?;
@@ -89,6 +96,7 @@ impl VggConfig {
             batch_norm,
             hidden: 4096,
             classes,
+            classifier: true,
         })
     }
 
@@ -125,6 +133,7 @@ impl VggConfig {
         if let Some(s) = dict.shape("classifier.6.weight") {
             self.classes = s[0];
         }
+        self.classifier = has_classifier(dict, "classifier.6");
         self
     }
 }
@@ -191,13 +200,15 @@ fn build(cfg: &VggConfig, b: &mut Builder) -> Result<()> {
     let pool = AdaptiveAvgPool { out_h: 7, out_w: 7 };
     x = b.op("avgpool", Op::AdaptiveAvgPool(pool), &[x])?;
     x = b.op("flatten", Op::Flatten(Flatten), &[x])?;
-    x = b.linear("classifier.0", x, cfg.hidden, true)?;
-    x = b.relu("classifier.1", x)?;
-    x = b.op("classifier.2", Op::Dropout(Dropout), &[x])?;
-    x = b.linear("classifier.3", x, cfg.hidden, true)?;
-    x = b.relu("classifier.4", x)?;
-    x = b.op("classifier.5", Op::Dropout(Dropout), &[x])?;
-    b.classifier("classifier.6", x, cfg.classes)?;
+    if cfg.classifier {
+        x = b.linear("classifier.0", x, cfg.hidden, true)?;
+        x = b.relu("classifier.1", x)?;
+        x = b.op("classifier.2", Op::Dropout(Dropout), &[x])?;
+        x = b.linear("classifier.3", x, cfg.hidden, true)?;
+        x = b.relu("classifier.4", x)?;
+        x = b.op("classifier.5", Op::Dropout(Dropout), &[x])?;
+        b.classifier("classifier.6", x, cfg.classes)?;
+    }
     Ok(())
 }
 
@@ -246,5 +257,6 @@ fn detect(dict: &StateDict) -> Result<VggConfig> {
         batch_norm,
         hidden,
         classes,
+        classifier: has_classifier(dict, "classifier.6"),
     })
 }
