@@ -35,6 +35,12 @@ def main():
     z = zipfile.ZipFile(io.BytesIO(pth))
     pkl = next(n for n in z.namelist() if n.endswith("data.pkl"))
     write("checkpoint", "pickle.bin", b"\x01" + z.read(pkl))
+    for protocol in (4, 5):
+        buf = io.BytesIO()
+        torch.save(t, buf, pickle_protocol=protocol)
+        z = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
+        pkl = next(n for n in z.namelist() if n.endswith("data.pkl"))
+        write("checkpoint", f"pickle_protocol{protocol}.bin", b"\x01" + z.read(pkl))
     buf = io.BytesIO()
     torch.save({"state_dict": {"module.conv1.weight": torch.randn(2, 3, 1, 1)}, "epoch": 3}, buf)
     write("checkpoint", "nested_pth.bin", b"\x00" + buf.getvalue())

@@ -8,9 +8,11 @@ contiguous and saved as safetensors.
   channels_last 4-D weights (f32 and f16), a transposed 2-D view, a view starting inside its
   storage, two views of one shared storage, and a plain one.
 
+- `protocol4.pth` and `protocol5.pth`: the same tensors pickled with protocols 4 and 5
+  (`torch.save(..., pickle_protocol=N)`), whose spellings convscope rewrites as protocol 2.
+
 - files that are not state dicts, each to be refused with a line saying what it is and what to
-  do: `protocol4.pth` (a state dict pickled with protocol 4), `whole_module.pth`
-  (`torch.save(model)`), `torchscript.pt` (`torch.jit.save`).
+  do: `whole_module.pth` (`torch.save(model)`), `torchscript.pt` (`torch.jit.save`).
 
     python scripts/make_checkpoint_fixtures.py
 """
@@ -41,10 +43,12 @@ def main():
     torch.save(tensors, os.path.join(OUT, f"{stem}.pth"))
     save_file({k: v.float().contiguous().clone() for k, v in tensors.items()},
               os.path.join(OUT, f"{stem}_expected.safetensors"))
+    for protocol in (4, 5):
+        torch.save(tensors, os.path.join(OUT, f"protocol{protocol}.pth"),
+                   pickle_protocol=protocol)
 
     torch.manual_seed(3)
     tiny = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.ReLU()).eval()
-    torch.save(tiny.state_dict(), os.path.join(OUT, "protocol4.pth"), pickle_protocol=4)
     torch.save(tiny, os.path.join(OUT, "whole_module.pth"))
     torch.jit.save(torch.jit.script(tiny), os.path.join(OUT, "torchscript.pt"))
 

@@ -276,7 +276,6 @@ fn cuda_without_the_feature_says_how_to_rebuild() {
 fn files_that_are_not_state_dicts_say_what_they_are() {
     // Made by scripts/make_checkpoint_fixtures.py.
     for (file, expect) in [
-        ("protocol4.pth", "pickled with protocol 4"),
         (
             "whole_module.pth",
             "holds a whole pickled torch.nn.modules.container.Sequential (torch.save(model)), not a state dict; save model.state_dict() instead",

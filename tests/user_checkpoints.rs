@@ -154,11 +154,6 @@ fn users_checkpoints_through_every_subcommand() {
             [Works, Works, Works, Works, Fails("optimised as RGB images")],
         ),
         (
-            fixture("protocol4.pth"),
-            "0",
-            [Fails("pickled with protocol 4"); 5],
-        ),
-        (
             fixture("whole_module.pth"),
             "0",
             [Fails("holds a whole pickled"); 5],

@@ -12,6 +12,7 @@ pub mod load;
 pub mod memory;
 pub mod onnx;
 pub mod ops;
+mod pickle_protocol;
 pub mod prediction;
 mod pth;
 mod strided;

@@ -1,5 +1,5 @@
 //! PyTorch's zip checkpoints (`torch.save` since 1.6): the archive is opened once, its pickle
-//! (`<archive>/data.pkl`) parsed with candle's unpickler, and every tensor read from its storage
+//! (`<archive>/data.pkl`) parsed with candle's unpickler (protocols 4 and 5 rewritten as 2 first), and every tensor read from its storage
 //! entry in the same archive, whatever its strides (channels_last weights, transposed views).
 //!
 //! The archive is read at offset 0, as `torch.save` writes it. The zip crate's default guesses
@@ -63,14 +63,8 @@ fn tensor_infos(
     let dir = std::path::PathBuf::from(pickle.strip_suffix(".pkl").unwrap_or(&pickle));
     let mut bytes = Vec::new();
     archive.by_name(&pickle)?.read_to_end(&mut bytes)?;
-    if let [0x80, protocol, ..] = bytes[..] {
-        if protocol > 3 {
-            candle_core::bail!(
-                "it is pickled with protocol {protocol}, which convscope reads up to 3; re-save \
-                 it with torch.save's default protocol or as .safetensors"
-            );
-        }
-    }
+    let bytes = super::pickle_protocol::as_protocol_2(&bytes)
+        .map_err(|e| candle_core::Error::Msg(format!("its pickle cannot be read: {e:#}")))?;
     let mut stack = Stack::empty();
     stack.read_loop(&mut bytes.as_slice())?;
     let mut object = stack.finalize()?;
