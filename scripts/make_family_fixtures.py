@@ -250,6 +250,17 @@ def main():
                            "Mixed_7a", gen, size=(80, 80))
     grad_cam_maps("inception_v3_small", inception, "Mixed_7c", maps)
     save_file(maps, os.path.join(OUT, "family_cam_expected.safetensors"))
+    mlp_head()
+
+
+def mlp_head():
+    """A fine-tuned ResNet whose fc is a Sequential of two Linear layers (Dropout, Linear, ReLU,
+    Dropout, Linear: the Linear layers at fc.1 and fc.4)."""
+    gen = torch.Generator().manual_seed(999)
+    model = make_fixtures.small_resnet50()
+    model.fc = nn.Sequential(nn.Dropout(0.2), nn.Linear(128, 16), nn.ReLU(), nn.Dropout(0.2),
+                             nn.Linear(16, CLASSES))
+    fixture("resnet50_mlp_head_small", model, ["layer4", "fc.2"], "fc.1", gen)
 
 
 if __name__ == "__main__":

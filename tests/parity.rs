@@ -58,6 +58,8 @@ fn newer_families_match_torchvision_and_timm() {
         ("shufflenet_v2_small", "shufflenet_v2-like"),
         ("googlenet_small", "googlenet"),
         ("inception_v3_small", "inception_v3"),
+        // A fine-tuned head: Dropout, Linear, ReLU, Dropout, Linear at fc.0..4.
+        ("resnet50_mlp_head_small", "resnet50"),
         // scripts/make_timm_fixtures.py
         (
             "timm_resnet_d_small",

@@ -7,9 +7,13 @@ use candle_core::Tensor;
 use crate::model::graph::{Graph, NodeId};
 use crate::model::ops::geometry::{Axis, Window};
 use crate::model::ops::{
-    Activation, AdaptiveAvgPool, BatchNorm, Conv2d, Function, LayerNorm, Linear, Op, Pool, Relu,
+    Activation, AdaptiveAvgPool, BatchNorm, Conv2d, Dropout, Function, LayerNorm, Linear, Op, Pool,
+    Relu,
 };
 use crate::model::weights::Weights;
+
+/// The most modules a classifier head's Sequential is searched for Linear layers in.
+const MAX_HEAD_MODULES: usize = 32;
 
 /// Graph under construction plus its parameter source.
 pub struct Builder<'a> {
@@ -226,11 +230,69 @@ impl<'a> Builder<'a> {
     }
 
     /// The classifier where the checkpoint has one (`head`), nothing for a backbone without it.
+    /// A `head` whose weights are those of a Sequential of several Linear layers (`fc.0`,
+    /// `fc.3`) is built as that chain: each hidden Linear followed by a ReLU as the module right
+    /// after it (the checkpoint cannot say which activation it was: ReLU is what fine-tuning
+    /// heads use), and the other modules between them, which hold no tensors, as dropouts.
     pub fn head(&mut self, head: Option<&str>, input: NodeId, classes: usize) -> Result<()> {
-        if let Some(name) = head {
+        let Some(name) = head else {
+            return Ok(());
+        };
+        let chain = self.linear_chain(name);
+        let Some((&(last, _), hidden)) = chain.split_last() else {
             self.classifier(name, input, classes)?;
+            return Ok(());
+        };
+        let mut x = input;
+        let mut next = 0;
+        for &(index, width) in hidden {
+            x = self.dropouts(name, next..index, x)?;
+            let linear = format!("{name}.{index}");
+            let bias = self.weights.shape_of(&format!("{linear}.bias")).is_some();
+            x = self.linear(&linear, x, width, bias)?;
+            next = index + 1;
+            if chain.iter().all(|&(i, _)| i != next) {
+                x = self.relu(&format!("{name}.{next}"), x)?;
+                next += 1;
+            }
         }
+        x = self.dropouts(name, next..last, x)?;
+        self.classifier(&format!("{name}.{last}"), x, classes)?;
         Ok(())
+    }
+
+    /// The Linear layers (index, output width) of a Sequential `name` whose weights the source
+    /// has, when it has more than one and no weight for `name` itself.
+    fn linear_chain(&self, name: &str) -> Vec<(usize, usize)> {
+        if self.weights.shape_of(&format!("{name}.weight")).is_some() {
+            return Vec::new();
+        }
+        let chain: Vec<(usize, usize)> = (0..MAX_HEAD_MODULES)
+            .filter_map(
+                |i| match self.weights.shape_of(&format!("{name}.{i}.weight"))?[..] {
+                    [out, _] => Some((i, out)),
+                    _ => None,
+                },
+            )
+            .collect();
+        if chain.len() > 1 {
+            chain
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Identity nodes `{name}.{i}` for the modules of `indices` in a head (dropouts).
+    fn dropouts(
+        &mut self,
+        name: &str,
+        indices: std::ops::Range<usize>,
+        mut x: NodeId,
+    ) -> Result<NodeId> {
+        for i in indices {
+            x = self.op(&format!("{name}.{i}"), Op::Dropout(Dropout), &[x])?;
+        }
+        Ok(x)
     }
 
     /// Global average pooling to one value per channel (`AdaptiveAvgPool2d(1)`, or a

@@ -102,26 +102,42 @@ fn read_head(dict: &StateDict, name: &str, head: &mut Option<String>, classes: &
     }
 }
 
-/// A final linear layer named `name` in a checkpoint, with its class count: `name` itself, or
-/// the one Linear of a Sequential there (`fc.1` after a Dropout, as fine-tuning scripts write
-/// it). `None` when there is neither (no head, or several linear layers whose activations in
-/// between the checkpoint does not say).
+/// A final linear layer named `name` in a checkpoint, with its class count: `name` itself, the
+/// one Linear of a Sequential there (`fc.1` after a Dropout, as fine-tuning scripts write it),
+/// or, for a Sequential of several Linear layers and nothing else with tensors (`fc.0`, `fc.3`),
+/// `name` with the last one's classes ([`Builder::head`] builds the chain). `None` when there
+/// is none of these.
 fn linear_head(dict: &StateDict, name: &str) -> Option<(String, usize)> {
     if let Some(n) = rows(dict, &format!("{name}.weight")) {
         return Some((name.to_string(), n));
     }
-    let prefix = format!("{name}.");
-    let mut linears = dict.names().filter_map(|k| {
-        let index = k.strip_prefix(&prefix)?.strip_suffix(".weight")?;
-        let is_linear = index.parse::<usize>().is_ok() && dict.shape(k)?.len() == 2;
-        is_linear.then(|| format!("{prefix}{index}"))
-    });
-    let (first, more) = (linears.next()?, linears.next());
-    if more.is_some() {
-        return None;
+    let linears = head_linears(dict, name)?;
+    match &linears[..] {
+        [] => None,
+        [(one, classes)] => Some((format!("{name}.{one}"), *classes)),
+        [.., (_, classes)] => Some((name.to_string(), *classes)),
     }
-    let classes = rows(dict, &format!("{first}.weight"))?;
-    Some((first, classes))
+}
+
+/// The Linear layers of a Sequential `name` in a checkpoint, by index, with their output
+/// widths; `None` when the Sequential holds tensors of anything else (a batch norm), whose
+/// place between the Linear layers the checkpoint does not say.
+fn head_linears(dict: &StateDict, name: &str) -> Option<Vec<(usize, usize)>> {
+    let prefix = format!("{name}.");
+    let mut linears = Vec::new();
+    for key in dict.names().filter_map(|k| k.strip_prefix(&prefix)) {
+        let (index, param) = key.split_once('.')?;
+        let index: usize = index.parse().ok()?;
+        match param {
+            "weight" if dict.shape(&format!("{prefix}{key}"))?.len() == 2 => {
+                linears.push((index, rows(dict, &format!("{prefix}{key}"))?));
+            }
+            "bias" => {}
+            _ => return None,
+        }
+    }
+    linears.sort_unstable();
+    Some(linears)
 }
 
 /// Whether a checkpoint of a family whose classifier is the Sequential `classifier` has the
