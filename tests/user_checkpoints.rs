@@ -1,6 +1,7 @@
 //! Checkpoints as users bring them, each through every subcommand: wrappers' prefixes, a
-//! fine-tuned Sequential head, a backbone without a head, a one-logit sigmoid classifier, a
-//! grayscale model, and files that are not state dicts. Each command either works or fails with
+//! fine-tuned Sequential head (one Linear or several), backbones without a head, a one-logit
+//! sigmoid classifier, a grayscale model, timm's models (a Hub folder with its config.json, and
+//! state dicts of each timm family), and files that are not state dicts. Each command either works or fails with
 //! the one line that says why (never a panic, never another message).
 
 mod common;
@@ -148,6 +149,36 @@ fn users_checkpoints_through_every_subcommand() {
         ),
         (binary, "features.4", [Works; 5]),
         (fixture("timm_hub_small"), "layer2", [Works; 5]),
+        (
+            fixture("resnet50_mlp_head_small.safetensors"),
+            "layer2",
+            [Works; 5],
+        ),
+        (
+            fixture("timm_resnet_d_small.safetensors"),
+            "conv1.2",
+            [Works; 5],
+        ),
+        (
+            fixture("timm_convnext_small.safetensors"),
+            "stages.1",
+            [Works; 5],
+        ),
+        (
+            fixture("timm_regnety_small.safetensors"),
+            "s2.b1.se",
+            [Works; 5],
+        ),
+        (
+            fixture("timm_efficientnetv2_small.safetensors"),
+            "blocks.1",
+            [Works; 5],
+        ),
+        (
+            fixture("timm_mobilenetv3_small_small.safetensors"),
+            "blocks.2",
+            [Works; 5],
+        ),
         (
             gray,
             "features.4",
