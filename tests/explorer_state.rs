@@ -226,6 +226,30 @@ fn worker_replies_fill_the_predictions_and_the_view() {
 }
 
 #[test]
+fn a_first_image_that_fails_to_open_says_so_in_place() {
+    // No earlier image to fall back on: the error stays on screen, not "loading ..." and
+    // "computing ..." forever.
+    let m = model();
+    let mut a = app(&m);
+    let id = a.opening(PathBuf::from("missing.png"));
+    apply(
+        &mut a,
+        Reply::Opened {
+            id,
+            result: Err("cannot read image missing.png".into()),
+        },
+    );
+    let s = screen(&a);
+    assert!(
+        s.contains("error: cannot read image missing.png; press o to open an image")
+            && s.contains("no image open")
+            && !s.contains("computing")
+            && !s.contains("loading"),
+        "{s}"
+    );
+}
+
+#[test]
 fn a_tiny_terminal_says_so() {
     let m = model();
     let a = app(&m);

@@ -71,6 +71,8 @@ pub struct App {
     /// Counts up with each image opened; part of every view key.
     pub image_id: u64,
     pub prediction: Option<Prediction>,
+    /// Why no image is open: the first one failed and there is none to fall back on.
+    pub image_error: Option<String>,
     /// The image shown before the one being opened, back in place if the new one fails.
     previous: Option<(u64, PathBuf, Option<Prediction>)>,
     pub view: ViewState,
@@ -108,6 +110,7 @@ impl App {
             image_path,
             image_id: 0,
             prediction: None,
+            image_error: None,
             previous: None,
             view: ViewState::Empty,
             view_generation: 0,
@@ -460,12 +463,16 @@ impl App {
         match result {
             Ok(p) => {
                 self.prediction = Some(p);
+                self.image_error = None;
                 self.status = format!("opened {}", self.image_path.display());
             }
             Err(e) => {
                 self.status = format!("error: {e}");
-                if let Some((id, path, prediction)) = previous.filter(|p| p.2.is_some()) {
-                    (self.image_id, self.image_path, self.prediction) = (id, path, prediction);
+                match previous.filter(|p| p.2.is_some()) {
+                    Some((id, path, prediction)) => {
+                        (self.image_id, self.image_path, self.prediction) = (id, path, prediction);
+                    }
+                    None => self.image_error = Some(e),
                 }
             }
         }

@@ -72,9 +72,13 @@ pub fn draw(frame: &mut Frame, app: &App, graphics: &mut Graphics) {
 }
 
 fn draw_predictions(frame: &mut Frame, app: &App, area: Rect) {
-    let text = match &app.prediction {
-        None => Line::from(format!("loading {} ...", app.image_path.display())),
-        Some(p) => {
+    let text = match (&app.prediction, &app.image_error) {
+        (None, Some(e)) => Line::styled(
+            format!("error: {e}; press o to open an image"),
+            Style::new().fg(Color::Red),
+        ),
+        (None, None) => Line::from(format!("loading {} ...", app.image_path.display())),
+        (Some(p), _) => {
             let mut spans = vec![];
             for (rank, (i, prob)) in p.top(5).into_iter().enumerate() {
                 let style = if rank == 0 {
@@ -219,6 +223,9 @@ fn draw_view(frame: &mut Frame, app: &App, area: Rect, graphics: &mut Graphics) 
                     ..body
                 },
             );
+        }
+        _ if app.prediction.is_none() && app.image_error.is_some() => {
+            frame.render_widget(Paragraph::new("no image open"), caption_area)
         }
         _ => frame.render_widget(Paragraph::new("computing ..."), caption_area),
     }
