@@ -129,3 +129,35 @@ fn onnx_exports_give_pytorch_grad_cam_maps_at_the_same_modules() {
         check_model(&onnx(file), name, "family_cam_expected.safetensors", 2);
     }
 }
+
+#[test]
+fn overlays_are_what_show_cam_on_image_draws() {
+    // scripts/make_overlay_fixtures.py: OpenCV's jet table, and pytorch-grad-cam's
+    // show_cam_on_image over an image with a mask, at two image weights.
+    use convscope::viz::colormap::Colormap;
+    use convscope::viz::overlay::overlay;
+    let exp = expected("overlay_expected.safetensors");
+    let jet: Vec<u8> = exp["jet"].flatten_all().unwrap().to_vec1().unwrap();
+    let ours: Vec<u8> = Colormap::Jet.table().into_iter().flatten().collect();
+    assert_eq!(ours, jet, "jet table");
+    let (h, w, _) = exp["image"].dims3().unwrap();
+    let pixels: Vec<u8> = exp["image"].flatten_all().unwrap().to_vec1().unwrap();
+    let image = image::RgbImage::from_raw(w as u32, h as u32, pixels).unwrap();
+    let mask: Vec<f32> = exp["mask"].flatten_all().unwrap().to_vec1().unwrap();
+    for image_weight in ["0.5", "0.7"] {
+        let alpha = 1.0 - image_weight.parse::<f32>().unwrap();
+        let drawn = overlay(&image, &mask, (h, w), Colormap::Jet, alpha);
+        let want: Vec<u8> = exp[&format!("overlay_{image_weight}")]
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let differing = drawn
+            .as_raw()
+            .iter()
+            .zip(&want)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(differing, 0, "image weight {image_weight}: values differ");
+    }
+}

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use serde::Deserialize;
 
@@ -13,7 +14,8 @@ pub enum Colormap {
     Inferno,
     Plasma,
     Turbo,
-    /// Matplotlib's and OpenCV's jet, the usual one for class activation maps.
+    /// OpenCV's jet (what pytorch-grad-cam's `show_cam_on_image` uses), the usual one for class
+    /// activation maps.
     Jet,
     Gray,
 }
@@ -42,7 +44,7 @@ impl Colormap {
             Colormap::Inferno => g(colorous::INFERNO),
             Colormap::Plasma => g(colorous::PLASMA),
             Colormap::Turbo => g(colorous::TURBO),
-            Colormap::Jet => jet(t),
+            Colormap::Jet => opencv_jet()[(t * 255.0).round() as usize],
             Colormap::Gray => {
                 let v = (t * 255.0).round() as u8;
                 [v, v, v]
@@ -52,7 +54,10 @@ impl Colormap {
 
     /// A 256-entry lookup table.
     pub fn table(self) -> Vec<[u8; 3]> {
-        (0..256).map(|i| self.rgb(i as f32 / 255.0)).collect()
+        match self {
+            Colormap::Jet => opencv_jet().to_vec(),
+            _ => (0..256).map(|i| self.rgb(i as f32 / 255.0)).collect(),
+        }
     }
 
     /// The next colormap in [`Colormap::ALL`], wrapping around.
@@ -62,10 +67,58 @@ impl Colormap {
     }
 }
 
-/// Matplotlib's jet: piecewise-linear blue, cyan, yellow, red.
-fn jet(t: f32) -> [u8; 3] {
-    let ch = |x: f32| ((1.5 - (4.0 * t - x).abs()).clamp(0.0, 1.0) * 255.0).round() as u8;
-    [ch(3.0), ch(2.0), ch(1.0)]
+/// OpenCV's `COLORMAP_JET` as RGB, built as OpenCV builds it: GNU Octave's `jet(256)`
+/// (piecewise-linear blue, cyan, yellow, red) stored as `f32`, interpolated in `f32` at 256 points
+/// of `linspace(0, 1)` (which moves a few values by an ulp), scaled by 255 and rounded half to
+/// even. tests/cam_parity.rs compares it with `cv2.applyColorMap`'s table.
+fn opencv_jet() -> &'static [[u8; 3]; 256] {
+    static TABLE: OnceLock<[[u8; 3]; 256]> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let octave = |x: f64| -> [f32; 3] {
+            let between = |a: f64, b: f64| x >= a && x < b;
+            let r = if between(0.375, 0.625) {
+                4.0 * x - 1.5
+            } else if between(0.625, 0.875) {
+                1.0
+            } else if x >= 0.875 {
+                -4.0 * x + 4.5
+            } else {
+                0.0
+            };
+            let g = if between(0.125, 0.375) {
+                4.0 * x - 0.5
+            } else if between(0.375, 0.625) {
+                1.0
+            } else if between(0.625, 0.875) {
+                -4.0 * x + 3.5
+            } else {
+                0.0
+            };
+            let b = if x < 0.125 {
+                4.0 * x + 0.5
+            } else if between(0.125, 0.375) {
+                1.0
+            } else if between(0.375, 0.625) {
+                -4.0 * x + 2.5
+            } else {
+                0.0
+            };
+            [r as f32, g as f32, b as f32]
+        };
+        let y: Vec<[f32; 3]> = (0..256).map(|i| octave(i as f64 / 255.0)).collect();
+        // OpenCV's linspace and interp1, in f32: each point falls between two of the same grid.
+        let step = 1.0f32 / 255.0;
+        let x: Vec<f32> = (0..256).map(|i| i as f32 * step).collect();
+        std::array::from_fn(|i| {
+            let xi = x[i];
+            let high = x.partition_point(|&v| v < xi).clamp(1, 255);
+            let low = high - 1;
+            std::array::from_fn(|c| {
+                let v = y[low][c] + (xi - x[low]) * (y[high][c] - y[low][c]) / (x[high] - x[low]);
+                (v * 255.0).round_ties_even().clamp(0.0, 255.0) as u8
+            })
+        })
+    })
 }
 
 impl fmt::Display for Colormap {
