@@ -1,7 +1,8 @@
 //! convscope: a terminal explorer for convolutional networks.
 //!
 //! The engine ([`model`]) loads a checkpoint into a graph of named nodes and runs it forward and
-//! back; [`viz`] turns tensors into pictures; [`cli`] is the command line.
+//! back; [`viz`] turns tensors into pictures; [`views`] makes the pictures of a layer that both
+//! front ends show, the command line ([`cli`]) and the explorer ([`tui`]).
 
 pub mod cli;
 pub mod config;
@@ -9,4 +10,5 @@ pub mod input;
 pub mod model;
 pub mod shapes;
 pub mod tui;
+pub mod views;
 pub mod viz;

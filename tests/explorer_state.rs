@@ -11,6 +11,7 @@ use convscope::tui::app::{Action, App};
 use convscope::tui::graphics::Graphics;
 use convscope::tui::view::{Mode, ViewContent, ViewState};
 use convscope::tui::{apply, ui, worker::Reply};
+use convscope::views::Rendered;
 use convscope::viz::cam::CamMethod;
 use convscope::viz::colormap::Colormap;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -135,8 +136,16 @@ fn modes_pages_classes_methods_and_search() {
     keys(&mut a, "/layer3.4.conv2");
     key(&mut a, KeyCode::Enter);
     assert_eq!(a.selected_row().path, "layer3.4.conv2");
+    // In CAM mode `p` cycles the CAM's colormap (jet first, as pytorch-grad-cam draws), not
+    // the activations'; any colormap can be had, viridis included.
     keys(&mut a, "p");
-    assert_eq!(a.colormap, Colormap::Magma);
+    assert_eq!(
+        (a.cam_colormap, a.colormap),
+        (Colormap::Gray, Colormap::Viridis)
+    );
+    assert_eq!(a.wanted_view().colormap, Colormap::Gray);
+    keys(&mut a, "p");
+    assert_eq!(a.wanted_view().colormap, Colormap::Viridis);
     assert_eq!(key(&mut a, KeyCode::Char('s')), Action::Save);
     keys(&mut a, "o");
     keys(&mut a, "x.png");
@@ -273,11 +282,13 @@ fn a_view_on_its_way_replaces_the_old_caption_whole() {
         &mut a,
         Reply::View {
             key,
-            result: Ok(ViewContent::Picture {
-                image: image::RgbImage::new(8, 8),
+            result: Ok(ViewContent::Picture(Rendered {
+                picture: image::RgbImage::new(8, 8),
                 caption: "Grad-CAM for 'centipede' (logit 44.52) at layer4.2.relu3".into(),
                 what: "gradcam".into(),
-            }),
+                chunks: Vec::new(),
+                of_image: true,
+            })),
             elapsed: Default::default(),
         },
     );

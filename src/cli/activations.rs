@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::json;
 
+use super::filters::parse_channels;
 use super::info::shape_text;
 use std::fmt::Write;
 
@@ -13,9 +14,10 @@ use super::{
     Written,
 };
 use crate::model::Keep;
-use crate::viz::activations::{ChannelNorm, GridStyle, LayerOutput};
+use crate::views::activations::{render, Channels, Request};
+use crate::viz::activations::{ChannelNorm, LayerOutput};
 use crate::viz::colormap::Colormap;
-use crate::viz::render::{factor_for, save_npy, save_png, upscale};
+use crate::viz::render::{save_npy, save_png};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -25,8 +27,11 @@ pub struct Args {
     #[arg(long)]
     pub layer: String,
     /// Show one channel, enlarged, instead of the grid.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "channels")]
     pub channel: Option<usize>,
+    /// A range of channels for the grid, `A..B` (end excluded; default: all).
+    #[arg(long, value_name = "A..B")]
+    pub channels: Option<String>,
     /// Output PNG (default: a descriptive name in the output folder).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
@@ -59,43 +64,43 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
     distinct_outputs(&[args.output.as_ref(), args.npy.as_ref()])?;
     let node = model.graph.find(&args.layer)?;
     let acts = model.run(&image, fit, &Keep::Only(vec![node]))?;
-    let tensor = acts.get(node).context("the layer's output was not kept")?;
-    let output = LayerOutput::from_tensor(tensor)?;
-    let style = GridStyle {
+    let count = model.graph.node(node).shape[1];
+    let channels = match (args.channel, &args.channels) {
+        (Some(c), _) => Channels::One(c),
+        (None, Some(spec)) => {
+            let list = parse_channels(spec, count)?;
+            let (start, end) = (list[0], list[list.len() - 1] + 1);
+            if list != (start..end).collect::<Vec<_>>() {
+                bail!("--channels for activations is one range, A..B");
+            }
+            Channels::Range(start, end)
+        }
+        (None, None) => Channels::All,
+    };
+    let request = Request {
+        layer: node,
+        channels,
         colormap: args.colormap.unwrap_or(session.config.colormap),
         norm: args.norm.unwrap_or(session.config.norm),
         per_row: args.per_row,
-        ..GridStyle::default()
     };
-    let picture = match args.channel {
-        Some(c) => {
-            let img = output.channel_image(c, style.colormap, style.norm)?;
-            upscale(&img, factor_for(img.width(), img.height(), 256))
-        }
-        None => output.grid_image(&style)?,
-    };
+    let rendered = render(&model, &acts, &request)?;
+    let tensor = acts.get(node).context("the layer's output was not kept")?;
     let layer_name = &model.graph.node(node).name;
     let path = match &args.output {
         Some(p) => p.clone(),
         None => default_output(
             session,
-            &format!(
-                "{}_{}_{}_activations_{}",
-                model.name,
-                image_stem(&image_path),
-                layer_name,
-                args.channel
-                    .map_or("grid".to_string(), |c| format!("ch{c}"))
-            ),
+            &rendered.file_stem(&model.name, &image_stem(&image_path), layer_name),
             |base| vec![base.to_path_buf()],
         )?,
     };
     let mut written = Written::default();
     written.save(&path, || {
-        save_png(&picture, &path, &[("convscope:layer", layer_name.clone())])
+        save_png(&rendered.picture, &path, &rendered.chunks)
     })?;
     if args.show {
-        show(&picture)?;
+        show(&rendered.picture)?;
     }
     if let Some(npy) = &args.npy {
         written.save(npy, || save_npy(&tensor.get(0)?, npy))?;
@@ -107,7 +112,7 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
             "layer": layer_name,
             "shape": shape[1..],
             "output": path,
-            "channels": output.channel_stats(),
+            "channels": LayerOutput::from_tensor(tensor)?.channel_stats(),
         }));
     }
     let mut text = String::new();

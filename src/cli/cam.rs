@@ -11,10 +11,10 @@ use super::{
     default_output, distinct_outputs, emit, image_stem, print_json, show, Loaded, Session, Subject,
     Written,
 };
-use crate::model::Model;
-use crate::viz::cam::{default_layer, smoothed, CamMap, CamMethod, CamSession};
+use crate::views::{cam, file_safe};
+use crate::viz::cam::{default_layer, CamMethod, CamSession};
 use crate::viz::colormap::Colormap;
-use crate::viz::overlay::{heatmap, overlay};
+use crate::viz::overlay::heatmap;
 use crate::viz::render::{save_npy, save_png};
 
 #[derive(Debug, clap::Args)]
@@ -40,7 +40,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub heatmap: Option<PathBuf>,
     /// Weight of the heatmap in the overlay (pytorch-grad-cam: 0.5; Chollet: 0.4).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = cam::DEFAULT_ALPHA)]
     pub alpha: f32,
     #[arg(long, value_enum, default_value_t = Colormap::Jet)]
     pub colormap: Colormap,
@@ -64,26 +64,7 @@ fn ranked_path(base: &Path, rank: usize, label: &str) -> PathBuf {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let safe: String = label
-        .chars()
-        .map(|c| if c.is_alphanumeric() { c } else { '_' })
-        .collect();
-    base.with_file_name(format!("{stem}_{rank}_{safe}.png"))
-}
-
-fn compute(
-    model: &Model,
-    session: &mut CamSession,
-    input: &Tensor,
-    layer: usize,
-    args: &Args,
-    class: usize,
-) -> Result<CamMap> {
-    if args.aug_smooth {
-        smoothed(session, model, input, layer, args.method, class)
-    } else {
-        session.compute(args.method, class)
-    }
+    base.with_file_name(format!("{stem}_{rank}_{}.png", file_safe(label)))
 }
 
 pub fn run(session: &Session, args: &Args) -> Result<()> {
@@ -119,6 +100,14 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
         }
         (None, None) => vec![cams.top_class()],
     };
+    let request = |class| cam::Request {
+        layer,
+        method: args.method,
+        class,
+        colormap: args.colormap,
+        alpha: args.alpha,
+        aug_smooth: args.aug_smooth,
+    };
     let base = match &args.output {
         Some(p) => p.clone(),
         None => default_output(
@@ -130,9 +119,9 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
                 layer_name,
                 args.method.key(),
                 if args.top.is_some() {
-                    "top"
+                    "top".to_string()
                 } else {
-                    model.labels[classes[0]].as_str()
+                    file_safe(&model.labels[classes[0]])
                 }
             ),
             |base| match args.top {
@@ -149,33 +138,22 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
     let mut results = Vec::new();
     let mut written = Written::default();
     for (rank, &class) in classes.iter().enumerate() {
-        let map = compute(&model, &mut cams, &input, layer, args, class)?;
-        if let Some(reason) = map.empty_reason(&model.labels[class], &layer_name) {
-            bail!("{reason}");
-        }
+        let (rendered, map) = cam::render(&model, &image, &input, &mut cams, &request(class))?;
         let path = if args.top.is_some() {
             ranked_path(&base, rank + 1, &model.labels[class])
         } else {
             base.clone()
         };
-        let picture = overlay(&image, &map.map, map.size, args.colormap, args.alpha);
-        let meta = [
-            ("convscope:layer", layer_name.clone()),
-            ("convscope:method", args.method.title().to_string()),
-            (
-                "convscope:class",
-                format!("{class} {}", model.labels[class]),
-            ),
-        ];
-        written.save(&path, || save_png(&picture, &path, &meta))?;
+        written.save(&path, || {
+            save_png(&rendered.picture, &path, &rendered.chunks)
+        })?;
         if args.show {
-            show(&picture)?;
+            show(&rendered.picture)?;
         }
         if rank == 0 {
             if let Some(h) = &args.heatmap {
-                written.save(h, || {
-                    save_png(&heatmap(&map.map, map.size, args.colormap), h, &meta)
-                })?;
+                let picture = heatmap(&map.map, map.size, args.colormap);
+                written.save(h, || save_png(&picture, h, &rendered.chunks))?;
             }
             if let Some(npy) = &args.npy {
                 let (h, w) = map.layer_size;

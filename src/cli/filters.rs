@@ -8,7 +8,8 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use super::{default_output, emit, print_json, show, Session};
-use crate::viz::filters::{optimise, pattern_grid, FilterSettings, Objective, Recipe};
+use crate::views::filters;
+use crate::viz::filters::{Objective, Recipe};
 use crate::viz::render::save_png;
 
 #[derive(Debug, clap::Args)]
@@ -23,12 +24,14 @@ pub struct Args {
     pub channels: Option<String>,
     #[arg(long, value_enum, default_value_t = Recipe::Classic)]
     pub recipe: Recipe,
-    #[arg(long, value_enum, default_value_t = Objective::Channel)]
-    pub objective: Objective,
+    /// What is maximised (default: a channel's mean for a layer of maps, a unit of a vector).
+    #[arg(long, value_enum)]
+    pub objective: Option<Objective>,
     /// Optimisation steps (default: 40 classic, 512 lucid).
     #[arg(long)]
     pub steps: Option<usize>,
-    /// Side of the optimised image in pixels (default: 150 classic, 128 lucid).
+    /// Side of the optimised image in pixels (default: 150 classic, 128 lucid, no larger than
+    /// the network's input and at least 64).
     #[arg(long)]
     pub size: Option<usize>,
     #[arg(long, default_value_t = 0)]
@@ -83,8 +86,10 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
         Some(spec) => parse_channels(spec, count)?,
         None => (0..count).collect(),
     };
-    let mut settings = FilterSettings::new(args.recipe);
-    settings.objective = args.objective;
+    let mut settings = filters::default_settings(&model, layer, args.recipe);
+    if let Some(objective) = args.objective {
+        settings.objective = objective;
+    }
     settings.seed = args.seed;
     if let Some(s) = args.steps {
         settings.steps = s;
@@ -106,11 +111,14 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
     bar.set_message(format!("{layer_name}: {} channels", channels.len()));
     let started = std::time::Instant::now();
     let cancel = AtomicBool::new(false);
-    let patterns = optimise(
-        &model,
+    let request = filters::Request {
         layer,
-        &channels,
-        &settings,
+        channels,
+        settings,
+    };
+    let result = filters::render(
+        &model,
+        &request,
         &mut |done, total| {
             bar.set_length(total as u64);
             bar.set_position(done as u64);
@@ -118,37 +126,20 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
         &cancel,
     );
     bar.finish_and_clear();
-    let patterns = patterns?;
+    let (rendered, patterns) = result?;
+    let settings = &request.settings;
     let seconds = started.elapsed().as_secs_f64();
-    let picture = pattern_grid(&patterns);
     let path = match &args.output {
         Some(p) => p.clone(),
         None => default_output(
             session,
-            &format!(
-                "{}_{}_filters_{}",
-                model.name,
-                layer_name,
-                format!("{:?}", args.recipe).to_lowercase()
-            ),
+            &rendered.file_stem(&model.name, "", &layer_name),
             |base| vec![base.to_path_buf()],
         )?,
     };
-    let listed: Vec<String> = patterns.iter().map(|p| p.channel.to_string()).collect();
-    let meta = [
-        ("convscope:layer", layer_name.clone()),
-        ("convscope:channels", listed.join(",")),
-        (
-            "convscope:recipe",
-            format!(
-                "{:?} steps={} size={} seed={}",
-                args.recipe, settings.steps, settings.size, settings.seed
-            ),
-        ),
-    ];
-    save_png(&picture, &path, &meta)?;
+    save_png(&rendered.picture, &path, &rendered.chunks)?;
     if args.show {
-        show(&picture)?;
+        show(&rendered.picture)?;
     }
     if args.json {
         let per: Vec<_> = patterns

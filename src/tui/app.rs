@@ -9,6 +9,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use super::view::{Mode, ViewContent, ViewKey, ViewState, ACTIVATION_PAGE, FILTER_PAGE};
 use crate::model::tree::{layer_tree, TreeNode};
 use crate::model::{Model, NodeId, Prediction};
+use crate::views::Rendered;
 use crate::viz::cam::CamMethod;
 use crate::viz::colormap::Colormap;
 
@@ -66,7 +67,10 @@ pub struct App {
     pub channel: Option<usize>,
     pub class: Option<usize>,
     pub method: CamMethod,
+    /// The colormap of activation maps.
     pub colormap: Colormap,
+    /// The colormap of class activation maps (OpenCV's jet, as pytorch-grad-cam draws them).
+    pub cam_colormap: Colormap,
     pub image_path: PathBuf,
     /// Counts up with each image opened; part of every view key.
     pub image_id: u64,
@@ -107,6 +111,7 @@ impl App {
             class: None,
             method: CamMethod::Gradcam,
             colormap,
+            cam_colormap: Colormap::Jet,
             image_path,
             image_id: 0,
             prediction: None,
@@ -195,17 +200,25 @@ impl App {
             } else {
                 CamMethod::Gradcam
             },
-            colormap: self.colormap,
+            colormap: self.mode_colormap(),
+        }
+    }
+
+    /// The colormap of the view on show: the CAM's in CAM mode, else the activations'.
+    pub fn mode_colormap(&self) -> Colormap {
+        match self.mode {
+            Mode::Cam => self.cam_colormap,
+            Mode::Activations | Mode::Filters | Mode::Info => self.colormap,
         }
     }
 
     /// The picture on screen, if any.
-    pub fn picture(&self) -> Option<(&image::RgbImage, &str)> {
+    pub fn picture(&self) -> Option<&Rendered> {
         match &self.view {
             ViewState::Ready {
-                content: ViewContent::Picture { image, what, .. },
+                content: ViewContent::Picture(rendered),
                 ..
-            } => Some((image, what)),
+            } => Some(rendered),
             _ => None,
         }
     }
@@ -354,7 +367,12 @@ impl App {
                 self.method = CamMethod::ALL[(i + 1) % CamMethod::ALL.len()];
                 self.mode = Mode::Cam;
             }
-            KeyCode::Char('p') => self.colormap = self.colormap.next(),
+            KeyCode::Char('p') => match self.mode {
+                Mode::Cam => self.cam_colormap = self.cam_colormap.next(),
+                Mode::Activations | Mode::Filters | Mode::Info => {
+                    self.colormap = self.colormap.next()
+                }
+            },
             KeyCode::Char('o') => {
                 self.prompt = Some(Prompt {
                     kind: PromptKind::Open,

@@ -212,12 +212,16 @@ pub fn apply(app: &mut App, reply: Reply) {
 
 /// Saves the view's picture at full resolution; returns the status line.
 fn save(app: &App, model: &Model, dir: &std::path::Path) -> String {
-    let Some((image, what)) = app.picture() else {
+    let Some(rendered) = app.picture() else {
         return "nothing to save yet".into();
     };
-    let layer = &app.selected_row().path;
-    let stem = format!("{}_{}_{}", model.name, layer, what);
-    match save_png_new(image, dir, &stem, &[("convscope:layer", layer.clone())]) {
+    let image = app.image_path.file_stem().unwrap_or_default();
+    let stem = rendered.file_stem(
+        &model.name,
+        &image.to_string_lossy(),
+        &app.selected_row().path,
+    );
+    match save_png_new(&rendered.picture, dir, &stem, &rendered.chunks) {
         Ok(p) => format!("saved {}", p.display()),
         Err(e) => format!("error: {e:#}"),
     }

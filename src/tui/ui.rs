@@ -190,10 +190,11 @@ fn draw_view(frame: &mut Frame, app: &App, area: Rect, graphics: &mut Graphics) 
             }
         }
         ViewState::Ready { content, .. } => match content {
-            ViewContent::Picture { image, caption, .. } => {
+            ViewContent::Picture(rendered) => {
+                let image = &rendered.picture;
                 // One caption: the picture's, or that the next one is on its way.
                 let caption = if current {
-                    caption.as_str()
+                    rendered.caption.as_str()
                 } else {
                     "computing ..."
                 };
@@ -266,7 +267,7 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect, graphics: &Graphics) {
                     .map(|f| f.to_string_lossy().into_owned())
                     .unwrap_or_default(),
                 app.method.title(),
-                app.colormap,
+                app.mode_colormap(),
                 graphics.protocol_name(),
             ))
         }

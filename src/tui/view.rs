@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
-use image::RgbImage;
-
 use crate::model::NodeId;
+use crate::views::Rendered;
 use crate::viz::cam::CamMethod;
 use crate::viz::colormap::Colormap;
 
@@ -59,13 +58,7 @@ pub struct ViewKey {
 /// A computed view.
 #[derive(Debug, Clone)]
 pub enum ViewContent {
-    Picture {
-        image: RgbImage,
-        /// One line describing it, e.g. "Grad-CAM for 'star' (logit 4.1) at relu5".
-        caption: String,
-        /// Name parts for saving: `{model}_{layer}_{what}`.
-        what: String,
-    },
+    Picture(Rendered),
     Text(String),
 }
 
@@ -73,11 +66,7 @@ impl ViewContent {
     /// Approximate memory held, for the view cache's budget.
     pub fn size_bytes(&self) -> usize {
         match self {
-            ViewContent::Picture {
-                image,
-                caption,
-                what,
-            } => image.as_raw().len() + caption.len() + what.len(),
+            ViewContent::Picture(rendered) => rendered.size_bytes(),
             ViewContent::Text(t) => t.len(),
         }
     }

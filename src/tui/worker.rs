@@ -8,7 +8,7 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use candle_core::Tensor;
 use image::RgbImage;
 
@@ -18,11 +18,14 @@ use crate::config::Config;
 use crate::input::load_image;
 use crate::model::device::with_memory_hint;
 use crate::model::{Activations, Keep, Model, Prediction};
-use crate::viz::activations::{GridStyle, LayerOutput, Stats};
+use crate::views::activations::{self, Channels};
+use crate::views::{cam, filters};
+use crate::viz::activations::Stats;
 use crate::viz::cam::CamSession;
-use crate::viz::filters::{optimise, pattern_grid, Cancelled, FilterSettings, Recipe};
-use crate::viz::overlay::overlay;
-use crate::viz::render::{factor_for, upscale};
+use crate::viz::filters::{Cancelled, Recipe};
+
+/// Maps per row of the explorer's activation grids (a page of 64 is 8 x 8).
+pub const EXPLORER_PER_ROW: usize = 8;
 
 /// Finished views kept per image, by the size of their pictures.
 pub const VIEW_CACHE_BYTES: usize = 256 << 20;
@@ -189,67 +192,24 @@ impl<'m> Worker<'m> {
             Some(c) if c.id == key.image => c,
             _ => bail!("no image is loaded"),
         };
-        let node = model.graph.node(key.node);
-        let name = node.name.clone();
+        let count = model.graph.node(key.node).shape[1];
         match key.mode {
             Mode::Info => Ok(ViewContent::Text(info_text(model, cur, key.node)?)),
             Mode::Activations => {
-                let out = LayerOutput::from_tensor(
-                    cur.acts
-                        .get(key.node)
-                        .context("the layer's output was not kept")?,
-                )?;
-                let style = GridStyle {
+                let (start, end) = page_range(key.page, ACTIVATION_PAGE, count);
+                let request = activations::Request {
+                    layer: key.node,
+                    channels: match key.channel {
+                        Some(c) => Channels::One(c),
+                        None => Channels::Range(start, end),
+                    },
                     colormap: key.colormap,
                     norm: self.config.norm,
-                    per_row: 8,
-                    ..GridStyle::default()
+                    per_row: EXPLORER_PER_ROW,
                 };
-                if let Some(c) = key.channel {
-                    let img = out.channel_image(c, key.colormap, style.norm)?;
-                    let img = upscale(&img, factor_for(img.width(), img.height(), 256));
-                    return Ok(ViewContent::Picture {
-                        image: img,
-                        caption: format!("{name} channel {c}"),
-                        what: format!("activations_ch{c}"),
-                    });
-                }
-                let (start, end) = page_range(key.page, ACTIVATION_PAGE, out.channel_count());
-                let image = match &out {
-                    LayerOutput::Maps {
-                        height,
-                        width,
-                        data,
-                        ..
-                    } => {
-                        let part = LayerOutput::Maps {
-                            channels: end - start,
-                            height: *height,
-                            width: *width,
-                            data: data[start * height * width..end * height * width].to_vec(),
-                        };
-                        part.grid_image(&style)?
-                    }
-                    LayerOutput::Vector(_) => out.grid_image(&style)?,
-                };
-                let caption = match &out {
-                    LayerOutput::Maps { .. } => {
-                        format!("{name}: channels {start}..{end} of {}", out.channel_count())
-                    }
-                    LayerOutput::Vector(_) => {
-                        let top: Vec<String> = out
-                            .top_units(5)
-                            .iter()
-                            .map(|(i, v)| format!("{}={v:.2}", self.unit_name(key.node, *i)))
-                            .collect();
-                        format!("{name}: top units {}", top.join(" "))
-                    }
-                };
-                Ok(ViewContent::Picture {
-                    image,
-                    caption,
-                    what: format!("activations_p{}", key.page),
-                })
+                Ok(ViewContent::Picture(activations::render(
+                    model, &cur.acts, &request,
+                )?))
             }
             Mode::Cam => {
                 let id = (key.image, key.node);
@@ -263,103 +223,50 @@ impl<'m> Worker<'m> {
                     cams.insert(id, session, 1);
                 }
                 let session = cams.get(&id).expect("just inserted");
-                let class = key.class.unwrap_or_else(|| session.top_class());
-                let map = session.compute(key.method, class)?;
-                if let Some(reason) = map.empty_reason(&model.labels[class], &name) {
-                    bail!("{reason}");
-                }
-                let image = overlay(
-                    &cur.original,
-                    &map.map,
-                    map.size,
-                    key.colormap_for_cam(),
-                    0.5,
-                );
-                let caption = format!(
-                    "{} for '{}' (logit {:.2}) at {name}",
-                    key.method.title(),
-                    model.labels[class],
-                    map.score
-                );
-                Ok(ViewContent::Picture {
-                    image,
-                    caption,
-                    what: format!(
-                        "{}_{}",
-                        key.method.key(),
-                        model.labels[class].replace(['/', ' '], "_")
-                    ),
-                })
+                let request = cam::Request {
+                    layer: key.node,
+                    method: key.method,
+                    class: key.class.unwrap_or_else(|| session.top_class()),
+                    colormap: key.colormap,
+                    alpha: cam::DEFAULT_ALPHA,
+                    aug_smooth: false,
+                };
+                let (rendered, _) =
+                    cam::render(model, &cur.original, &cur.input, session, &request)?;
+                Ok(ViewContent::Picture(rendered))
             }
             Mode::Filters => {
-                let count = node.shape[1];
                 let (start, end) = page_range(key.page, FILTER_PAGE, count);
-                let channels: Vec<usize> = (start..end).collect();
-                let mut settings = FilterSettings::new(Recipe::Classic);
-                settings.size = model.graph.input_size().1.clamp(64, 150);
-                if node.shape.len() == 2 {
-                    settings.objective = crate::viz::filters::Objective::Unit;
-                }
+                let request = filters::Request {
+                    layer: key.node,
+                    channels: (start..end).collect(),
+                    settings: filters::default_settings(model, key.node, Recipe::Classic),
+                };
                 let cancel = AtomicBool::new(false);
                 let replies = self.replies.clone();
                 let jobs = &self.jobs;
-                let patterns = optimise(
-                    model,
-                    key.node,
-                    &channels,
-                    &settings,
-                    &mut |done, total| {
-                        let _ = replies.send(Reply::Progress {
-                            key: key.clone(),
-                            done,
-                            total,
-                        });
-                        if pending.is_none() {
-                            match jobs.try_recv() {
-                                Ok(job) => {
-                                    *pending = Some(job);
-                                    cancel.store(true, Ordering::Relaxed);
-                                }
-                                Err(TryRecvError::Disconnected) => {
-                                    cancel.store(true, Ordering::Relaxed)
-                                }
-                                Err(TryRecvError::Empty) => {}
+                let mut progress = |done, total| {
+                    let _ = replies.send(Reply::Progress {
+                        key: key.clone(),
+                        done,
+                        total,
+                    });
+                    if pending.is_none() {
+                        match jobs.try_recv() {
+                            Ok(job) => {
+                                *pending = Some(job);
+                                cancel.store(true, Ordering::Relaxed);
                             }
+                            Err(TryRecvError::Disconnected) => {
+                                cancel.store(true, Ordering::Relaxed)
+                            }
+                            Err(TryRecvError::Empty) => {}
                         }
-                    },
-                    &cancel,
-                )?;
-                Ok(ViewContent::Picture {
-                    image: pattern_grid(&patterns),
-                    caption: format!(
-                        "{name}: filter patterns of channels {start}..{end} of {count}"
-                    ),
-                    what: format!("filters_p{}", key.page),
-                })
+                    }
+                };
+                let (rendered, _) = filters::render(model, &request, &mut progress, &cancel)?;
+                Ok(ViewContent::Picture(rendered))
             }
-        }
-    }
-
-    fn unit_name(&self, node: usize, unit: usize) -> String {
-        if node == self.model.graph.output() {
-            self.model
-                .labels
-                .get(unit)
-                .cloned()
-                .unwrap_or_else(|| unit.to_string())
-        } else {
-            unit.to_string()
-        }
-    }
-}
-
-impl ViewKey {
-    /// CAM overlays use jet unless the user picked another map.
-    fn colormap_for_cam(&self) -> crate::viz::colormap::Colormap {
-        if self.colormap == crate::viz::colormap::Colormap::Viridis {
-            crate::viz::colormap::Colormap::Jet
-        } else {
-            self.colormap
         }
     }
 }
