@@ -18,7 +18,7 @@
 use anyhow::{bail, Result};
 
 use super::builder::{Builder, ConvSpec};
-use super::{read_head, rows, sized, Arch, Family, Layout};
+use super::{read_head, rows, sized, Arch, Family, Layout, Naming};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{Add, ChannelScale, Dropout, Flatten, Function, Op, Permute};
@@ -55,22 +55,30 @@ struct BlockParts {
     scale: &'static str,
 }
 
-/// Whose module names a ConvNeXt's state dict uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Naming {
-    Torchvision,
-    Timm,
+/// Where a ConvNeXt's modules are under each [`Naming`].
+trait Names {
+    /// The stem's convolution and layer norm.
+    fn stem(self) -> [&'static str; 2];
+
+    /// Stage `s` (0-3), the module pytorch-grad-cam's `features[-1]` is for the last.
+    fn stage(self, s: usize) -> String;
+
+    fn block(self, s: usize, i: usize) -> String;
+
+    /// The layer norm and 2x2 convolution that lead into stage `s` (1-3).
+    fn downsample(self, s: usize) -> String;
+
+    /// The names of a block's parts.
+    fn parts(self) -> BlockParts;
+
+    /// Stochastic depth, the identity at inference.
+    fn drop_path(self) -> &'static str;
+
+    /// The head: pooling, layer norm, flatten, linear.
+    fn head(self) -> [&'static str; 4];
 }
 
-impl Naming {
-    fn of(dict: &StateDict) -> Naming {
-        match dict.contains("stem.0.weight") {
-            true => Naming::Timm,
-            false => Naming::Torchvision,
-        }
-    }
-
-    /// The stem's convolution and layer norm.
+impl Names for Naming {
     fn stem(self) -> [&'static str; 2] {
         match self {
             Naming::Torchvision => ["features.0.0", "features.0.1"],
@@ -78,7 +86,6 @@ impl Naming {
         }
     }
 
-    /// Stage `s` (0-3), the module pytorch-grad-cam's `features[-1]` is for the last.
     fn stage(self, s: usize) -> String {
         match self {
             Naming::Torchvision => format!("features.{}", 2 * s + 1),
@@ -93,7 +100,6 @@ impl Naming {
         }
     }
 
-    /// The layer norm and 2x2 convolution that lead into stage `s` (1-3).
     fn downsample(self, s: usize) -> String {
         match self {
             Naming::Torchvision => format!("features.{}", 2 * s),
@@ -101,7 +107,6 @@ impl Naming {
         }
     }
 
-    /// The names of a block's parts.
     fn parts(self) -> BlockParts {
         match self {
             Naming::Torchvision => BlockParts {
@@ -127,7 +132,6 @@ impl Naming {
         }
     }
 
-    /// Stochastic depth, the identity at inference.
     fn drop_path(self) -> &'static str {
         match self {
             Naming::Torchvision => "stochastic_depth",
@@ -135,7 +139,6 @@ impl Naming {
         }
     }
 
-    /// The head: pooling, layer norm, flatten, linear.
     fn head(self) -> [&'static str; 4] {
         match self {
             Naming::Torchvision => ["avgpool", "classifier.0", "classifier.1", "classifier.2"],
@@ -188,7 +191,7 @@ impl ConvNextConfig {
 
     /// The same layout with the names, block counts, widths and head of `dict`.
     pub fn with_widths_of(mut self, dict: &StateDict) -> ConvNextConfig {
-        self.naming = Naming::of(dict);
+        self.naming = Naming::of(dict, "stem.0.weight");
         let naming = self.naming;
         let dw = naming.parts().depthwise;
         for s in 0..4 {

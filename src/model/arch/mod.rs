@@ -81,6 +81,24 @@ pub const FAMILIES: [Family; 15] = [
     timm_efficientnet::FAMILY,
 ];
 
+/// Whose module names a family's state dict uses, where torchvision and timm name the same
+/// network differently (each family maps it to its module paths).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    Torchvision,
+    Timm,
+}
+
+impl Naming {
+    /// timm's when `dict` has `timm_key`, else torchvision's.
+    fn of(dict: &StateDict, timm_key: &str) -> Naming {
+        match dict.contains(timm_key) {
+            true => Naming::Timm,
+            false => Naming::Torchvision,
+        }
+    }
+}
+
 /// The shape of a convolution's weight `(out, in / groups, kh, kw)` in `dict`, if it has a
 /// 4-d tensor by that name (a damaged checkpoint's other ranks are ignored, never indexed).
 fn conv_shape(dict: &StateDict, name: &str) -> Option<[usize; 4]> {

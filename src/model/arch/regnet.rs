@@ -14,7 +14,7 @@ use anyhow::{bail, Result};
 
 use super::blocks::{conv_norm_act, squeeze_excitation, timm_conv_norm_act, Act};
 use super::builder::{Builder, ConvSpec};
-use super::{conv_shape, read_head, rows, sized, Arch, Family, Layout};
+use super::{conv_shape, read_head, rows, sized, Arch, Family, Layout, Naming};
 use crate::model::graph::NodeId;
 use crate::model::load::StateDict;
 use crate::model::ops::{Add, Flatten, Function, Op};
@@ -41,22 +41,36 @@ pub struct RegNetConfig {
     pub naming: Naming,
 }
 
-/// Whose module names a RegNet's state dict uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Naming {
-    Torchvision,
-    Timm,
+/// Where a RegNet's modules are under each [`Naming`].
+trait Names {
+    /// Block `i` (from 0) of stage `s` (from 1).
+    fn block(self, s: usize, i: usize) -> String;
+
+    /// A block's 1x1 conv in, grouped 3x3, SE, 1x1 conv out, shortcut projection and final
+    /// activation.
+    fn parts(self) -> [&'static str; 6];
+
+    /// A conv + batch norm (+ activation) module.
+    fn conv_norm_act(
+        self,
+        b: &mut Builder,
+        name: &str,
+        x: NodeId,
+        spec: ConvSpec,
+        act: Option<Act>,
+    ) -> Result<NodeId>;
+
+    /// The weight of a conv + norm module's convolution.
+    fn conv_weight(self, name: &str) -> String;
+
+    /// The pooling, flatten and linear of the head.
+    fn head(self) -> [&'static str; 3];
+
+    /// The trunk's last stage, where CAMs are taken.
+    fn trunk(self) -> &'static str;
 }
 
-impl Naming {
-    fn of(dict: &StateDict) -> Naming {
-        match dict.contains("stem.conv.weight") {
-            true => Naming::Timm,
-            false => Naming::Torchvision,
-        }
-    }
-
-    /// Block `i` (from 0) of stage `s` (from 1).
+impl Names for Naming {
     fn block(self, s: usize, i: usize) -> String {
         match self {
             Naming::Torchvision => format!("trunk_output.block{s}.block{s}-{i}"),
@@ -64,8 +78,6 @@ impl Naming {
         }
     }
 
-    /// A block's 1x1 conv in, grouped 3x3, SE, 1x1 conv out, shortcut projection and final
-    /// activation.
     fn parts(self) -> [&'static str; 6] {
         match self {
             Naming::Torchvision => ["f.a", "f.b", "f.se", "f.c", "proj", "activation"],
@@ -73,7 +85,6 @@ impl Naming {
         }
     }
 
-    /// A conv + batch norm (+ activation) module.
     fn conv_norm_act(
         self,
         b: &mut Builder,
@@ -88,7 +99,6 @@ impl Naming {
         }
     }
 
-    /// The weight of a conv + norm module's convolution.
     fn conv_weight(self, name: &str) -> String {
         match self {
             Naming::Torchvision => format!("{name}.0.weight"),
@@ -96,7 +106,6 @@ impl Naming {
         }
     }
 
-    /// The pooling, flatten and linear of the head.
     fn head(self) -> [&'static str; 3] {
         match self {
             Naming::Torchvision => ["avgpool", "flatten", "fc"],
@@ -104,7 +113,6 @@ impl Naming {
         }
     }
 
-    /// The trunk's last stage, where CAMs are taken.
     fn trunk(self) -> &'static str {
         match self {
             Naming::Torchvision => "trunk_output",
@@ -301,7 +309,7 @@ impl RegNetConfig {
     /// The layout of `dict`: block counts, widths, groups and SE widths, and the variant with
     /// those block counts and widths, if any.
     pub fn with_widths_of(mut self, dict: &StateDict) -> RegNetConfig {
-        let naming = Naming::of(dict);
+        let naming = Naming::of(dict, "stem.conv.weight");
         self.naming = naming;
         let [a, b, se, c, ..] = naming.parts();
         if let Some(n) = rows(dict, &naming.conv_weight("stem")) {
