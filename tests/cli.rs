@@ -671,3 +671,93 @@ fn aug_smooth_averages_six_variants_into_another_map() {
         .fold(0f32, f32::max);
     assert!(moved > 0.01, "smoothing changed nothing ({moved})");
 }
+
+#[test]
+fn folders_of_images_give_one_output_each_and_a_summary() {
+    // Run from a folder whose config.toml-less defaults put pictures in ./convscope-out.
+    let d = tempfile::tempdir().unwrap();
+    let images = d.path().join("photos");
+    std::fs::create_dir(&images).unwrap();
+    for (name, shift) in [("a.png", 0u32), ("b.png", 40)] {
+        image::RgbImage::from_fn(64, 48, |x, y| {
+            image::Rgb([((x + shift) * 3) as u8, (y * 5) as u8, 90])
+        })
+        .save(images.join(name))
+        .unwrap();
+    }
+    std::fs::write(images.join("notes.txt"), "not an image").unwrap();
+    let m = fixture("resnet50_small.safetensors");
+    let (m, folder) = (m.to_str().unwrap(), images.to_str().unwrap());
+    let out = d.path().join("convscope-out");
+    // CAMs: one overlay per readable image, named after it; the text file listed with why.
+    let v = json(&run(&["cam", m, folder, "--json"], d.path()));
+    assert_eq!(
+        (v["images"].as_u64(), v["failed"].as_u64()),
+        (Some(3), Some(1))
+    );
+    let results = v["results"].as_array().unwrap();
+    assert!(results[2]["error"]
+        .as_str()
+        .unwrap()
+        .contains("not an image"));
+    for (row, stem) in results[..2].iter().zip(["a", "b"]) {
+        let written = row["result"]["output"].as_str().unwrap();
+        assert!(
+            written.contains(&format!("resnet50_small_{stem}_layer4.2.relu3_gradcam_")),
+            "{written}"
+        );
+        assert!(d.path().join(written).is_file(), "{written}");
+        assert_eq!(row["result"]["map_size"], serde_json::json!([7, 7]));
+    }
+    let summary: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("resnet50_small_cam_summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary, v);
+    // A second run never replaces the first's files.
+    run(&["cam", m, folder], d.path());
+    assert!(out.join("resnet50_small_cam_summary-2.json").is_file());
+    // Predictions and activations over two named files.
+    let a = images.join("a.png");
+    let b = images.join("b.png");
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let v = json(&run(
+        &["predict", m, a, b, "--json", "--top", "2"],
+        d.path(),
+    ));
+    assert_eq!(v["results"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        v["results"][1]["result"]["top"].as_array().unwrap().len(),
+        2
+    );
+    let v = json(&run(
+        &["activations", m, a, b, "--layer", "layer1", "--json"],
+        d.path(),
+    ));
+    assert_eq!(v["failed"], 0);
+    assert!(out
+        .join("resnet50_small_b_layer1.2.relu3_activations_grid.png")
+        .is_file());
+    // Single-file outputs are refused, and a folder of nothing readable fails.
+    let fails = |args: &[&str], text: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_convscope"))
+            .args(args)
+            .current_dir(d.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(text), "{args:?}: {stderr}");
+    };
+    fails(
+        &["cam", m, folder, "--npy", "x.npy"],
+        "--npy names one file",
+    );
+    let empty = d.path().join("texts");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::write(empty.join("x.txt"), "x").unwrap();
+    fails(
+        &["predict", m, empty.to_str().unwrap()],
+        "no image could be processed",
+    );
+}

@@ -10,10 +10,10 @@ use super::info::shape_text;
 use std::fmt::Write;
 
 use super::{
-    default_output, distinct_outputs, emit, image_stem, print_json, show, Loaded, Session, Subject,
-    Written,
+    batch, default_output, distinct_outputs, emit, image_stem, print_json, show, Loaded, Session,
+    Subject, Written,
 };
-use crate::model::Keep;
+use crate::model::{Keep, NodeId};
 use crate::views::activations::{render, Channels, Request};
 use crate::viz::activations::{ChannelNorm, LayerOutput};
 use crate::viz::colormap::Colormap;
@@ -54,17 +54,8 @@ pub struct Args {
     pub show: bool,
 }
 
-pub fn run(session: &Session, args: &Args) -> Result<()> {
-    let Loaded {
-        model,
-        image,
-        fit,
-        image_path,
-    } = session.load(&args.subject)?;
-    distinct_outputs(&[args.output.as_ref(), args.npy.as_ref()])?;
-    let node = model.graph.find(&args.layer)?;
-    let acts = model.run(&image, fit, &Keep::Only(vec![node]))?;
-    let count = model.graph.node(node).shape[1];
+/// The request `args` make for a layer of `count` channels.
+fn request(session: &Session, args: &Args, layer: NodeId, count: usize) -> Result<Request> {
     let channels = match (args.channel, &args.channels) {
         (Some(c), _) => Channels::One(c),
         (None, Some(spec)) => {
@@ -77,13 +68,67 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
         }
         (None, None) => Channels::All,
     };
-    let request = Request {
-        layer: node,
+    Ok(Request {
+        layer,
         channels,
         colormap: args.colormap.unwrap_or(session.config.colormap),
         norm: args.norm.unwrap_or(session.config.norm),
         per_row: args.per_row,
-    };
+    })
+}
+
+/// The activations of each image of a batch, each written under a name of its own.
+fn run_batch(session: &Session, args: &Args, paths: &[PathBuf]) -> Result<()> {
+    batch::refuse_single_outputs(&[("-o", args.output.is_some()), ("--npy", args.npy.is_some())])?;
+    let model = session.model(args.subject.model.as_deref())?;
+    let node = model.graph.find(&args.layer)?;
+    let request = request(session, args, node, model.graph.node(node).shape[1])?;
+    let fit = session.fit(args.subject.fit);
+    let layer_name = &model.graph.node(node).name;
+    batch::run(
+        session,
+        paths,
+        (&model.name, "activations"),
+        args.json,
+        |path, image| {
+            let acts = model.run(&image, fit, &Keep::Only(vec![node]))?;
+            let rendered = render(&model, &acts, &request)?;
+            let stem = rendered.file_stem(&model.name, &image_stem(path), layer_name);
+            let out = default_output(session, &stem, |base| vec![base.to_path_buf()])?;
+            save_png(&rendered.picture, &out, &rendered.chunks)?;
+            let tensor = acts.get(node).context("the layer's output was not kept")?;
+            let row = json!({
+                "layer": layer_name,
+                "output": out,
+                "channels": LayerOutput::from_tensor(tensor)?.channel_stats(),
+            });
+            Ok((
+                row,
+                format!(
+                    "{}: {} -> {}",
+                    path.display(),
+                    rendered.caption,
+                    out.display()
+                ),
+            ))
+        },
+    )
+}
+
+pub fn run(session: &Session, args: &Args) -> Result<()> {
+    if let Some(paths) = session.batch(&args.subject)? {
+        return run_batch(session, args, &paths);
+    }
+    let Loaded {
+        model,
+        image,
+        fit,
+        image_path,
+    } = session.load(&args.subject)?;
+    distinct_outputs(&[args.output.as_ref(), args.npy.as_ref()])?;
+    let node = model.graph.find(&args.layer)?;
+    let acts = model.run(&image, fit, &Keep::Only(vec![node]))?;
+    let request = request(session, args, node, model.graph.node(node).shape[1])?;
     let rendered = render(&model, &acts, &request)?;
     let tensor = acts.get(node).context("the layer's output was not kept")?;
     let layer_name = &model.graph.node(node).name;

@@ -8,11 +8,12 @@ use candle_core::{Device, Tensor};
 use serde_json::json;
 
 use super::{
-    default_output, distinct_outputs, emit, image_stem, print_json, show, Loaded, Session, Subject,
-    Written,
+    batch, default_output, distinct_outputs, emit, image_stem, print_json, show, Loaded, Session,
+    Subject, Written,
 };
+use crate::model::Model;
 use crate::views::{cam, file_safe};
-use crate::viz::cam::{default_layer, CamMethod, CamSession};
+use crate::viz::cam::{default_layer, CamMap, CamMethod, CamSession};
 use crate::viz::colormap::Colormap;
 use crate::viz::overlay::heatmap;
 use crate::viz::render::{save_npy, save_png};
@@ -58,6 +59,83 @@ pub struct Args {
     pub show: bool,
 }
 
+/// The CAM of each image of a batch (its top class, or `--class`), each written under a name
+/// of its own.
+fn run_batch(session: &Session, args: &Args, paths: &[PathBuf]) -> Result<()> {
+    batch::refuse_single_outputs(&[
+        ("-o", args.output.is_some()),
+        ("--heatmap", args.heatmap.is_some()),
+        ("--npy", args.npy.is_some()),
+        ("--top", args.top.is_some()),
+    ])?;
+    let model = session.model(args.subject.model.as_deref())?;
+    model.require_head()?;
+    let layer = match &args.layer {
+        Some(name) => model.graph.find(name)?,
+        None => default_layer(&model).context("the model has no layer with a spatial output")?,
+    };
+    let layer_name = model.graph.node(layer).name.clone();
+    let class = args
+        .class
+        .as_deref()
+        .map(|c| model.class_index(c))
+        .transpose()?;
+    let fit = session.fit(args.subject.fit);
+    batch::run(
+        session,
+        paths,
+        (&model.name, "cam"),
+        args.json,
+        |path, image| {
+            let input = model.input_tensor(&image, fit)?;
+            let mut cams = CamSession::new(&model, &input, layer)?;
+            let class = class.unwrap_or_else(|| cams.top_class());
+            let request = cam::Request {
+                layer,
+                method: args.method,
+                class,
+                colormap: args.colormap,
+                alpha: args.alpha,
+                aug_smooth: args.aug_smooth,
+            };
+            let (rendered, map) = cam::render(&model, &image, &input, &mut cams, &request)?;
+            let stem = rendered.file_stem(&model.name, &image_stem(path), &layer_name);
+            let out = default_output(session, &stem, |base| vec![base.to_path_buf()])?;
+            save_png(&rendered.picture, &out, &rendered.chunks)?;
+            let line = format!(
+                "{}: {} -> {}",
+                path.display(),
+                rendered.caption,
+                out.display()
+            );
+            Ok((map_summary(&model, &map, &layer_name, &out), line))
+        },
+    )
+}
+
+/// A CAM's summary: class, score, where it is strongest (at the layer's resolution), its mean.
+fn map_summary(model: &Model, map: &CamMap, layer: &str, output: &Path) -> serde_json::Value {
+    let (h, w) = map.layer_size;
+    let peak = map
+        .layer_map
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i);
+    let mean = map.layer_map.iter().sum::<f32>() / map.layer_map.len().max(1) as f32;
+    json!({
+        "layer": layer,
+        "method": map.method.key(),
+        "class": map.class,
+        "label": model.labels[map.class],
+        "score": map.score,
+        "map_size": [h, w],
+        "peak": [peak / w.max(1), peak % w.max(1)],
+        "mean": mean,
+        "output": output,
+    })
+}
+
 /// `out.png` -> `out_2_tabby.png` for the rank-2 class.
 fn ranked_path(base: &Path, rank: usize, label: &str) -> PathBuf {
     let stem = base
@@ -76,6 +154,9 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
         args.heatmap.as_ref(),
         args.npy.as_ref(),
     ])?;
+    if let Some(paths) = session.batch(&args.subject)? {
+        return run_batch(session, args, &paths);
+    }
     let Loaded {
         model,
         image_path,

@@ -1,6 +1,7 @@
 //! The command line: global options, the headless subcommands, and what they share.
 
 mod activations;
+mod batch;
 mod cam;
 mod filters;
 mod info;
@@ -120,13 +121,15 @@ pub fn with_default_subcommand(args: Vec<String>) -> Vec<String> {
     out
 }
 
-/// The model and image a headless view works on, and how the image is fitted.
+/// The model and images a headless view works on, and how the images are fitted.
 #[derive(Debug, clap::Args)]
 pub struct Subject {
     /// Model folder, model.toml or checkpoint (default: from config.toml).
     pub model: Option<PathBuf>,
-    /// Image file (default: from config.toml).
-    pub image: Option<PathBuf>,
+    /// Image files or folders of them (default: the image from config.toml). More than one
+    /// image, or a folder, is a batch: one output per image in the output folder and a JSON
+    /// summary.
+    pub images: Vec<PathBuf>,
     /// How the image is fitted to the model's input.
     #[arg(long = "crop", value_enum)]
     pub fit: Option<Fit>,
@@ -182,10 +185,14 @@ impl Session {
         Model::open_with(path, &self.overrides, &self.device)
     }
 
-    /// Opens the model, then reads the image (so a bad model is reported first).
+    /// Opens the model, then reads the one image (so a bad model is reported first).
     pub fn load(&self, subject: &Subject) -> Result<Loaded> {
         let model = self.model(subject.model.as_deref())?;
-        let image_path = self.image_path(subject.image.as_deref()).to_path_buf();
+        let image_path = match &subject.images[..] {
+            [] => self.config.image.clone(),
+            [one] => one.clone(),
+            [..] => bail!("this command takes one image"),
+        };
         let image = self.image(&image_path)?;
         Ok(Loaded {
             model,
@@ -197,6 +204,37 @@ impl Session {
 
     pub fn image_path<'a>(&'a self, path: Option<&'a Path>) -> &'a Path {
         path.unwrap_or(&self.config.image)
+    }
+
+    /// The images of a batch, when `subject` names more than one image or a folder: the files
+    /// named, and each folder's files (not its subfolders) by name.
+    pub fn batch(&self, subject: &Subject) -> Result<Option<Vec<PathBuf>>> {
+        if let [one] = &subject.images[..] {
+            if !one.is_dir() {
+                return Ok(None);
+            }
+        }
+        if subject.images.is_empty() {
+            return Ok(None);
+        }
+        let mut paths = Vec::new();
+        for path in &subject.images {
+            if path.is_dir() {
+                let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                    .with_context(|| format!("cannot read folder {}", path.display()))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.is_file())
+                    .collect();
+                files.sort();
+                paths.extend(files);
+            } else {
+                paths.push(path.clone());
+            }
+        }
+        if paths.is_empty() {
+            bail!("no images in {}", subject.images[0].display());
+        }
+        Ok(Some(paths))
     }
 
     pub fn image(&self, path: &Path) -> Result<RgbImage> {

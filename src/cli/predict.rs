@@ -5,7 +5,21 @@ use serde_json::json;
 
 use std::fmt::Write;
 
-use super::{emit, print_json, Loaded, Session, Subject};
+use super::{batch, emit, print_json, Loaded, Session, Subject};
+use crate::model::{Model, Prediction};
+
+/// The top classes as JSON: class, label, probability, logit.
+fn top_json(
+    model: &Model,
+    prediction: &Prediction,
+    top: &[(usize, f32)],
+) -> Vec<serde_json::Value> {
+    top.iter()
+        .map(|&(i, p)| {
+            json!({"class": i, "label": model.labels[i], "probability": p, "logit": prediction.logits[i]})
+        })
+        .collect()
+}
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,6 +34,27 @@ pub struct Args {
 }
 
 pub fn run(session: &Session, args: &Args) -> Result<()> {
+    if let Some(paths) = session.batch(&args.subject)? {
+        let model = session.model(args.subject.model.as_deref())?;
+        model.require_head()?;
+        let fit = session.fit(args.subject.fit);
+        return batch::run(
+            session,
+            &paths,
+            (&model.name, "predict"),
+            args.json,
+            |path, image| {
+                let prediction = model.predict(&image, fit)?;
+                let top = prediction.top(args.top);
+                let listed: Vec<String> = top
+                    .iter()
+                    .map(|&(i, p)| format!("{} {:.1}%", model.labels[i], p * 100.0))
+                    .collect();
+                let line = format!("{}: {}", path.display(), listed.join(", "));
+                Ok((json!({ "top": top_json(&model, &prediction, &top) }), line))
+            },
+        );
+    }
     let Loaded {
         model,
         image_path,
@@ -29,14 +64,10 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
     let prediction = model.predict(&image, fit)?;
     let top = prediction.top(args.top);
     if args.json {
-        let top: Vec<_> = top
-            .iter()
-            .map(|&(i, p)| json!({"class": i, "label": model.labels[i], "probability": p, "logit": prediction.logits[i]}))
-            .collect();
         return print_json(&json!({
             "model": model.name,
             "image": image_path,
-            "top": top,
+            "top": top_json(&model, &prediction, &top),
             "head": model.head.map(|h| h.name()),
             "logits": prediction.logits,
         }));
