@@ -259,6 +259,24 @@ fn a_first_image_that_fails_to_open_says_so_in_place() {
 }
 
 #[test]
+fn v_compares_cams_by_class_then_by_method_then_stops() {
+    use convscope::views::compare::CompareBy;
+    let m = model();
+    let mut a = app(&m);
+    assert_eq!(a.wanted_view().compare, None);
+    keys(&mut a, "v");
+    assert_eq!(a.mode, Mode::Cam);
+    assert_eq!(a.wanted_view().compare, Some(CompareBy::Classes));
+    keys(&mut a, "v");
+    assert_eq!(a.wanted_view().compare, Some(CompareBy::Methods));
+    // Other modes never carry it.
+    keys(&mut a, "1");
+    assert_eq!(a.wanted_view().compare, None);
+    keys(&mut a, "2v");
+    assert_eq!(a.wanted_view().compare, None);
+}
+
+#[test]
 fn a_tiny_terminal_says_so() {
     let m = model();
     let a = app(&m);

@@ -1,5 +1,6 @@
 //! One view layer for both front ends: the same request gives the same picture, byte for byte,
-//! from the explorer's worker and from the command line (activations, a CAM, filter patterns),
+//! from the explorer's worker and from the command line (activations, CAMs, CAMs compared side
+//! by side, filter patterns),
 //! and the explorer's page of a wider layer is the command line's `--channels` grid.
 
 mod common;
@@ -13,6 +14,7 @@ use convscope::config::Config;
 use convscope::model::Model;
 use convscope::tui::view::{Mode, ViewContent, ViewKey};
 use convscope::tui::worker::{spawn, Job, Reply};
+use convscope::views::compare::CompareBy;
 use convscope::viz::cam::CamMethod;
 use convscope::viz::colormap::Colormap;
 
@@ -78,7 +80,12 @@ fn the_explorer_and_the_command_line_draw_the_same_pictures() {
         channel: None,
         class: None,
         method: CamMethod::Gradcam,
+        compare: None,
         colormap,
+    };
+    let compared = |by| ViewKey {
+        compare: Some(by),
+        ..key("relu5", Mode::Cam, 0, Colormap::Jet)
     };
     let keys = vec![
         // conv3 has 64 channels: the explorer's first page is all of them.
@@ -89,6 +96,9 @@ fn the_explorer_and_the_command_line_draw_the_same_pictures() {
         key("relu5", Mode::Cam, 0, Colormap::Viridis),
         // The first page of filter patterns: 16 channels.
         key("conv2", Mode::Filters, 0, Colormap::Viridis),
+        // CAMs side by side: the top four classes, every method.
+        compared(CompareBy::Classes),
+        compared(CompareBy::Methods),
     ];
     let explorer = explorer_pictures(model.clone(), keys);
     let d = tempfile::tempdir().unwrap();
@@ -126,7 +136,18 @@ fn the_explorer_and_the_command_line_draw_the_same_pictures() {
             d.path(),
             "e.png",
         ),
+        command_line_picture(
+            &["cam", m, img, "--layer", "relu5", "--compare", "classes"],
+            d.path(),
+            "f.png",
+        ),
+        command_line_picture(
+            &["cam", m, img, "--layer", "relu5", "--compare", "methods"],
+            d.path(),
+            "g.png",
+        ),
     ];
+    assert_eq!(explorer.len(), cli.len());
     for (i, (ours, theirs)) in explorer.iter().zip(&cli).enumerate() {
         assert_eq!(ours.dimensions(), theirs.dimensions(), "view {i}");
         assert!(

@@ -12,6 +12,7 @@ use super::{
     Subject, Written,
 };
 use crate::model::Model;
+use crate::views::compare::{self, CompareBy};
 use crate::views::{cam, file_safe};
 use crate::viz::cam::{default_layer, CamMap, CamMethod, CamSession};
 use crate::viz::colormap::Colormap;
@@ -30,9 +31,13 @@ pub struct Args {
     pub class: Option<String>,
     #[arg(long, value_enum, default_value_t = CamMethod::Gradcam)]
     pub method: CamMethod,
-    /// Write one overlay for each of the top K classes.
+    /// Write one overlay for each of the top K classes (with --compare classes: K panels).
     #[arg(long, value_name = "K")]
     pub top: Option<usize>,
+    /// One grid of captioned panels: the top classes (--top K, 4 by default) with --method, or
+    /// every method for --class (or the top class).
+    #[arg(long, value_enum, conflicts_with_all = ["heatmap", "npy", "aug_smooth"])]
+    pub compare: Option<CompareBy>,
     /// Output PNG: the overlay at the image's own resolution (default: a descriptive name in the
     /// output folder). With --top, the class is added to the name.
     #[arg(short, long)]
@@ -57,6 +62,60 @@ pub struct Args {
     /// Also print each overlay in the terminal.
     #[arg(long)]
     pub show: bool,
+}
+
+/// `--compare`: one grid of the top classes' or of every method's maps.
+fn run_compare(
+    session: &Session,
+    args: &Args,
+    (model, image_path, image, input): (&Model, &Path, &image::RgbImage, &Tensor),
+    cams: &mut CamSession,
+    layer: usize,
+    by: CompareBy,
+) -> Result<()> {
+    let class = match &args.class {
+        Some(c) => model.class_index(c)?,
+        None => cams.top_class(),
+    };
+    let request = compare::Request {
+        layer,
+        by,
+        method: args.method,
+        class,
+        classes: args.top.unwrap_or(4),
+        colormap: args.colormap,
+        alpha: args.alpha,
+    };
+    let rendered = compare::render(model, image, input, cams, &request)?;
+    let layer_name = &model.graph.node(layer).name;
+    let path = match &args.output {
+        Some(p) => p.clone(),
+        None => default_output(
+            session,
+            &rendered.file_stem(&model.name, &image_stem(image_path), layer_name),
+            |base| vec![base.to_path_buf()],
+        )?,
+    };
+    save_png(&rendered.picture, &path, &rendered.chunks)?;
+    if args.show {
+        show(&rendered.picture)?;
+    }
+    if args.json {
+        return print_json(&json!({
+            "model": model.name,
+            "image": image_path,
+            "layer": layer_name,
+            "compare": format!("{by:?}").to_lowercase(),
+            "caption": rendered.caption,
+            "output": path,
+        }));
+    }
+    emit(&format!(
+        "{}: {} -> {}\n",
+        model.name,
+        rendered.caption,
+        path.display()
+    ))
 }
 
 /// The CAM of each image of a batch (its top class, or `--class`), each written under a name
@@ -170,6 +229,16 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
     let layer_name = model.graph.node(layer).name.clone();
     let input = model.input_tensor(&image, fit)?;
     let mut cams = CamSession::new(&model, &input, layer)?;
+    if let Some(by) = args.compare {
+        return run_compare(
+            session,
+            args,
+            (&model, &image_path, &image, &input),
+            &mut cams,
+            layer,
+            by,
+        );
+    }
     let classes: Vec<usize> = match (&args.class, args.top) {
         (Some(_), Some(_)) => bail!("give --class or --top, not both"),
         (Some(c), None) => vec![model.class_index(c)?],

@@ -9,6 +9,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use super::view::{Mode, ViewContent, ViewKey, ViewState, ACTIVATION_PAGE, FILTER_PAGE};
 use crate::model::tree::{layer_tree, TreeNode};
 use crate::model::{Model, NodeId, Prediction};
+use crate::views::compare::CompareBy;
 use crate::views::Rendered;
 use crate::viz::cam::CamMethod;
 use crate::viz::colormap::Colormap;
@@ -67,6 +68,8 @@ pub struct App {
     pub channel: Option<usize>,
     pub class: Option<usize>,
     pub method: CamMethod,
+    /// CAM mode's comparison grid (top classes or every method), if one is asked for.
+    pub compare: Option<CompareBy>,
     /// The colormap of activation maps.
     pub colormap: Colormap,
     /// The colormap of class activation maps (OpenCV's jet, as pytorch-grad-cam draws them).
@@ -110,6 +113,7 @@ impl App {
             channel: None,
             class: None,
             method: CamMethod::Gradcam,
+            compare: None,
             colormap,
             cam_colormap: Colormap::Jet,
             image_path,
@@ -199,6 +203,11 @@ impl App {
                 self.method
             } else {
                 CamMethod::Gradcam
+            },
+            compare: if self.mode == Mode::Cam {
+                self.compare
+            } else {
+                None
             },
             colormap: self.mode_colormap(),
         }
@@ -366,6 +375,16 @@ impl App {
                     .unwrap_or(0);
                 self.method = CamMethod::ALL[(i + 1) % CamMethod::ALL.len()];
                 self.mode = Mode::Cam;
+            }
+            KeyCode::Char('v') => {
+                self.compare = match self.compare {
+                    None => Some(CompareBy::Classes),
+                    Some(CompareBy::Classes) => Some(CompareBy::Methods),
+                    Some(CompareBy::Methods) => None,
+                };
+                if self.mode != Mode::Cam {
+                    self.set_mode(Mode::Cam);
+                }
             }
             KeyCode::Char('p') => match self.mode {
                 Mode::Cam => self.cam_colormap = self.cam_colormap.next(),

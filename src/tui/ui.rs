@@ -31,6 +31,7 @@ pub const HELP: &[(&str, &str)] = &[
         "target class: #N for the N-th prediction, an index or a label",
     ),
     ("m", "next CAM method"),
+    ("v", "compare CAMs: top classes, every method, off"),
     ("p", "next colormap"),
     ("o", "open another image (Tab completes the path)"),
     ("/", "search layers by name"),

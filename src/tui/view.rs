@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::model::NodeId;
+use crate::views::compare::CompareBy;
 use crate::views::Rendered;
 use crate::viz::cam::CamMethod;
 use crate::viz::colormap::Colormap;
@@ -52,6 +53,8 @@ pub struct ViewKey {
     /// Target class of a CAM; `None` is the top prediction.
     pub class: Option<usize>,
     pub method: CamMethod,
+    /// A grid of CAMs side by side instead of one.
+    pub compare: Option<CompareBy>,
     pub colormap: Colormap,
 }
 

@@ -19,7 +19,7 @@ use crate::input::load_image;
 use crate::model::device::with_memory_hint;
 use crate::model::{Activations, Keep, Model, Prediction};
 use crate::views::activations::{self, Channels};
-use crate::views::{cam, filters};
+use crate::views::{cam, compare, filters};
 use crate::viz::activations::Stats;
 use crate::viz::cam::CamSession;
 use crate::viz::filters::{Cancelled, Recipe};
@@ -223,6 +223,20 @@ impl<'m> Worker<'m> {
                     cams.insert(id, session, 1);
                 }
                 let session = cams.get(&id).expect("just inserted");
+                if let Some(by) = key.compare {
+                    let request = compare::Request {
+                        layer: key.node,
+                        by,
+                        method: key.method,
+                        class: key.class.unwrap_or_else(|| session.top_class()),
+                        classes: 4,
+                        colormap: key.colormap,
+                        alpha: cam::DEFAULT_ALPHA,
+                    };
+                    let rendered =
+                        compare::render(model, &cur.original, &cur.input, session, &request)?;
+                    return Ok(ViewContent::Picture(rendered));
+                }
                 let request = cam::Request {
                     layer: key.node,
                     method: key.method,

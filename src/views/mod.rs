@@ -6,6 +6,7 @@
 
 pub mod activations;
 pub mod cam;
+pub mod compare;
 pub mod filters;
 
 use image::RgbImage;

@@ -2,6 +2,7 @@
 
 pub mod activations;
 pub mod cam;
+pub mod caption;
 pub mod colormap;
 pub mod filters;
 pub mod overlay;
