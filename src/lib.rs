@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod input;
+pub mod metrics;
 pub mod model;
 pub mod shapes;
 pub mod tui;

@@ -161,3 +161,49 @@ fn overlays_are_what_show_cam_on_image_draws() {
         assert_eq!(differing, 0, "image weight {image_weight}: values differ");
     }
 }
+
+#[test]
+fn confidence_metrics_match_pytorch_grad_cam() {
+    // scripts/make_metric_fixtures.py: pytorch-grad-cam's CamMultImageConfidenceChange,
+    // DropInConfidence and IncreaseInConfidence (softmax targets) on its own maps, which are fed
+    // to convscope's metric here so that only the metric is compared.
+    use convscope::metrics::confidence::ConfidenceChange;
+    let exp = expected("metric_expected.safetensors");
+    let scalar = |key: &str| exp[key].to_vec1::<f32>().unwrap()[0];
+    let mut compared = 0;
+    for name in ["vgg16_small", "resnet50_small"] {
+        let d = tempfile::tempdir().unwrap();
+        let input = &expected(&format!("{name}_expected.safetensors"))["input"];
+        let (_, _, h, w) = input.dims4().unwrap();
+        let model = fixture_model(d.path(), &format!("{name}.safetensors"), (h, w));
+        let prefix = format!("{name}/");
+        let mut bases: Vec<String> = exp
+            .keys()
+            .filter(|k| k.starts_with(&prefix) && k.ends_with("/map"))
+            .map(|k| k.trim_end_matches("/map").to_string())
+            .collect();
+        bases.sort();
+        for base in bases {
+            let class: usize = base.rsplit('/').next().unwrap().parse().unwrap();
+            let map: Vec<f32> = exp[&format!("{base}/map")]
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let ours = ConfidenceChange::measure(&model, input, &map, class).unwrap();
+            let close = |what: &str, a: f32, b: f32| {
+                assert!((a - b).abs() <= 1e-5, "{base} {what}: {a} against {b}");
+            };
+            close("before", ours.before, scalar(&format!("{base}/before")));
+            close("after", ours.after, scalar(&format!("{base}/after")));
+            close("drop", ours.drop(), scalar(&format!("{base}/drop")));
+            assert_eq!(
+                ours.increase(),
+                scalar(&format!("{base}/increase")),
+                "{base}"
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 2 * 2 * 2 * 2);
+}

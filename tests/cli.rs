@@ -761,3 +761,62 @@ fn folders_of_images_give_one_output_each_and_a_summary() {
         "no image could be processed",
     );
 }
+
+#[test]
+fn eval_ranks_cam_methods_on_generated_shapes() {
+    // From the repository root: the demo model and its shapes generator.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let v = json(&run(
+        &[
+            "eval",
+            "--shapes",
+            "4",
+            "--methods",
+            "gradcam,eigencam",
+            "--steps",
+            "8",
+            "--json",
+        ],
+        root,
+    ));
+    assert_eq!(v["layer"], "relu5");
+    // Two single-shape images and two with two shapes: six maps per method.
+    assert_eq!(v["maps_asked"], 6);
+    let rows = v["methods"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        assert_eq!(
+            row["maps"].as_u64().unwrap() + row["left_out"].as_u64().unwrap(),
+            6
+        );
+        for key in ["deletion_auc", "insertion_auc"] {
+            let auc = row[key].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&auc), "{key} {auc}");
+        }
+        let pointing = row["pointing_game_percent"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&pointing));
+    }
+    // Grad-CAM on the demo model: its maps point at the objects and bring the class back sooner
+    // than they take it away.
+    let gradcam = &rows[0];
+    assert_eq!(gradcam["method"], "gradcam");
+    assert!(
+        gradcam["pointing_game_percent"].as_f64().unwrap() >= 80.0,
+        "{gradcam}"
+    );
+    assert!(
+        gradcam["insertion_auc"].as_f64().unwrap() > gradcam["deletion_auc"].as_f64().unwrap(),
+        "{gradcam}"
+    );
+    // Nothing to evaluate on is one line.
+    let o = Command::new(env!("CARGO_BIN_EXE_convscope"))
+        .args(["eval", "models/shapes"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.code() == Some(1) && stderr.contains("--shapes N"),
+        "{stderr}"
+    );
+}

@@ -3,6 +3,7 @@
 mod activations;
 mod batch;
 mod cam;
+mod eval;
 mod filters;
 mod info;
 mod predict;
@@ -62,6 +63,8 @@ pub enum Command {
     Cam(cam::Args),
     /// Filter patterns: the input each channel responds to most, by gradient ascent.
     Filters(filters::Args),
+    /// How good each CAM method's maps are: confidence change, deletion, insertion, pointing.
+    Eval(eval::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -337,6 +340,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Info(a) => info::run(&session, a),
         Command::Predict(a) => predict::run(&session, a),
+        Command::Eval(a) => eval::run(&session, a),
         Command::Activations(a) => activations::run(&session, a),
         Command::Cam(a) => cam::run(&session, a),
         Command::Filters(a) => filters::run(&session, a),

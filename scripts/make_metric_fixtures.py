@@ -1,0 +1,59 @@
+"""Makes tests/fixtures/metric_expected.safetensors with pytorch-grad-cam 1.5.x: its confidence
+metrics on the reduced VGG16 and ResNet50 fixtures (scripts/make_fixtures.py), for the test of
+convscope's `metrics::confidence`.
+
+For each model, two layers, Grad-CAM and Grad-CAM++, and the top two classes: pytorch-grad-cam's
+map (the input the metric multiplies), the class's probability before and after
+multiplying the input by the map (`CamMultImageConfidenceChange`), `DropInConfidence` and
+`IncreaseInConfidence`, all with `ClassifierOutputSoftmaxTarget`. Keys
+`{model}/{layer}/{method}/{class}/{map|before|after|drop|increase}`.
+
+    python scripts/make_metric_fixtures.py
+"""
+
+import os
+
+import torch
+from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
+from pytorch_grad_cam.metrics.cam_mult_image import (CamMultImageConfidenceChange,
+                                                     DropInConfidence, IncreaseInConfidence)
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
+from safetensors.torch import load_file, save_file
+
+from make_fixtures import OUT, small_resnet50, small_vgg16
+
+
+def main():
+    out = {}
+    for name, make, layers in [("vgg16_small", small_vgg16, ["features.16", "features.23"]),
+                               ("resnet50_small", small_resnet50, ["layer2", "layer3"])]:
+        model = make()
+        model.load_state_dict(load_file(os.path.join(OUT, f"{name}.safetensors")), strict=False)
+        model.eval()
+        x = load_file(os.path.join(OUT, f"{name}_expected.safetensors"))["input"]
+        with torch.no_grad():
+            classes = model(x)[0].argsort(descending=True)[:2].tolist()
+        modules = dict(model.named_modules())
+        for layer in layers:
+            for key, method in {"gradcam": GradCAM, "gradcamplusplus": GradCAMPlusPlus}.items():
+                with method(model=model, target_layers=[modules[layer]]) as cam:
+                    for c in classes:
+                        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(c)])
+                        targets = [ClassifierOutputSoftmaxTarget(c)]
+                        drop = DropInConfidence()(x, maps, targets, model)
+                        increase = IncreaseInConfidence()(x, maps, targets, model)
+                        after = CamMultImageConfidenceChange()(x, maps, targets, model,
+                                                               return_diff=False)
+                        with torch.no_grad():
+                            before = torch.softmax(model(x), dim=-1)[0, c]
+                        base = f"{name}/{layer}/{key}/{c}"
+                        out[f"{base}/map"] = torch.from_numpy(maps[0]).contiguous()
+                        out[f"{base}/before"] = before.reshape(1)
+                        out[f"{base}/after"] = torch.tensor([float(after[0])])
+                        out[f"{base}/drop"] = torch.tensor([float(drop[0])])
+                        out[f"{base}/increase"] = torch.tensor([float(increase[0])])
+    save_file(out, os.path.join(OUT, "metric_expected.safetensors"))
+
+
+if __name__ == "__main__":
+    main()
