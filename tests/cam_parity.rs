@@ -162,6 +162,42 @@ fn overlays_are_what_show_cam_on_image_draws() {
     }
 }
 
+/// A map of metric_expected.safetensors: its base key, class and values.
+type MetricCase = (String, usize, Vec<f32>);
+
+/// The fixture model `name` and its input, and every map of metric_expected.safetensors for it
+/// that has a `{base}/{key}` entry: its base key, class and values.
+fn metric_cases(
+    dir: &std::path::Path,
+    exp: &std::collections::HashMap<String, candle_core::Tensor>,
+    name: &str,
+    key: &str,
+) -> (Model, candle_core::Tensor, Vec<MetricCase>) {
+    let input = expected(&format!("{name}_expected.safetensors"))["input"].clone();
+    let (_, _, h, w) = input.dims4().unwrap();
+    let model = fixture_model(dir, &format!("{name}.safetensors"), (h, w));
+    let suffix = format!("/{key}");
+    let mut bases: Vec<String> = exp
+        .keys()
+        .filter(|k| k.starts_with(&format!("{name}/")) && k.ends_with(&suffix))
+        .map(|k| k.trim_end_matches(&suffix).to_string())
+        .collect();
+    bases.sort();
+    let cases = bases
+        .into_iter()
+        .map(|base| {
+            let class: usize = base.rsplit('/').next().unwrap().parse().unwrap();
+            let map: Vec<f32> = exp[&format!("{base}/map")]
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            (base, class, map)
+        })
+        .collect();
+    (model, input, cases)
+}
+
 #[test]
 fn confidence_metrics_match_pytorch_grad_cam() {
     // scripts/make_metric_fixtures.py: pytorch-grad-cam's CamMultImageConfidenceChange,
@@ -173,23 +209,9 @@ fn confidence_metrics_match_pytorch_grad_cam() {
     let mut compared = 0;
     for name in ["vgg16_small", "resnet50_small"] {
         let d = tempfile::tempdir().unwrap();
-        let input = &expected(&format!("{name}_expected.safetensors"))["input"];
-        let (_, _, h, w) = input.dims4().unwrap();
-        let model = fixture_model(d.path(), &format!("{name}.safetensors"), (h, w));
-        let prefix = format!("{name}/");
-        let mut bases: Vec<String> = exp
-            .keys()
-            .filter(|k| k.starts_with(&prefix) && k.ends_with("/map"))
-            .map(|k| k.trim_end_matches("/map").to_string())
-            .collect();
-        bases.sort();
-        for base in bases {
-            let class: usize = base.rsplit('/').next().unwrap().parse().unwrap();
-            let map: Vec<f32> = exp[&format!("{base}/map")]
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+        let (model, input, cases) = metric_cases(d.path(), &exp, name, "map");
+        let input = &input;
+        for (base, class, map) in cases {
             let ours = ConfidenceChange::measure(&model, input, &map, class).unwrap();
             let close = |what: &str, a: f32, b: f32| {
                 assert!((a - b).abs() <= 1e-5, "{base} {what}: {a} against {b}");
@@ -206,4 +228,54 @@ fn confidence_metrics_match_pytorch_grad_cam() {
         }
     }
     assert_eq!(compared, 2 * 2 * 2 * 2);
+}
+
+#[test]
+fn road_matches_pytorch_grad_cam() {
+    // scripts/make_metric_fixtures.py: pytorch-grad-cam's RemoveMostRelevantFirst and
+    // RemoveLeastRelevantFirst with its linear imputer (noise 0) at the percentiles 10..90, on
+    // its own Grad-CAM maps.
+    use convscope::metrics::road::{impute, percentile, Road, PERCENTILES};
+    use rand::SeedableRng;
+    let exp = expected("metric_expected.safetensors");
+    let (mut compared, mut infillings) = (0, 0);
+    for name in ["vgg16_small", "resnet50_small"] {
+        let d = tempfile::tempdir().unwrap();
+        let (model, input, cases) = metric_cases(d.path(), &exp, name, "morf");
+        let input = &input;
+        let (_, _, h, w) = input.dims4().unwrap();
+        for (base, class, map) in cases {
+            let ours = Road::measure(&model, input, &map, class, &PERCENTILES, 0.0, 0).unwrap();
+            for (what, got) in [
+                ("morf", &ours.most_relevant_first),
+                ("lerf", &ours.least_relevant_first),
+            ] {
+                let want: Vec<f32> = exp[&format!("{base}/{what}")].to_vec1().unwrap();
+                for (p, (a, b)) in PERCENTILES.iter().zip(got.iter().zip(&want)) {
+                    assert!(
+                        (a - b).abs() <= 1e-5,
+                        "{base} {what} at {p}: {a} against {b}"
+                    );
+                }
+            }
+            // The infilling itself, at the 50th percentile (stored for one map per model).
+            let (c, h, w) = (input.dims4().unwrap().1, h, w);
+            let pixels: Vec<f32> = input.flatten_all().unwrap().to_vec1().unwrap();
+            let inverse: Vec<f32> = map.iter().map(|v| 1.0 - v).collect();
+            for (what, order) in [("morf", &map), ("lerf", &inverse)] {
+                let Some(want) = exp.get(&format!("{base}/{what}_50_input")) else {
+                    continue;
+                };
+                infillings += 1;
+                let threshold = percentile(order, 50.0);
+                let known: Vec<bool> = order.iter().map(|&v| v < threshold).collect();
+                let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+                let ours = impute(&pixels, (c, h, w), &known, 0.0, &mut rng);
+                let ours = candle_core::Tensor::from_vec(ours, want.shape(), &Device::Cpu).unwrap();
+                common::assert_close(&format!("{base} {what} infilling"), &ours, want, 1e-4);
+            }
+            compared += 1;
+        }
+    }
+    assert_eq!((compared, infillings), (2 * 2 * 2, 2 * 2));
 }

@@ -795,6 +795,8 @@ fn eval_ranks_cam_methods_on_generated_shapes() {
         }
         let pointing = row["pointing_game_percent"].as_f64().unwrap();
         assert!((0.0..=100.0).contains(&pointing));
+        let road = row["road_combined"].as_f64().unwrap();
+        assert!((-1.0..=1.0).contains(&road), "{road}");
     }
     // Grad-CAM on the demo model: its maps point at the objects and bring the class back sooner
     // than they take it away.
@@ -806,6 +808,12 @@ fn eval_ranks_cam_methods_on_generated_shapes() {
     );
     assert!(
         gradcam["insertion_auc"].as_f64().unwrap() > gradcam["deletion_auc"].as_f64().unwrap(),
+        "{gradcam}"
+    );
+    // Removing what Grad-CAM points at costs the class more than removing the rest.
+    assert!(
+        gradcam["road_most_relevant_first"].as_f64().unwrap()
+            < gradcam["road_least_relevant_first"].as_f64().unwrap(),
         "{gradcam}"
     );
     // Nothing to evaluate on is one line.

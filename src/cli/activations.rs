@@ -10,7 +10,7 @@ use super::info::shape_text;
 use std::fmt::Write;
 
 use super::{
-    batch, default_output, distinct_outputs, emit, image_stem, print_json, show, Loaded, Session,
+    batch, distinct_outputs, emit, image_stem, print_json, show, view_path, Loaded, Session,
     Subject, Written,
 };
 use crate::model::{Keep, NodeId};
@@ -93,8 +93,8 @@ fn run_batch(session: &Session, args: &Args, paths: &[PathBuf]) -> Result<()> {
         |path, image| {
             let acts = model.run(&image, fit, &Keep::Only(vec![node]))?;
             let rendered = render(&model, &acts, &request)?;
-            let stem = rendered.file_stem(&model.name, &image_stem(path), layer_name);
-            let out = default_output(session, &stem, |base| vec![base.to_path_buf()])?;
+            let names = (model.name.as_str(), image_stem(path), layer_name.as_str());
+            let out = view_path(session, None, &rendered, (names.0, &names.1, names.2))?;
             save_png(&rendered.picture, &out, &rendered.chunks)?;
             let tensor = acts.get(node).context("the layer's output was not kept")?;
             let row = json!({
@@ -132,14 +132,13 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
     let rendered = render(&model, &acts, &request)?;
     let tensor = acts.get(node).context("the layer's output was not kept")?;
     let layer_name = &model.graph.node(node).name;
-    let path = match &args.output {
-        Some(p) => p.clone(),
-        None => default_output(
-            session,
-            &rendered.file_stem(&model.name, &image_stem(&image_path), layer_name),
-            |base| vec![base.to_path_buf()],
-        )?,
-    };
+    let image_name = image_stem(&image_path);
+    let path = view_path(
+        session,
+        args.output.as_ref(),
+        &rendered,
+        (&model.name, &image_name, layer_name),
+    )?;
     let mut written = Written::default();
     written.save(&path, || {
         save_png(&rendered.picture, &path, &rendered.chunks)

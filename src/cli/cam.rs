@@ -8,8 +8,8 @@ use candle_core::{Device, Tensor};
 use serde_json::json;
 
 use super::{
-    batch, default_output, distinct_outputs, emit, image_stem, print_json, show, Loaded, Session,
-    Subject, Written,
+    batch, default_output, distinct_outputs, emit, image_stem, print_json, show, view_path, Loaded,
+    Session, Subject, Written,
 };
 use crate::model::Model;
 use crate::views::compare::{self, CompareBy};
@@ -64,6 +64,18 @@ pub struct Args {
     pub show: bool,
 }
 
+/// The CAM the command line asks for, of `class` at `layer`.
+fn cam_request(args: &Args, layer: usize, class: usize) -> cam::Request {
+    cam::Request {
+        layer,
+        method: args.method,
+        class,
+        colormap: args.colormap,
+        alpha: args.alpha,
+        aug_smooth: args.aug_smooth,
+    }
+}
+
 /// `--compare`: one grid of the top classes' or of every method's maps.
 fn run_compare(
     session: &Session,
@@ -88,14 +100,12 @@ fn run_compare(
     };
     let rendered = compare::render(model, image, input, cams, &request)?;
     let layer_name = &model.graph.node(layer).name;
-    let path = match &args.output {
-        Some(p) => p.clone(),
-        None => default_output(
-            session,
-            &rendered.file_stem(&model.name, &image_stem(image_path), layer_name),
-            |base| vec![base.to_path_buf()],
-        )?,
-    };
+    let path = view_path(
+        session,
+        args.output.as_ref(),
+        &rendered,
+        (&model.name, &image_stem(image_path), layer_name),
+    )?;
     save_png(&rendered.picture, &path, &rendered.chunks)?;
     if args.show {
         show(&rendered.picture)?;
@@ -149,17 +159,15 @@ fn run_batch(session: &Session, args: &Args, paths: &[PathBuf]) -> Result<()> {
             let input = model.input_tensor(&image, fit)?;
             let mut cams = CamSession::new(&model, &input, layer)?;
             let class = class.unwrap_or_else(|| cams.top_class());
-            let request = cam::Request {
-                layer,
-                method: args.method,
-                class,
-                colormap: args.colormap,
-                alpha: args.alpha,
-                aug_smooth: args.aug_smooth,
-            };
+            let request = cam_request(args, layer, class);
             let (rendered, map) = cam::render(&model, &image, &input, &mut cams, &request)?;
-            let stem = rendered.file_stem(&model.name, &image_stem(path), &layer_name);
-            let out = default_output(session, &stem, |base| vec![base.to_path_buf()])?;
+            let image_name = image_stem(path);
+            let out = view_path(
+                session,
+                None,
+                &rendered,
+                (&model.name, &image_name, &layer_name),
+            )?;
             save_png(&rendered.picture, &out, &rendered.chunks)?;
             let line = format!(
                 "{}: {} -> {}",
@@ -250,14 +258,7 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
         }
         (None, None) => vec![cams.top_class()],
     };
-    let request = |class| cam::Request {
-        layer,
-        method: args.method,
-        class,
-        colormap: args.colormap,
-        alpha: args.alpha,
-        aug_smooth: args.aug_smooth,
-    };
+    let request = |class| cam_request(args, layer, class);
     let base = match &args.output {
         Some(p) => p.clone(),
         None => default_output(

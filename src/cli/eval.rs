@@ -1,5 +1,5 @@
 //! `convscope eval`: how good each CAM method's maps are on one model, as one table: the
-//! confidence change of the image multiplied by the map, deletion and insertion, and on
+//! confidence change of the image multiplied by the map, deletion and insertion, ROAD, and on
 //! generated shapes the pointing game.
 
 use std::fmt::Write;
@@ -13,6 +13,7 @@ use crate::input::Fit;
 use crate::metrics::confidence::ConfidenceChange;
 use crate::metrics::deletion::Curves;
 use crate::metrics::pointing;
+use crate::metrics::road::{Road, PERCENTILES};
 use crate::shapes::{BoundingBox, Generator};
 use crate::viz::cam::{default_layer, CamMethod, CamSession};
 
@@ -62,6 +63,9 @@ struct Totals {
     increase: f64,
     deletion: f64,
     insertion: f64,
+    road_morf: f64,
+    road_lerf: f64,
+    road_combined: f64,
     pointed: usize,
     hits: usize,
     left_out: usize,
@@ -119,7 +123,7 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
     }
     let mut totals: Vec<Totals> = methods.iter().map(|_| Totals::default()).collect();
     let bar = indicatif::ProgressBar::new(targets.len() as u64);
-    for target in &targets {
+    for (t, target) in targets.iter().enumerate() {
         let input = model.input_tensor(&target.image, fit)?;
         let mut cams = CamSession::new(&model, &input, layer)?;
         let class = target.class.unwrap_or_else(|| cams.top_class());
@@ -134,6 +138,20 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
             };
             let change = ConfidenceChange::measure(&model, &input, &map.map, class)?;
             let curves = Curves::measure(&model, &input, &map.map, class, args.steps)?;
+            // pytorch-grad-cam's noise (0.01), drawn from a seed per map.
+            let road = Road::measure(
+                &model,
+                &input,
+                &map.map,
+                class,
+                &PERCENTILES,
+                0.01,
+                t as u64,
+            )?;
+            let mean = |v: &[f32]| f64::from(v.iter().sum::<f32>()) / v.len().max(1) as f64;
+            total.road_morf += mean(&road.most_relevant_first) - f64::from(road.before);
+            total.road_lerf += mean(&road.least_relevant_first) - f64::from(road.before);
+            total.road_combined += f64::from(road.combined());
             total.maps += 1;
             total.drop += f64::from(change.drop());
             total.relative_drop += f64::from(change.relative_drop());
@@ -181,6 +199,9 @@ fn report(
                     "increase_in_confidence_percent": 100.0 * mean(t.increase, t.maps),
                     "deletion_auc": mean(t.deletion, t.maps),
                     "insertion_auc": mean(t.insertion, t.maps),
+                    "road_most_relevant_first": mean(t.road_morf, t.maps),
+                    "road_least_relevant_first": mean(t.road_lerf, t.maps),
+                    "road_combined": mean(t.road_combined, t.maps),
                     "pointing_game_percent": (t.pointed > 0).then(|| 100.0 * t.hits as f64 / t.pointed as f64),
                 })
             })
@@ -193,8 +214,17 @@ fn report(
     writeln!(text, "{model} at {layer}, {targets} maps per method")?;
     writeln!(
         text,
-        "{:<12} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}",
-        "method", "maps", "avg drop%", "increase%", "deletion", "insertion", "drop", "pointing%"
+        "{:<12} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}",
+        "method",
+        "maps",
+        "avg drop%",
+        "increase%",
+        "deletion",
+        "insertion",
+        "ROAD MoRF",
+        "ROAD LeRF",
+        "ROAD",
+        "pointing%"
     )?;
     for (m, t) in methods.iter().zip(totals) {
         let pointing = match t.pointed {
@@ -203,14 +233,16 @@ fn report(
         };
         writeln!(
             text,
-            "{:<12} {:>5} {:>10.1} {:>10.1} {:>10.3} {:>10.3} {:>10.4} {:>9}",
+            "{:<12} {:>5} {:>10.1} {:>10.1} {:>10.3} {:>10.3} {:>10.4} {:>10.4} {:>10.4} {:>9}",
             m.title(),
             t.maps,
             100.0 * mean(t.relative_drop, t.maps),
             100.0 * mean(t.increase, t.maps),
             mean(t.deletion, t.maps),
             mean(t.insertion, t.maps),
-            mean(t.drop, t.maps),
+            mean(t.road_morf, t.maps),
+            mean(t.road_lerf, t.maps),
+            mean(t.road_combined, t.maps),
             pointing
         )?;
     }
@@ -218,8 +250,10 @@ fn report(
         text,
         "avg drop% (lower is better) and increase% (higher): the image multiplied by the map; \
          deletion AUC (lower) and insertion AUC (higher): class probability as the most salient \
-         pixels go or come back; drop: pytorch-grad-cam's DropInConfidence; pointing%: maps whose \
-         peak lies on the object"
+         pixels go or come back; ROAD: the change in class probability after removing the most \
+         (MoRF, lower is better) or least (LeRF, higher) relevant pixels by noisy linear infilling, \
+         averaged over the percentiles 10-90, and ROADCombined = (LeRF - MoRF) / 2 (higher); \
+         pointing%: maps whose peak lies on the object"
     )?;
     emit(&text)
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use super::{default_output, emit, print_json, show, Session};
+use super::{emit, print_json, show, view_path, Session};
 use crate::views::filters;
 use crate::viz::filters::{Objective, Recipe};
 use crate::viz::render::save_png;
@@ -129,14 +129,12 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
     let (rendered, patterns) = result?;
     let settings = &request.settings;
     let seconds = started.elapsed().as_secs_f64();
-    let path = match &args.output {
-        Some(p) => p.clone(),
-        None => default_output(
-            session,
-            &rendered.file_stem(&model.name, "", &layer_name),
-            |base| vec![base.to_path_buf()],
-        )?,
-    };
+    let path = view_path(
+        session,
+        args.output.as_ref(),
+        &rendered,
+        (&model.name, "", &layer_name),
+    )?;
     save_png(&rendered.picture, &path, &rendered.chunks)?;
     if args.show {
         show(&rendered.picture)?;

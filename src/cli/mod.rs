@@ -269,6 +269,22 @@ fn default_output(
         .context("no free file name")
 }
 
+/// Where a view's picture goes: `-o`'s path, else its own name in the output folder (never over
+/// an earlier run's file).
+fn view_path(
+    session: &Session,
+    output: Option<&PathBuf>,
+    rendered: &crate::views::Rendered,
+    (model, image, layer): (&str, &str, &str),
+) -> Result<PathBuf> {
+    match output {
+        Some(p) => Ok(p.clone()),
+        None => default_output(session, &rendered.file_stem(model, image, layer), |base| {
+            vec![base.to_path_buf()]
+        }),
+    }
+}
+
 /// Refuses a command line that names one file for two outputs (`-o x.png --npy x.png`), of
 /// which only the last written would remain.
 fn distinct_outputs(paths: &[Option<&PathBuf>]) -> Result<()> {

@@ -1,13 +1,15 @@
 //! How good a class activation map is, measured by what the model does when the image is
 //! changed where the map points: the confidence change of the image multiplied by the map
 //! (Chattopadhyay et al. 2018, as pytorch-grad-cam's `metrics/cam_mult_image.py`), deletion and
-//! insertion curves (Petsiuk et al. 2018), and on generated shapes the pointing game against the
+//! insertion curves (Petsiuk et al. 2018), ROAD (Rong et al. 2022, as pytorch-grad-cam's
+//! `metrics/road.py`), and on generated shapes the pointing game against the
 //! objects' boxes (Zhang et al. 2016). Scores are class probabilities (pytorch-grad-cam's
 //! `ClassifierOutputSoftmaxTarget`).
 
 pub mod confidence;
 pub mod deletion;
 pub mod pointing;
+pub mod road;
 
 use anyhow::{Context, Result};
 use candle_core::Tensor;
