@@ -20,8 +20,8 @@ use convscope::viz::colormap::Colormap;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// The pictures the explorer's worker makes for `keys` (of image 1, the demo image).
-fn explorer_pictures(model: Arc<Model>, keys: Vec<ViewKey>) -> Vec<image::RgbImage> {
+/// The views the explorer's worker makes for `keys` (of image 1, the demo image).
+fn explorer_views(model: Arc<Model>, keys: Vec<ViewKey>) -> Vec<ViewContent> {
     let config = Config::load(Some(&Path::new(ROOT).join("config.toml"))).unwrap();
     let (jobs, job_rx) = channel();
     let (reply_tx, replies) = channel();
@@ -36,16 +36,13 @@ fn explorer_pictures(model: Arc<Model>, keys: Vec<ViewKey>) -> Vec<image::RgbIma
         }
         _ => panic!("the open's reply first"),
     }
-    let mut pictures = Vec::new();
+    let mut views = Vec::new();
     for key in keys {
         jobs.send(Job::View(key)).unwrap();
         loop {
             match replies.recv().unwrap() {
                 Reply::View { result, .. } => {
-                    match result.unwrap() {
-                        ViewContent::Picture(rendered) => pictures.push(rendered.picture),
-                        ViewContent::Text(t) => panic!("a text view: {t}"),
-                    }
+                    views.push(result.unwrap());
                     break;
                 }
                 Reply::Opened { .. } => panic!("one image only"),
@@ -55,7 +52,18 @@ fn explorer_pictures(model: Arc<Model>, keys: Vec<ViewKey>) -> Vec<image::RgbIma
     }
     drop(jobs);
     worker.join().unwrap();
-    pictures
+    views
+}
+
+/// The pictures of `views`.
+fn pictures(views: Vec<ViewContent>) -> Vec<image::RgbImage> {
+    views
+        .into_iter()
+        .map(|v| match v {
+            ViewContent::Picture(rendered) => rendered.picture,
+            ViewContent::Text(t) => panic!("a text view: {t}"),
+        })
+        .collect()
 }
 
 /// The picture `convscope ARGS -o FILE` writes, run from the repository root.
@@ -100,7 +108,7 @@ fn the_explorer_and_the_command_line_draw_the_same_pictures() {
         compared(CompareBy::Classes),
         compared(CompareBy::Methods),
     ];
-    let explorer = explorer_pictures(model.clone(), keys);
+    let explorer = pictures(explorer_views(model.clone(), keys));
     let d = tempfile::tempdir().unwrap();
     let img = "models/shapes/two_shapes.png";
     let m = "models/shapes";
@@ -157,4 +165,39 @@ fn the_explorer_and_the_command_line_draw_the_same_pictures() {
     }
     // The two CAM colormaps are two pictures (the explorer can show viridis CAMs).
     assert_ne!(explorer[2].as_raw(), explorer[3].as_raw());
+}
+
+#[test]
+fn the_explorer_info_view_is_info_with_a_layer_and_the_image() {
+    let model =
+        Arc::new(Model::open(&Path::new(ROOT).join("models/shapes"), None, &Device::Cpu).unwrap());
+    let key = ViewKey {
+        image: 1,
+        node: model.graph.find("conv3").unwrap(),
+        mode: Mode::Info,
+        page: 0,
+        channel: None,
+        class: None,
+        method: CamMethod::Gradcam,
+        compare: None,
+        colormap: Colormap::Viridis,
+    };
+    let explorer = match explorer_views(model, vec![key]).remove(0) {
+        ViewContent::Text(t) => t,
+        ViewContent::Picture(_) => panic!("a picture for Info"),
+    };
+    let out = common::convscope_ok(
+        &[
+            "info",
+            "models/shapes",
+            "--layer",
+            "conv3",
+            "--image",
+            "models/shapes/two_shapes.png",
+        ],
+        Some(Path::new(ROOT)),
+    );
+    let cli = String::from_utf8(out.stdout).unwrap();
+    assert!(explorer.contains("activations on this image") && explorer.contains("prediction"));
+    assert_eq!(cli.trim_end(), explorer.trim_end());
 }

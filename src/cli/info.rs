@@ -1,4 +1,4 @@
-//! `convscope info`: the layer tree.
+//! `convscope info`: the layer tree, or one layer's details.
 
 use std::path::PathBuf;
 
@@ -9,12 +9,19 @@ use std::fmt::Write;
 
 use super::{emit, print_json, Session};
 use crate::model::tree::layer_tree;
-use crate::model::Model;
+use crate::model::{Keep, Model};
+use crate::views::info;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Model folder, model.toml or checkpoint (default: from config.toml).
     pub model: Option<PathBuf>,
+    /// One layer's details instead of the tree (the explorer's Info view).
+    #[arg(long)]
+    pub layer: Option<String>,
+    /// With --layer: an image to add the layer's activation statistics and the prediction.
+    #[arg(long, requires = "layer")]
+    pub image: Option<PathBuf>,
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
@@ -31,6 +38,25 @@ pub fn shape_text(shape: &[usize]) -> String {
 
 pub fn run(session: &Session, args: &Args) -> Result<()> {
     let model = session.model(args.model.as_deref())?;
+    if let Some(layer) = &args.layer {
+        let id = model.graph.find(layer)?;
+        let pass = match &args.image {
+            Some(path) => {
+                let image = session.image(path)?;
+                let acts = model.run(&image, session.fit(None), &Keep::All)?;
+                let prediction = model.head.map(|_| model.prediction(&acts)).transpose()?;
+                Some((acts, prediction))
+            }
+            None => None,
+        };
+        let text = info::layer_text(
+            &model,
+            id,
+            pass.as_ref().map(|(acts, _)| acts),
+            pass.as_ref().and_then(|(_, p)| p.as_ref()),
+        )?;
+        return emit(&text);
+    }
     if args.json {
         return print_json(&info_json(&model));
     }

@@ -19,8 +19,7 @@ use crate::input::load_image;
 use crate::model::device::with_memory_hint;
 use crate::model::{Activations, Keep, Model, Prediction};
 use crate::views::activations::{self, Channels};
-use crate::views::{cam, compare, filters};
-use crate::viz::activations::Stats;
+use crate::views::{cam, compare, filters, info};
 use crate::viz::cam::CamSession;
 use crate::viz::filters::{Cancelled, Recipe};
 
@@ -194,7 +193,12 @@ impl<'m> Worker<'m> {
         };
         let count = model.graph.node(key.node).shape[1];
         match key.mode {
-            Mode::Info => Ok(ViewContent::Text(info_text(model, cur, key.node)?)),
+            Mode::Info => Ok(ViewContent::Text(info::layer_text(
+                model,
+                key.node,
+                Some(&cur.acts),
+                Some(&cur.prediction),
+            )?)),
             Mode::Activations => {
                 let (start, end) = page_range(key.page, ACTIVATION_PAGE, count);
                 let request = activations::Request {
@@ -289,55 +293,4 @@ impl<'m> Worker<'m> {
 pub fn page_range(page: usize, size: usize, count: usize) -> (usize, usize) {
     let start = (page * size).min(count.saturating_sub(1) / size * size);
     (start, (start + size).min(count))
-}
-
-fn info_text(model: &Model, cur: &Current, id: usize) -> Result<String> {
-    let n = model.graph.node(id);
-    let inputs: Vec<String> = n
-        .inputs
-        .iter()
-        .map(|&i| model.graph.node(i).name.clone())
-        .collect();
-    let mut s = format!("{}\n\nop          {}\n", n.name, n.op.kind());
-    let attrs = n.op.attributes();
-    if !attrs.is_empty() {
-        s += &format!("attributes  {attrs}\n");
-    }
-    s += &format!(
-        "inputs      {}\n",
-        if inputs.is_empty() {
-            "-".into()
-        } else {
-            inputs.join(", ")
-        }
-    );
-    s += &format!(
-        "output      {:?}\nparameters  {}\n",
-        &n.shape[1..],
-        n.op.parameter_count()
-    );
-    if let Some(t) = cur.acts.get(id) {
-        let values: Vec<f32> = t.flatten_all()?.to_vec1()?;
-        let st = Stats::of(&values);
-        let zeros =
-            values.iter().filter(|&&v| v == 0.0).count() as f64 / values.len().max(1) as f64;
-        let nonfinite = values.iter().filter(|v| !v.is_finite()).count();
-        s += &format!(
-            "\nactivations on this image\n  mean {:.4}  std {:.4}\n  min {:.4}  max {:.4}\n  zeros {:.1}%{}\n",
-            st.mean,
-            st.std,
-            st.min,
-            st.max,
-            zeros * 100.0,
-            if nonfinite > 0 { format!("\n  NaN or Inf values: {nonfinite}") } else { String::new() }
-        );
-    }
-    if let Some(&(class, p)) = cur.prediction.top(1).first() {
-        s += &format!(
-            "\nprediction  {} ({:.1}%)\n",
-            model.labels[class],
-            p * 100.0
-        );
-    }
-    Ok(s)
 }

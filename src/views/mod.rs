@@ -8,6 +8,7 @@ pub mod activations;
 pub mod cam;
 pub mod compare;
 pub mod filters;
+pub mod info;
 
 use image::RgbImage;
 
