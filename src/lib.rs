@@ -4,6 +4,7 @@
 //! back; [`viz`] turns tensors into pictures; [`views`] makes the pictures of a layer that both
 //! front ends show, the command line ([`cli`]) and the explorer ([`tui`]).
 
+pub mod allocator;
 pub mod cli;
 pub mod config;
 pub mod input;

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    convscope::allocator::keep_large_buffers();
     std::panic::set_hook(Box::new(|info| {
         let msg = info
             .payload()

@@ -32,8 +32,10 @@ pub fn arg_or(default: usize) -> Result<usize> {
         .unwrap_or(default))
 }
 
-/// The device named by `BENCH_DEVICE` (`cpu`, `cuda`, `cuda:N`), the CPU when unset.
+/// The device named by `BENCH_DEVICE` (`cpu`, `cuda`, `cuda:N`), the CPU when unset; also tunes
+/// the allocator as the binary does, so that benchmarks measure what users run.
 pub fn device() -> Result<Device> {
+    convscope::allocator::keep_large_buffers();
     convscope::model::device::parse_device(
         &std::env::var("BENCH_DEVICE").unwrap_or_else(|_| "cpu".into()),
     )
