@@ -12,11 +12,11 @@ its map is also stored with the opposite sign, under `eigencam_flipped`.
 import os
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from make_fixtures import OUT, small_resnet50, small_vgg16
+from make_fixtures import OUT, fixture_models
 
 
 class FlippedEigenCAM(EigenCAM):
@@ -31,15 +31,9 @@ METHODS = {"gradcam": GradCAM, "gradcamplusplus": GradCAMPlusPlus, "hirescam": H
 
 def main():
     out = {}
-    for name, make, layers in [("vgg16_small", small_vgg16, ["features.16", "features.23"]),
-                               ("resnet50_small", small_resnet50, ["layer2", "layer3"])]:
-        model = make()
-        missing, unexpected = model.load_state_dict(load_file(os.path.join(OUT, f"{name}.safetensors")), strict=False)
-        assert not unexpected and all(k.endswith("num_batches_tracked") for k in missing), (missing, unexpected)
-        model.eval()
-        x = load_file(os.path.join(OUT, f"{name}_expected.safetensors"))["input"]
-        with torch.no_grad():
-            classes = model(x)[0].argsort(descending=True)[:2].tolist()
+    layers_of = {"vgg16_small": ["features.16", "features.23"], "resnet50_small": ["layer2", "layer3"]}
+    for name, model, x, classes in fixture_models():
+        layers = layers_of[name]
         modules = dict(model.named_modules())
         for layer in layers:
             for key, method in METHODS.items():

@@ -60,6 +60,23 @@ def small_resnet50(groups=1):
     return model
 
 
+def fixture_models():
+    """The reduced VGG16 and ResNet50 as their fixture checkpoints hold them, each with its
+    fixture input and its top two classes on it: (name, model, input, classes)."""
+    from safetensors.torch import load_file
+    for name, make in [("vgg16_small", small_vgg16), ("resnet50_small", small_resnet50)]:
+        model = make()
+        missing, unexpected = model.load_state_dict(
+            load_file(os.path.join(OUT, f"{name}.safetensors")), strict=False)
+        assert not unexpected and all(k.endswith("num_batches_tracked") for k in missing), \
+            (missing, unexpected)
+        model.eval()
+        x = load_file(os.path.join(OUT, f"{name}_expected.safetensors"))["input"]
+        with torch.no_grad():
+            classes = model(x)[0].argsort(descending=True)[:2].tolist()
+        yield name, model, x, classes
+
+
 def capture(model, names, x):
     outs = {}
     modules = dict(model.named_modules())

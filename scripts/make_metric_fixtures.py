@@ -25,9 +25,9 @@ from pytorch_grad_cam.metrics.perturbation_confidence import (PerturbationConfid
                                                               RemoveLeastRelevantFirst,
                                                               RemoveMostRelevantFirst)
 from pytorch_grad_cam.metrics.road import NoisyLinearImputer
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from make_fixtures import OUT, small_resnet50, small_vgg16
+from make_fixtures import OUT, fixture_models
 
 
 PERCENTILES = [10, 20, 30, 40, 50, 60, 70, 80, 90]
@@ -35,14 +35,9 @@ PERCENTILES = [10, 20, 30, 40, 50, 60, 70, 80, 90]
 
 def main():
     out = {}
-    for name, make, layers in [("vgg16_small", small_vgg16, ["features.16", "features.23"]),
-                               ("resnet50_small", small_resnet50, ["layer2", "layer3"])]:
-        model = make()
-        model.load_state_dict(load_file(os.path.join(OUT, f"{name}.safetensors")), strict=False)
-        model.eval()
-        x = load_file(os.path.join(OUT, f"{name}_expected.safetensors"))["input"]
-        with torch.no_grad():
-            classes = model(x)[0].argsort(descending=True)[:2].tolist()
+    layers_of = {"vgg16_small": ["features.16", "features.23"], "resnet50_small": ["layer2", "layer3"]}
+    for name, model, x, classes in fixture_models():
+        layers = layers_of[name]
         modules = dict(model.named_modules())
         for layer in layers:
             for key, method in {"gradcam": GradCAM, "gradcamplusplus": GradCAMPlusPlus}.items():

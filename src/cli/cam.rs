@@ -90,13 +90,9 @@ fn run_compare(
         None => cams.top_class(),
     };
     let request = compare::Request {
-        layer,
         by,
-        method: args.method,
-        class,
-        classes: args.top.unwrap_or(4),
-        colormap: args.colormap,
-        alpha: args.alpha,
+        classes: args.top.unwrap_or(compare::DEFAULT_CLASSES),
+        cam: cam_request(args, layer, class),
     };
     let rendered = compare::render(model, image, input, cams, &request)?;
     let layer_name = &model.graph.node(layer).name;

@@ -54,16 +54,22 @@ impl Road {
         let (_, c, h, w) = input.dims4()?;
         let pixels: Vec<f32> = input.flatten_all()?.to_vec1()?;
         let inverse: Vec<f32> = map.iter().map(|v| 1.0 - v).collect();
-        // Each removal on its own thread, with noise from its own seed.
+        // Each removal on its own thread, with noise from its own seed; each order sorted once
+        // for all its percentiles.
         let removals: Vec<(&[f32], f32)> = [map, inverse.as_slice()]
             .into_iter()
-            .flat_map(|order| percentiles.iter().map(move |&p| (order, p)))
+            .flat_map(|order| {
+                let sorted = sorted(order);
+                percentiles
+                    .iter()
+                    .map(move |&p| (order, ranked(&sorted, p)))
+                    .collect::<Vec<_>>()
+            })
             .collect();
         let infilled: Vec<Vec<f32>> = removals
             .par_iter()
             .enumerate()
-            .map(|(i, &(order, p))| {
-                let threshold = percentile(order, p);
+            .map(|(i, &(order, threshold))| {
                 let known: Vec<bool> = order.iter().map(|&v| v < threshold).collect();
                 let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(64).wrapping_add(i as u64));
                 impute(&pixels, (c, h, w), &known, noise, &mut rng)
@@ -89,8 +95,17 @@ impl Road {
 
 /// NumPy's `percentile` (linear interpolation between the two nearest ranks).
 pub fn percentile(values: &[f32], p: f32) -> f32 {
+    ranked(&sorted(values), p)
+}
+
+fn sorted(values: &[f32]) -> Vec<f32> {
     let mut sorted = values.to_vec();
     sorted.sort_by(f32::total_cmp);
+    sorted
+}
+
+/// [`percentile`] of values already sorted.
+fn ranked(sorted: &[f32], p: f32) -> f32 {
     let rank = f64::from(p) / 100.0 * (sorted.len() - 1) as f64;
     let (low, high) = (rank.floor() as usize, rank.ceil() as usize);
     let t = (rank - low as f64) as f32;

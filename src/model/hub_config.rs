@@ -74,9 +74,9 @@ impl HubConfig {
         HubConfig::parse(&text).with_context(|| format!("{}", path.display()))
     }
 
-    /// The weights file of a timm / Hub model folder: `model.safetensors` or
-    /// `pytorch_model.bin` beside a timm `config.json`.
-    pub fn weights_in(folder: &Path) -> Result<Option<PathBuf>> {
+    /// The weights file of a timm / Hub model folder (`model.safetensors` or
+    /// `pytorch_model.bin`) with the timm `config.json` beside it.
+    pub fn weights_in(folder: &Path) -> Result<Option<(PathBuf, HubConfig)>> {
         let Some(weights) = WEIGHTS_FILES
             .iter()
             .map(|f| folder.join(f))
@@ -84,7 +84,7 @@ impl HubConfig {
         else {
             return Ok(None);
         };
-        Ok(HubConfig::beside(&weights)?.map(|_| weights))
+        Ok(HubConfig::beside(&weights)?.map(|config| (weights, config)))
     }
 
     /// Parses a `config.json`'s text: `None` when it names no `architecture` (not timm's).

@@ -90,7 +90,7 @@ impl Model {
         let meta = std::fs::metadata(path)
             .with_context(|| format!("cannot open model {}", path.display()))?;
         // A timm / Hub folder (config.json and model.safetensors) opens as its weights file.
-        let hub_weights = match meta.is_dir() && !path.join("model.toml").is_file() {
+        let hub_folder = match meta.is_dir() && !path.join("model.toml").is_file() {
             true => Some(HubConfig::weights_in(path)?.with_context(|| {
                 format!(
                     "{} is a folder without a model.toml (or a timm config.json beside \
@@ -100,7 +100,7 @@ impl Model {
             })?),
             false => None,
         };
-        let toml_path = if hub_weights.is_some() {
+        let toml_path = if hub_folder.is_some() {
             None
         } else if meta.is_dir() {
             Some(path.join("model.toml"))
@@ -116,9 +116,12 @@ impl Model {
                 p.parent().unwrap_or(Path::new(".")).to_path_buf(),
             ),
             None => {
-                let weights = hub_weights.as_deref().unwrap_or(path);
+                let weights = hub_folder.as_ref().map_or(path, |(w, _)| w.as_path());
                 let mut card = ModelCard::for_checkpoint(weights);
-                hub = HubConfig::beside(weights)?;
+                hub = match &hub_folder {
+                    Some((_, config)) => Some(config.clone()),
+                    None => HubConfig::beside(weights)?,
+                };
                 if let Some(config) = &hub {
                     if !onnx::is_onnx(weights) {
                         config.check_buildable()?;

@@ -227,20 +227,6 @@ impl<'m> Worker<'m> {
                     cams.insert(id, session, 1);
                 }
                 let session = cams.get(&id).expect("just inserted");
-                if let Some(by) = key.compare {
-                    let request = compare::Request {
-                        layer: key.node,
-                        by,
-                        method: key.method,
-                        class: key.class.unwrap_or_else(|| session.top_class()),
-                        classes: 4,
-                        colormap: key.colormap,
-                        alpha: cam::DEFAULT_ALPHA,
-                    };
-                    let rendered =
-                        compare::render(model, &cur.original, &cur.input, session, &request)?;
-                    return Ok(ViewContent::Picture(rendered));
-                }
                 let request = cam::Request {
                     layer: key.node,
                     method: key.method,
@@ -249,6 +235,16 @@ impl<'m> Worker<'m> {
                     alpha: cam::DEFAULT_ALPHA,
                     aug_smooth: false,
                 };
+                if let Some(by) = key.compare {
+                    let request = compare::Request {
+                        by,
+                        classes: compare::DEFAULT_CLASSES,
+                        cam: request,
+                    };
+                    let rendered =
+                        compare::render(model, &cur.original, &cur.input, session, &request)?;
+                    return Ok(ViewContent::Picture(rendered));
+                }
                 let (rendered, _) =
                     cam::render(model, &cur.original, &cur.input, session, &request)?;
                 Ok(ViewContent::Picture(rendered))

@@ -7,10 +7,9 @@ use image::imageops::{self, FilterType};
 use image::{Rgb, RgbImage};
 
 use super::{cam, Rendered};
-use crate::model::{Model, NodeId};
+use crate::model::Model;
 use crate::viz::cam::{CamMethod, CamSession};
 use crate::viz::caption::captioned;
-use crate::viz::colormap::Colormap;
 
 /// Panels per grid row at most.
 const PER_ROW: usize = 4;
@@ -26,18 +25,17 @@ pub enum CompareBy {
     Methods,
 }
 
+/// Classes compared unless told otherwise.
+pub const DEFAULT_CLASSES: usize = 4;
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Request {
-    pub layer: NodeId,
     pub by: CompareBy,
-    /// The method of a class comparison.
-    pub method: CamMethod,
-    /// The class of a method comparison.
-    pub class: usize,
     /// Classes compared.
     pub classes: usize,
-    pub colormap: Colormap,
-    pub alpha: f32,
+    /// The layer, colormap and weight of every panel, the method of a class comparison and the
+    /// class of a method comparison.
+    pub cam: cam::Request,
 }
 
 /// The grid of `request`'s CAMs over `image`. A method that does not apply to the model or
@@ -51,12 +49,9 @@ pub fn render(
     request: &Request,
 ) -> Result<Rendered> {
     let one = |method, class| cam::Request {
-        layer: request.layer,
         method,
         class,
-        colormap: request.colormap,
-        alpha: request.alpha,
-        aug_smooth: false,
+        ..request.cam
     };
     let requests: Vec<cam::Request> = match request.by {
         CompareBy::Classes => {
@@ -64,11 +59,14 @@ pub fn render(
             let mut order: Vec<usize> = (0..logits.len()).collect();
             order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
             order.truncate(request.classes.max(1));
-            order.into_iter().map(|c| one(request.method, c)).collect()
+            order
+                .into_iter()
+                .map(|c| one(request.cam.method, c))
+                .collect()
         }
         CompareBy::Methods => CamMethod::ALL
             .iter()
-            .map(|&m| one(m, request.class))
+            .map(|&m| one(m, request.cam.class))
             .collect(),
     };
     let mut panels = Vec::new();
@@ -97,18 +95,18 @@ pub fn render(
             first_reason.unwrap_or_default()
         );
     }
-    let name = &model.graph.node(request.layer).name;
+    let name = &model.graph.node(request.cam.layer).name;
     let (caption, what) = match request.by {
         CompareBy::Classes => (
             format!(
                 "{} of the top {} classes at {name}",
-                request.method.title(),
+                request.cam.method.title(),
                 panels.len()
             ),
-            format!("compare_{}_top{}", request.method.key(), panels.len()),
+            format!("compare_{}_top{}", request.cam.method.key(), panels.len()),
         ),
         CompareBy::Methods => {
-            let label = &model.labels[request.class];
+            let label = &model.labels[request.cam.class];
             let skipped = match left_out.is_empty() {
                 true => String::new(),
                 false => format!(" ({} not here)", left_out.join(", ")),

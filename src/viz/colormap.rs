@@ -56,7 +56,12 @@ impl Colormap {
     pub fn table(self) -> Vec<[u8; 3]> {
         match self {
             Colormap::Jet => opencv_jet().to_vec(),
-            _ => (0..256).map(|i| self.rgb(i as f32 / 255.0)).collect(),
+            Colormap::Viridis
+            | Colormap::Magma
+            | Colormap::Inferno
+            | Colormap::Plasma
+            | Colormap::Turbo
+            | Colormap::Gray => (0..256).map(|i| self.rgb(i as f32 / 255.0)).collect(),
         }
     }
 
