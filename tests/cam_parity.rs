@@ -279,3 +279,42 @@ fn road_matches_pytorch_grad_cam() {
     }
     assert_eq!((compared, infillings), (2 * 2 * 2, 2 * 2));
 }
+
+#[test]
+fn several_seeds_in_one_reverse_pass_equal_one_at_a_time() {
+    // What a class switch among the top classes reads: Graph::gradients repeats the one-image
+    // pass per seed. Checked at the default layer (only the head in between) and at a layer
+    // with convolutions after it.
+    let d = tempfile::tempdir().unwrap();
+    let input = &expected("vgg16_small_expected.safetensors")["input"];
+    let (_, _, h, w) = input.dims4().unwrap();
+    let model = fixture_model(d.path(), "vgg16_small.safetensors", (h, w));
+    let g = &model.graph;
+    let acts = g
+        .forward(input, &convscope::model::graph::Keep::All)
+        .unwrap();
+    let outputs = g.node(g.output()).shape[1];
+    let classes = [3, 0, 7];
+    let seed = |c: usize| {
+        let mut v = vec![0f32; outputs];
+        v[c] = 1.0;
+        v
+    };
+    let seeds: Vec<f32> = classes.iter().flat_map(|&c| seed(c)).collect();
+    let seeds =
+        candle_core::Tensor::from_vec(seeds, (classes.len(), outputs), &Device::Cpu).unwrap();
+    for layer in ["features.29", "features.10"] {
+        let id = g.find(layer).unwrap();
+        assert_eq!(
+            g.convolves_between(id, g.output()).unwrap(),
+            layer == "features.10"
+        );
+        let all = g.gradients(&acts, id, g.output(), &seeds).unwrap();
+        for (k, &c) in classes.iter().enumerate() {
+            let one = candle_core::Tensor::from_vec(seed(c), (1, outputs), &Device::Cpu).unwrap();
+            let alone = g.gradient(&acts, id, g.output(), &one).unwrap();
+            let batched = all.get(k).unwrap().unsqueeze(0).unwrap();
+            common::assert_close(&format!("{layer} class {c}"), &batched, &alone, 1e-5);
+        }
+    }
+}

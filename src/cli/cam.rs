@@ -14,7 +14,7 @@ use super::{
 use crate::model::Model;
 use crate::views::compare::{self, CompareBy};
 use crate::views::{cam, file_safe};
-use crate::viz::cam::{default_layer, CamMap, CamMethod, CamSession};
+use crate::viz::cam::{default_layer, top_classes, CamMap, CamMethod, CamSession};
 use crate::viz::colormap::Colormap;
 use crate::viz::overlay::heatmap;
 use crate::viz::render::{save_npy, save_png};
@@ -246,12 +246,7 @@ pub fn run(session: &Session, args: &Args) -> Result<()> {
     let classes: Vec<usize> = match (&args.class, args.top) {
         (Some(_), Some(_)) => bail!("give --class or --top, not both"),
         (Some(c), None) => vec![model.class_index(c)?],
-        (None, Some(k)) => {
-            let mut order: Vec<usize> = (0..cams.logits().len()).collect();
-            order.sort_by(|&a, &b| cams.logits()[b].total_cmp(&cams.logits()[a]));
-            order.truncate(k.max(1));
-            order
-        }
+        (None, Some(k)) => top_classes(cams.logits(), k.max(1)),
         (None, None) => vec![cams.top_class()],
     };
     let request = |class| cam_request(args, layer, class);

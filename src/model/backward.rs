@@ -5,7 +5,7 @@
 use candle_core::{Result, Tensor};
 
 use super::graph::{Activations, Graph, NodeId};
-use super::ops::Backward;
+use super::ops::{Backward, Op};
 
 impl Graph {
     /// Gradient of `sum(output(output_id) * grad_output)` w.r.t. the output of node `wrt`.
@@ -27,19 +27,7 @@ impl Graph {
             );
         }
         let nodes = self.nodes();
-        // Nodes whose output depends on `wrt`: only they carry gradient.
-        let mut depends = vec![false; nodes.len()];
-        depends[wrt] = true;
-        for id in wrt + 1..=output_id {
-            depends[id] = nodes[id].inputs.iter().any(|&i| depends[i]);
-        }
-        if !depends[output_id] {
-            candle_core::bail!(
-                "{} does not depend on {}",
-                nodes[output_id].name,
-                nodes[wrt].name
-            );
-        }
+        let depends = self.dependents(wrt, output_id)?;
         let mut grads: Vec<Option<Tensor>> = vec![None; nodes.len()];
         grads[output_id] = Some(grad_output.clone());
         for id in (wrt + 1..=output_id).rev() {
@@ -61,6 +49,55 @@ impl Graph {
         grads[wrt]
             .take()
             .ok_or_else(|| candle_core::Error::msg("no gradient reached the layer"))
+    }
+
+    /// Row `i` of the result is [`Graph::gradient`] for row `i` of `seeds`, all from one pass
+    /// of a single image: its kept activations between `wrt` and `output_id` are repeated once
+    /// per seed. This pays where the reverse pass is bound by reading weights rather than by the
+    /// activations (see [`Graph::convolves_between`]): a VGG head's 400 MB are read once for all
+    /// the seeds.
+    pub fn gradients(
+        &self,
+        acts: &Activations,
+        wrt: NodeId,
+        output_id: NodeId,
+        seeds: &Tensor,
+    ) -> Result<Tensor> {
+        let depends = self.dependents(wrt, output_id)?;
+        let path = (wrt..=output_id).filter(|&id| depends[id]);
+        let read_on_path =
+            path.flat_map(|id| std::iter::once(id).chain(self.node(id).inputs.iter().copied()));
+        let repeated = acts.repeated(read_on_path, seeds.dim(0)?)?;
+        self.gradient(&repeated, wrt, output_id, seeds)
+    }
+
+    /// Whether a convolution lies on the way from `wrt` to `output_id`: its reverse pass costs
+    /// the same again for every further seed.
+    pub fn convolves_between(&self, wrt: NodeId, output_id: NodeId) -> Result<bool> {
+        let depends = self.dependents(wrt, output_id)?;
+        Ok(
+            (wrt + 1..=output_id)
+                .any(|id| depends[id] && matches!(self.node(id).op, Op::Conv2d(_))),
+        )
+    }
+
+    /// Which nodes' outputs depend on `wrt` (only they carry gradient); an error when
+    /// `output_id` does not.
+    fn dependents(&self, wrt: NodeId, output_id: NodeId) -> Result<Vec<bool>> {
+        let nodes = self.nodes();
+        let mut depends = vec![false; nodes.len()];
+        depends[wrt] = true;
+        for id in wrt + 1..=output_id {
+            depends[id] = nodes[id].inputs.iter().any(|&i| depends[i]);
+        }
+        if !depends[output_id] {
+            candle_core::bail!(
+                "{} does not depend on {}",
+                nodes[output_id].name,
+                nodes[wrt].name
+            );
+        }
+        Ok(depends)
     }
 
     /// Gradients w.r.t. each input of node `id`, given the gradient of its output.

@@ -41,6 +41,20 @@ impl Activations {
         self.values.get(id).and_then(|v| v.as_ref())
     }
 
+    /// A copy holding only the kept outputs of `ids`, each repeated `times` along the batch
+    /// (a one-image pass made ready for several gradient seeds at once).
+    pub fn repeated(&self, ids: impl Iterator<Item = NodeId>, times: usize) -> Result<Activations> {
+        let mut values = vec![None; self.values.len()];
+        for id in ids {
+            if let Some(t) = self.get(id).filter(|_| values[id].is_none()) {
+                let mut reps = vec![1; t.rank()];
+                reps[0] = times;
+                values[id] = Some(t.repeat(reps)?);
+            }
+        }
+        Ok(Activations { values })
+    }
+
     fn require(&self, id: NodeId, graph: &Graph) -> Result<&Tensor> {
         self.get(id).ok_or_else(|| {
             candle_core::Error::msg(format!(

@@ -8,7 +8,7 @@ use image::{Rgb, RgbImage};
 
 use super::{cam, Rendered};
 use crate::model::Model;
-use crate::viz::cam::{CamMethod, CamSession};
+use crate::viz::cam::{top_classes, CamMethod, CamSession};
 use crate::viz::caption::captioned;
 
 /// Panels per grid row at most.
@@ -54,16 +54,10 @@ pub fn render(
         ..request.cam
     };
     let requests: Vec<cam::Request> = match request.by {
-        CompareBy::Classes => {
-            let logits = session.logits().to_vec();
-            let mut order: Vec<usize> = (0..logits.len()).collect();
-            order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
-            order.truncate(request.classes.max(1));
-            order
-                .into_iter()
-                .map(|c| one(request.cam.method, c))
-                .collect()
-        }
+        CompareBy::Classes => top_classes(session.logits(), request.classes.max(1))
+            .into_iter()
+            .map(|c| one(request.cam.method, c))
+            .collect(),
         CompareBy::Methods => CamMethod::ALL
             .iter()
             .map(|&m| one(m, request.cam.class))

@@ -80,6 +80,18 @@ pub fn default_layer(model: &Model) -> Option<NodeId> {
     })
 }
 
+/// How many of the top classes' gradients one reverse pass computes where the head is cheap
+/// per class (see [`CamSession::gradient`]).
+pub const GRADIENTS_AT_ONCE: usize = 5;
+
+/// The `k` highest-scoring classes, best first.
+pub fn top_classes(scores: &[f32], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    order.truncate(k);
+    order
+}
+
 /// A gradient method: the raw map from a layer's activations and the class's gradients, one
 /// `h*w` plane per channel each.
 type Weighing = fn(&[Vec<f32>], &[Vec<f32>]) -> Vec<f32>;
@@ -176,25 +188,40 @@ impl<'m> CamSession<'m> {
         raw
     }
 
-    /// d score[class] / d layer output, from the kept forward pass (cached per class).
+    /// d score[class] / d layer output, from the kept forward pass (cached per class). Where
+    /// no convolution lies between the layer and the output (a default CAM layer), the top
+    /// classes' gradients come in the same reverse pass, so switching among them is free.
     fn gradient(&mut self, class: usize) -> Result<&Vec<Vec<f32>>> {
         if !self.gradients.contains_key(&class) {
             let g = &self.model.graph;
-            let outputs = g.node(g.output()).shape[1..].iter().product();
-            let seed = self.head.seed(class, outputs);
-            let seed = Tensor::from_vec(seed, (1, outputs), &self.model.device)?;
-            let grad = g.gradient(&self.acts, self.layer, g.output(), &seed)?;
-            let data: Vec<f32> = grad.get(0)?.flatten_all()?.to_vec1()?;
-            let (h, w) = self.layer_size;
-            if data.iter().all(|&v| v == 0.0) {
-                bail!(
-                    "the gradient of '{}' w.r.t. {} is zero everywhere, so a gradient map would mean nothing; try another layer, class or method (eigencam needs no gradient)",
-                    self.model.labels[class],
-                    self.layer_name()
+            let mut classes = vec![class];
+            if !g.convolves_between(self.layer, g.output())? {
+                let top = top_classes(&self.logits, GRADIENTS_AT_ONCE);
+                classes.extend(
+                    top.into_iter()
+                        .filter(|c| *c != class && !self.gradients.contains_key(c)),
                 );
             }
-            self.gradients
-                .insert(class, data.chunks(h * w).map(<[f32]>::to_vec).collect());
+            let outputs = g.node(g.output()).shape[1..].iter().product();
+            let seeds: Vec<f32> = classes
+                .iter()
+                .flat_map(|&c| self.head.seed(c, outputs))
+                .collect();
+            let seeds = Tensor::from_vec(seeds, (classes.len(), outputs), &self.model.device)?;
+            let grads = g.gradients(&self.acts, self.layer, g.output(), &seeds)?;
+            let (h, w) = self.layer_size;
+            for (k, &c) in classes.iter().enumerate() {
+                let data: Vec<f32> = grads.get(k)?.flatten_all()?.to_vec1()?;
+                if c == class && data.iter().all(|&v| v == 0.0) {
+                    bail!(
+                        "the gradient of '{}' w.r.t. {} is zero everywhere, so a gradient map would mean nothing; try another layer, class or method (eigencam needs no gradient)",
+                        self.model.labels[class],
+                        self.layer_name()
+                    );
+                }
+                self.gradients
+                    .insert(c, data.chunks(h * w).map(<[f32]>::to_vec).collect());
+            }
         }
         Ok(&self.gradients[&class])
     }
