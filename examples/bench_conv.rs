@@ -51,6 +51,8 @@ fn cases(dev: &Device) -> Result<Vec<Case>> {
 
 fn main() -> Result<()> {
     let (runs, json) = common::runs_and_json(3);
+    // The binary's allocator settings, so that output buffers cost what they cost in a pass.
+    convscope::allocator::keep_large_buffers();
     let dev = Device::Cpu;
     if !json {
         println!(

@@ -1,10 +1,14 @@
 //! The CPU convolution kernel: the output is cut into tiles of pixels, each tile's input patches
 //! are laid out as columns (im2col) and multiplied by the weight matrix in one `gemm` call, bias
-//! included. Tiles run in parallel on rayon's pool, the one candle's own CPU ops use.
+//! included. Tiles run in parallel on rayon's pool, the one candle's own CPU ops use. A strided
+//! convolution's input is first split into padded phase planes (see [`Phases`]), where each
+//! tap's patches along an output row are one contiguous run.
 
 use candle_core::{bail, Result, Tensor};
 use gemm::Parallelism;
+use rayon::prelude::*;
 
+use super::phases::Phases;
 use super::ConvArgs;
 use super::{pieces_per_block, run_jobs, with_data, SharedOut};
 
@@ -112,23 +116,61 @@ impl Shape {
     }
 }
 
+/// Where a tile's patches are read from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// The input as it lies (NCHW).
+    Planes(&'a [f32]),
+    /// Each input plane's phase planes, [`Phases::len`] floats per plane, in NCHW order.
+    Phased(&'a Phases, &'a [f32]),
+}
+
+impl Source<'_> {
+    /// Whether the source already is the column matrix (a 1x1 convolution, no padding): `gemm`
+    /// reads it in place, with no im2col.
+    fn is_column_matrix(&self, s: &Shape) -> bool {
+        match self {
+            Source::Planes(_) => s.is_pointwise(),
+            Source::Phased(layout, _) => s.kh * s.kw == 1 && layout.dense(),
+        }
+    }
+}
+
 /// `conv` applied to `x` (NCHW, f32, on the CPU), bias included.
 pub fn conv2d(x: &Tensor, conv: &ConvArgs) -> Result<Tensor> {
     let s = Shape::new(x, conv)?;
     let mut out = vec![0f32; s.batch * s.out_channels * s.pixels()];
     with_data(x, |input| {
+        let (layout, phased);
+        let source = if s.stride != (1, 1) {
+            layout = Phases::new((s.height, s.width), conv.window, (s.out_h, s.out_w));
+            phased = split_planes(&layout, input, s.height * s.width);
+            Source::Phased(&layout, &phased)
+        } else {
+            Source::Planes(input)
+        };
         with_data(conv.weight, |weight| match conv.bias {
             Some(b) => with_data(b, |bias| {
-                run(&s, input, weight, Some(bias), &mut out);
+                run(&s, source, weight, Some(bias), &mut out);
                 Ok(())
             }),
             None => {
-                run(&s, input, weight, None, &mut out);
+                run(&s, source, weight, None, &mut out);
                 Ok(())
             }
         })
     })?;
     Tensor::from_vec(out, (s.batch, s.out_channels, s.out_h, s.out_w), x.device())
+}
+
+/// Every `plane`-long input plane split into its zero-padded phase planes, in parallel.
+fn split_planes(layout: &Phases, input: &[f32], plane: usize) -> Vec<f32> {
+    let mut phased = vec![0f32; input.len() / plane * layout.len()];
+    phased
+        .par_chunks_exact_mut(layout.len())
+        .zip(input.par_chunks_exact(plane))
+        .for_each(|(dst, src)| layout.split_into(src, dst));
+    phased
 }
 
 /// One output tile: image `n`, group `g`, pixels `start..start + len` of the flattened output.
@@ -140,7 +182,7 @@ struct Tile {
     len: usize,
 }
 
-fn run(s: &Shape, input: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+fn run(s: &Shape, source: Source, weight: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
     let threads = rayon::current_num_threads();
     let tile = s.tile(threads);
     let per_block = s.pixels().div_ceil(tile);
@@ -156,7 +198,7 @@ fn run(s: &Shape, input: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut
             }
         })
         .collect();
-    let columns = if s.is_pointwise() {
+    let columns = if source.is_column_matrix(s) {
         0
     } else {
         s.patch_len() * tile
@@ -167,7 +209,7 @@ fn run(s: &Shape, input: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut
         || vec![0f32; columns],
         |buf, i, parallelism| {
             // SAFETY: tiles are disjoint rectangles of the output.
-            unsafe { run_tile(s, input, weight, bias, ptr, buf, tiles[i], parallelism) }
+            unsafe { run_tile(s, source, weight, bias, ptr, buf, tiles[i], parallelism) }
         },
     );
 }
@@ -179,7 +221,7 @@ fn run(s: &Shape, input: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut
 #[allow(clippy::too_many_arguments)]
 unsafe fn run_tile(
     s: &Shape,
-    input: &[f32],
+    source: Source,
     weight: &[f32],
     bias: Option<&[f32]>,
     out: SharedOut,
@@ -188,13 +230,30 @@ unsafe fn run_tile(
     parallelism: Parallelism,
 ) {
     let (cg, og, pixels, k) = (s.group_in(), s.group_out(), s.pixels(), s.patch_len());
-    let plane = s.height * s.width;
-    let image = &input[(t.n * s.channels + t.g * cg) * plane..][..cg * plane];
-    let (rhs, rhs_rs) = if s.is_pointwise() {
-        (image[t.start..].as_ptr(), plane as isize)
-    } else {
-        im2col(s, image, t, &mut buf[..k * t.len]);
-        (buf.as_ptr(), t.len as isize)
+    let first_plane = t.n * s.channels + t.g * cg;
+    let in_place = source.is_column_matrix(s);
+    let (rhs, rhs_rs) = match source {
+        Source::Planes(input) => {
+            let plane = s.height * s.width;
+            let image = &input[first_plane * plane..][..cg * plane];
+            if in_place {
+                (image[t.start..].as_ptr(), plane as isize)
+            } else {
+                im2col(s, image, t, &mut buf[..k * t.len]);
+                (buf.as_ptr(), t.len as isize)
+            }
+        }
+        Source::Phased(layout, phased) => {
+            let image = &phased[first_plane * layout.len()..][..cg * layout.len()];
+            if in_place {
+                // The read phase plane of each channel is a row of the column matrix.
+                let first = layout.reads()[0] + t.start;
+                (image[first..].as_ptr(), layout.len() as isize)
+            } else {
+                im2col_phased(s, layout, image, t, &mut buf[..k * t.len]);
+                (buf.as_ptr(), t.len as isize)
+            }
+        }
     };
     let dst = out.at((t.n * s.out_channels + t.g * og) * pixels + t.start);
     if let Some(bias) = bias {
@@ -225,25 +284,47 @@ unsafe fn run_tile(
     );
 }
 
-/// Writes the input patches of tile `t` as a `(patch_len, t.len)` row-major matrix: row
-/// `(c, i, j)` holds, for each output pixel of the tile, the input value under kernel tap
-/// `(i, j)` of channel `c` (zero where the tap falls in the padding).
-fn im2col(s: &Shape, image: &[f32], t: Tile, cols: &mut [f32]) {
-    let (h, w, ow) = (s.height as isize, s.width as isize, s.out_w);
-    let (stride_h, stride) = (s.stride.0 as isize, s.stride.1 as isize);
-    let (dil_h, dil) = (s.dilation.0 as isize, s.dilation.1 as isize);
-    let (pad_top, pad) = (s.pad.0 as isize, s.pad.1 as isize);
-    // The tile's pixels as runs along output rows, the same for every row of the matrix:
-    // (output row, first output column, length, offset in the tile).
+/// The tile's pixels as runs along output rows, the same for every row of the column matrix:
+/// (output row, first output column, length, offset in the tile).
+fn row_runs(s: &Shape, t: Tile) -> Vec<(usize, usize, usize, usize)> {
+    let ow = s.out_w;
     let mut runs = Vec::new();
     let (mut p, mut filled) = (t.start, 0);
     while filled < t.len {
         let (oy, ox0) = (p / ow, p % ow);
         let run = (ow - ox0).min(t.len - filled);
-        runs.push((oy as isize, ox0 as isize, run, filled));
+        runs.push((oy, ox0, run, filled));
         filled += run;
         p += run;
     }
+    runs
+}
+
+/// [`im2col`] from the phase planes of the group's channels (`layout.len()` floats each): every
+/// tap's patches along an output row are one contiguous run there, padding included.
+fn im2col_phased(s: &Shape, layout: &Phases, phased: &[f32], t: Tile, cols: &mut [f32]) {
+    let runs = row_runs(s, t);
+    let mut rows = cols.chunks_exact_mut(t.len);
+    for planes in phased.chunks_exact(layout.len()) {
+        for &read in layout.reads() {
+            let row = rows.next().expect("one row per tap");
+            for &(oy, ox0, run, filled) in &runs {
+                let from = read + layout.position(oy, ox0);
+                row[filled..filled + run].copy_from_slice(&planes[from..from + run]);
+            }
+        }
+    }
+}
+
+/// Writes the input patches of tile `t` as a `(patch_len, t.len)` row-major matrix: row
+/// `(c, i, j)` holds, for each output pixel of the tile, the input value under kernel tap
+/// `(i, j)` of channel `c` (zero where the tap falls in the padding).
+fn im2col(s: &Shape, image: &[f32], t: Tile, cols: &mut [f32]) {
+    let (h, w) = (s.height as isize, s.width as isize);
+    let (stride_h, stride) = (s.stride.0 as isize, s.stride.1 as isize);
+    let (dil_h, dil) = (s.dilation.0 as isize, s.dilation.1 as isize);
+    let (pad_top, pad) = (s.pad.0 as isize, s.pad.1 as isize);
+    let runs = row_runs(s, t);
     let mut rows = cols.chunks_exact_mut(t.len);
     for c in 0..s.group_in() {
         let plane = &image[c * s.height * s.width..][..s.height * s.width];
@@ -251,6 +332,7 @@ fn im2col(s: &Shape, image: &[f32], t: Tile, cols: &mut [f32]) {
             for j in 0..s.kw as isize {
                 let row = rows.next().expect("one row per tap");
                 for &(oy, ox0, run, filled) in &runs {
+                    let (oy, ox0) = (oy as isize, ox0 as isize);
                     let dst = &mut row[filled..filled + run];
                     let iy = oy * stride_h - pad_top + i * dil_h;
                     if iy < 0 || iy >= h {

@@ -23,6 +23,10 @@ pub struct Phases {
     stride: usize,
     /// For each tap `ky * kernel_w + kx`: where its first read is, from the first phase plane.
     reads: Vec<usize>,
+    /// Which phase rows (`py`) and phase columns (`px`) some tap reads: a kernel smaller than
+    /// its stride (a 1x1 stride-2 convolution) leaves the others unread, and unwritten.
+    read_rows: Vec<bool>,
+    read_columns: Vec<bool>,
 }
 
 impl Phases {
@@ -37,6 +41,13 @@ impl Phases {
         let span = extent(&aw, size.1, out_size.1).div_ceil(aw.stride);
         let stride = rows * span + span + SLACK;
         let mut reads = Vec::with_capacity(ah.kernel * aw.kernel);
+        let (mut read_rows, mut read_columns) = (vec![false; ah.stride], vec![false; aw.stride]);
+        for ky in 0..ah.kernel {
+            read_rows[(ky * ah.dilation) % ah.stride] = true;
+        }
+        for kx in 0..aw.kernel {
+            read_columns[(kx * aw.dilation) % aw.stride] = true;
+        }
         for ky in 0..ah.kernel {
             for kx in 0..aw.kernel {
                 // Padded row `oy * stride_h + ky * dilation_h` is row `oy + ry` of phase `py`.
@@ -58,7 +69,15 @@ impl Phases {
             span,
             stride,
             reads,
+            read_rows,
+            read_columns,
         }
+    }
+
+    /// Whether the outputs of each row lie contiguously, one per phase-plane column (no
+    /// columns to drop): a 1x1 window's phase plane is then the input its outputs read.
+    pub fn dense(&self) -> bool {
+        self.span == self.out_size.1
     }
 
     /// Outputs computed per plane: every column of the phase planes' rows.
@@ -76,18 +95,33 @@ impl Phases {
         oy * self.span + ox
     }
 
+    /// Floats in the phase planes of one input plane.
+    pub fn len(&self) -> usize {
+        self.window.h.stride * self.window.w.stride * self.stride
+    }
+
     /// Copies the plane `src` (`h * w`) into `phases`, the padding set to `fill`.
     #[inline(always)]
     pub fn split(&self, src: &[f32], phases: &mut Vec<f32>, fill: f32) {
+        phases.clear();
+        phases.resize(self.len(), fill);
+        self.split_into(src, phases);
+    }
+
+    /// Copies the plane `src` (`h * w`) into `phases` ([`len`](Self::len) floats), leaving
+    /// the padding as it is.
+    #[inline(always)]
+    pub fn split_into(&self, src: &[f32], phases: &mut [f32]) {
         let (ah, aw) = (self.window.h, self.window.w);
         let (sh, sw, w) = (ah.stride, aw.stride, self.size.1);
-        phases.clear();
-        phases.resize(sh * sw * self.stride, fill);
         for (y, line) in src.chunks_exact(w).enumerate() {
             let py = y + ah.before;
+            if !self.read_rows[py % sh] {
+                continue;
+            }
             let row = (py % sh) * sw * self.stride + (py / sh) * self.span;
             // Column `x` goes to phase `(x + before) % sw`, at `(x + before) / sw`.
-            for phase in 0..sw.min(w) {
+            for phase in (0..sw.min(w)).filter(|&p| self.read_columns[p]) {
                 let x0 = (phase + sw - aw.before % sw) % sw;
                 let at = row + phase * self.stride + (x0 + aw.before) / sw;
                 for (d, &v) in phases[at..].iter_mut().zip(line[x0..].iter().step_by(sw)) {
