@@ -64,10 +64,11 @@ fn check_adjoint(what: &str, op: &Op, shape: &[usize], seed: u64) {
     assert_adjoint(what, dot(&y, &gy), dot(&x, &gx));
 }
 
-#[test]
-fn convolution_input_gradient_is_the_adjoint() {
-    // (batch, in, out, h, w, kernel, stride, padding, dilation, groups)
-    let cases = [
+/// (batch, in, out, h, w, kernel, stride, padding, dilation, groups)
+type ConvCase = (usize, usize, usize, usize, usize, usize, usize, usize, usize, usize);
+
+fn convolution_cases() -> Vec<ConvCase> {
+    vec![
         (1, 3, 5, 9, 13, 3, 1, 1, 1, 1),
         (2, 4, 6, 17, 11, 3, 2, 1, 1, 1),
         (1, 3, 4, 20, 15, 7, 2, 3, 1, 1),
@@ -76,8 +77,21 @@ fn convolution_input_gradient_is_the_adjoint() {
         (1, 8, 8, 11, 14, 3, 1, 1, 1, 8),
         (2, 6, 9, 13, 16, 3, 3, 1, 1, 3),
         (1, 2, 3, 8, 8, 3, 1, 0, 1, 1),
-    ];
-    for (i, &(n, ci, co, h, w, k, s, p, d, g)) in cases.iter().enumerate() {
+        // The strided gradient's phases: taps of one phase only (stride 2, dilation 2), one tap
+        // per phase (stride 3, dilation 2), a phase no tap reaches (kernel 2, stride 3; 1x1
+        // stride 2 with padding), input rows no window reads, a depthwise 5x5 stride 2.
+        (1, 3, 4, 11, 12, 3, 2, 1, 2, 1),
+        (1, 3, 4, 14, 13, 3, 3, 2, 2, 1),
+        (2, 4, 3, 10, 9, 2, 3, 1, 1, 1),
+        (1, 4, 4, 9, 9, 1, 2, 1, 1, 1),
+        (1, 4, 4, 10, 11, 3, 2, 0, 1, 1),
+        (2, 6, 6, 15, 14, 5, 2, 2, 1, 6),
+    ]
+}
+
+#[test]
+fn convolution_input_gradient_is_the_adjoint() {
+    for (i, (n, ci, co, h, w, k, s, p, d, g)) in convolution_cases().into_iter().enumerate() {
         let weight = randn(&[co, ci / g, k, k], i as u64 + 1);
         let conv = Conv2d::square(weight, None, s, p, d, g).unwrap();
         check_adjoint(
@@ -90,14 +104,28 @@ fn convolution_input_gradient_is_the_adjoint() {
 }
 
 #[test]
+fn convolution_input_gradient_is_the_same_through_candles_ops() {
+    // f64 tensors take candle's ops (the path of other devices: the phases stacked and permuted
+    // into place), f32 ones the engine's kernels (the phases woven by the CPU kernel).
+    for (i, (n, ci, co, h, w, k, s, p, d, g)) in convolution_cases().into_iter().enumerate() {
+        let weight = randn(&[co, ci / g, k, k], i as u64 + 1);
+        let f64_of = |t: &Tensor| t.to_dtype(candle_core::DType::F64).unwrap();
+        let conv = Conv2d::square(weight.clone(), None, s, p, d, g).unwrap();
+        let conv64 = Conv2d::square(f64_of(&weight), None, s, p, d, g).unwrap();
+        let x = randn(&[n, ci, h, w], 200 + i as u64);
+        let gy = randn(conv.apply(&x).unwrap().dims(), 300 + i as u64);
+        let ours = conv.input_grad(&gy, (h, w)).unwrap();
+        let candles = conv64.input_grad(&f64_of(&gy), (h, w)).unwrap();
+        assert_eq!(candles.dtype(), candle_core::DType::F64);
+        let candles = candles.to_dtype(candle_core::DType::F32).unwrap();
+        common::assert_close(&format!("conv case {i}"), &ours, &candles, 1e-5);
+    }
+}
+
+#[test]
 fn per_axis_convolution_gradient_is_the_adjoint() {
     for (i, (kh, kw, window)) in common::per_axis_windows().into_iter().enumerate() {
-        let conv = Conv2d {
-            weight: randn(&[5, 3, kh, kw], 40 + i as u64),
-            bias: None,
-            window,
-            groups: 1,
-        };
+        let conv = Conv2d::new(randn(&[5, 3, kh, kw], 40 + i as u64), None, window, 1);
         let what = format!("per-axis conv case {i}");
         check_adjoint(&what, &Op::Conv2d(conv), &[2, 3, 12, 10], 60 + i as u64);
     }

@@ -1,5 +1,5 @@
 //! The engine's CPU kernels against references: the convolution equals candle's `conv2d` (plus
-//! bias) on every convolution of VGG16 and ResNet50, and on odd shapes (1x1, 7x7 stride 2,
+//! bias) on every convolution of VGG16 and ResNet50, and on odd shapes (1x1 and strided 1x1, 7x7 stride 2,
 //! non-square, batch > 1, dilation, grouped and depthwise, padding wider than the kernel,
 //! non-contiguous inputs), and a direct loop where the geometry differs between the axes; max
 //! pooling equals a plain loop, with padding, ceil_mode, non-square windows and NaN.
@@ -108,6 +108,9 @@ fn odd_shapes() {
         (1, 3, 8, 33, 47, 7, 2, 3, 1, 1, true),
         (3, 5, 7, 9, 13, 1, 1, 0, 1, 1, true),
         (2, 6, 4, 10, 7, 1, 2, 0, 1, 1, false),
+        // Strided 1x1 read in place from the phase planes: with padding, stride 3, odd sizes.
+        (2, 6, 4, 10, 7, 1, 2, 1, 1, 1, true),
+        (1, 5, 3, 9, 11, 1, 3, 0, 1, 1, false),
         (1, 4, 6, 17, 11, 3, 2, 1, 1, 1, true),
         (2, 6, 6, 12, 9, 3, 1, 2, 2, 1, false),
         (1, 8, 8, 11, 14, 3, 1, 1, 1, 8, true),
@@ -164,12 +167,8 @@ fn per_axis_geometry_equals_the_definition() {
     for (i, (kh, kw, window)) in common::per_axis_windows().into_iter().enumerate() {
         // (output channels, input channels per group, groups): plain and depthwise.
         for (co, cig, groups) in [(4, 3, 1), (3, 1, 3)] {
-            let c = Conv2d {
-                weight: Tensor::randn(0f32, 1.0, (co, cig, kh, kw), &dev).unwrap(),
-                bias: None,
-                window,
-                groups,
-            };
+            let weight = Tensor::randn(0f32, 1.0, (co, cig, kh, kw), &dev).unwrap();
+            let c = Conv2d::new(weight, None, window, groups);
             let x = Tensor::randn(0f32, 1.0, (2, 3, 13, 10), &dev).unwrap();
             let ours = c.forward(&[&x]).unwrap();
             let what = format!("per-axis case {i}, {groups} groups");

@@ -1,8 +1,8 @@
 //! Strided views built from differentiable-by-hand tensor primitives.
 //!
-//! candle has no strided slicing and no padded/overlapping pooling backward, so pooling and the
-//! convolution input gradient are written with these few helpers: constant padding, the view
-//! `x[..., oy + s*i, ox + s*j]`, its adjoint (scatter back), and zero dilation.
+//! candle has no strided slicing and no padded/overlapping pooling backward, so pooling off the
+//! CPU is written with these few helpers: constant padding, the view `x[..., oy + s*i, ox + s*j]`,
+//! its adjoint (scatter back), and zero dilation.
 
 use candle_core::{Result, Tensor};
 
@@ -26,17 +26,6 @@ pub fn pad_const(x: &Tensor, dim: usize, left: usize, right: usize, value: f32) 
         parts.push(Tensor::full(value, dims.as_slice(), x.device())?.to_dtype(x.dtype())?);
     }
     Tensor::cat(&parts, dim)
-}
-
-/// Pads (positive) or crops (negative) both ends of dimension `dim`.
-pub fn pad_or_crop(x: &Tensor, dim: usize, left: isize, right: isize) -> Result<Tensor> {
-    let x = pad_const(x, dim, left.max(0) as usize, right.max(0) as usize, 0.0)?;
-    let (cl, cr) = ((-left).max(0) as usize, (-right).max(0) as usize);
-    if cl == 0 && cr == 0 {
-        return Ok(x);
-    }
-    let len = x.dim(dim)? - cl - cr;
-    x.narrow(dim, cl, len)
 }
 
 /// The view `x[n, c, oy + sh*i, ox + sw*j]` for `i < out_h`, `j < out_w` of an NCHW tensor.

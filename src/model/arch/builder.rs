@@ -146,12 +146,7 @@ impl<'a> Builder<'a> {
         } else {
             None
         };
-        let op = Op::Conv2d(Conv2d {
-            weight,
-            bias,
-            window: spec.window,
-            groups: spec.groups,
-        });
+        let op = Op::Conv2d(Conv2d::new(weight, bias, spec.window, spec.groups));
         self.op(name, op, &[input])
     }
 
@@ -203,12 +198,7 @@ impl<'a> Builder<'a> {
             .param(name, "weight", &[out, cin])?
             .reshape((out, cin, 1, 1))?;
         let bias = self.param(name, "bias", &[out])?;
-        let conv = Conv2d {
-            weight,
-            bias: Some(bias),
-            window: Window::square(1, 1, 0, 1),
-            groups: 1,
-        };
+        let conv = Conv2d::new(weight, Some(bias), Window::square(1, 1, 0, 1), 1);
         self.op(name, Op::Conv2d(conv), &[input])
     }
 

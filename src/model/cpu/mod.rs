@@ -8,6 +8,7 @@ pub mod conv;
 pub mod depthwise;
 pub mod elementwise;
 pub mod fast_math;
+pub mod interleave;
 pub mod layer_norm;
 pub mod phases;
 pub mod planes;
@@ -41,15 +42,27 @@ pub fn handles(x: &Tensor) -> bool {
 
 /// The contiguous `f32` data of a CPU tensor.
 pub fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let t = t.contiguous()?;
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        Storage::Cpu(CpuStorage::F32(v)) => {
-            let start = layout.start_offset();
-            f(&v[start..start + layout.shape().elem_count()])
+    with_all_data(std::slice::from_ref(t), |data| f(data[0]))
+}
+
+/// The contiguous `f32` data of several CPU tensors at once.
+pub fn with_all_data<R>(ts: &[Tensor], f: impl FnOnce(&[&[f32]]) -> Result<R>) -> Result<R> {
+    let ts = ts
+        .iter()
+        .map(|t| t.contiguous())
+        .collect::<Result<Vec<_>>>()?;
+    let held: Vec<_> = ts.iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices = Vec::with_capacity(held.len());
+    for (storage, layout) in &held {
+        match &**storage {
+            Storage::Cpu(CpuStorage::F32(v)) => {
+                let start = layout.start_offset();
+                slices.push(&v[start..start + layout.shape().elem_count()]);
+            }
+            _ => bail!("the CPU kernels need f32 tensors on the CPU"),
         }
-        _ => bail!("the CPU kernels need an f32 tensor on the CPU"),
     }
+    f(&slices)
 }
 
 /// A convolution as the kernels take it: plain tensors and per-axis geometry.

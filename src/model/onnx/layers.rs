@@ -35,12 +35,7 @@ impl Walk<'_> {
         add_padding(&mut window, padding);
         Ok(Outcome::Node(
             "conv",
-            Op::Conv2d(Conv2d {
-                weight,
-                bias,
-                window,
-                groups,
-            }),
+            Op::Conv2d(Conv2d::new(weight, bias, window, groups)),
             vec![x],
             Layout::Nchw,
         ))
@@ -143,12 +138,12 @@ impl Walk<'_> {
         let weight = self.tensor(b, &[k, n])?.t()?.contiguous()?;
         match (layout, self.shape(x).len()) {
             (Layout::Nhwc, 4) => {
-                let conv = Conv2d {
-                    weight: weight.reshape((n, k, 1, 1))?,
-                    bias: None,
-                    window: Window::square(1, 1, 0, 1),
-                    groups: 1,
-                };
+                let conv = Conv2d::new(
+                    weight.reshape((n, k, 1, 1))?,
+                    None,
+                    Window::square(1, 1, 0, 1),
+                    1,
+                );
                 Ok(Outcome::Node(
                     "linear",
                     Op::Conv2d(conv),

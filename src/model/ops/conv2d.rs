@@ -1,14 +1,18 @@
 //! The convolution (PyTorch's `nn.Conv2d`, with per-axis geometry): its forward pass and its
-//! input gradient, which is itself a convolution. On the CPU both run through the engine's own
+//! input gradient, which is itself a convolution (in phases, see [`super::conv2d_gradient`]). On the CPU both run through the engine's own
 //! kernels ([`crate::model::cpu`]); elsewhere through candle's `conv2d` (cuDNN/cuBLAS on CUDA).
 
 use candle_core::{bail, Result, Tensor};
 
+use std::sync::OnceLock;
+
+use super::conv2d_gradient::{input_gradient, PhaseKernels};
 use super::geometry::{Axis, Window};
 use super::{spatial, Backward, Operation};
 use crate::model::cpu;
-use crate::model::strided::{pad_or_crop, zero_dilate};
 
+/// A convolution; its fields are read, never changed, once it is made with [`Conv2d::new`]
+/// (the input gradient's kernels are made from them on first use and kept).
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     /// `(out_channels, in_channels / groups, kh, kw)`, contiguous.
@@ -18,9 +22,20 @@ pub struct Conv2d {
     /// Stride, dilation and padding per axis; the kernel sizes are the weight's.
     pub window: Window,
     pub groups: usize,
+    gradient_kernels: OnceLock<PhaseKernels>,
 }
 
 impl Conv2d {
+    pub fn new(weight: Tensor, bias: Option<Tensor>, window: Window, groups: usize) -> Conv2d {
+        Conv2d {
+            weight,
+            bias,
+            window,
+            groups,
+            gradient_kernels: OnceLock::new(),
+        }
+    }
+
     /// A convolution with one stride, padding (all sides) and dilation for both axes.
     pub fn square(
         weight: Tensor,
@@ -38,15 +53,11 @@ impl Conv2d {
             before: padding,
             after: padding,
         };
-        Ok(Conv2d {
-            weight,
-            bias,
-            window: Window {
-                h: axis(kh),
-                w: axis(kw),
-            },
-            groups,
-        })
+        let window = Window {
+            h: axis(kh),
+            w: axis(kw),
+        };
+        Ok(Conv2d::new(weight, bias, window, groups))
     }
 
     /// The convolution of `x` (NCHW), bias included.
@@ -83,64 +94,18 @@ impl Conv2d {
         }
     }
 
-    /// Gradient w.r.t. the input of spatial size `(h, w)`: the output gradient, zero-dilated by
-    /// the stride and padded, convolved with the flipped, transposed kernel.
-    pub fn input_grad(&self, g: &Tensor, (h, w): (usize, usize)) -> Result<Tensor> {
-        let (_, _, gh, gw) = g.dims4()?;
-        // Padding before and after along one axis, negative where the input must be cropped.
-        let pads = |a: &Axis, size: usize, gsize: usize| {
-            let span = (a.dilation * (a.kernel - 1)) as isize;
-            let dilated = (gsize as isize - 1) * a.stride as isize + 1;
-            (
-                span - a.before as isize,
-                size as isize - dilated + a.before as isize,
-            )
-        };
-        let (ah, aw) = (self.window.h, self.window.w);
-        let ((top, bottom), (left, right)) = (pads(&ah, h, gh), pads(&aw, w, gw));
-        let mut transposed = Conv2d {
-            weight: self.transposed_kernel()?,
-            bias: None,
-            window: Window {
-                h: Axis {
-                    stride: 1,
-                    before: 0,
-                    after: 0,
-                    ..ah
-                },
-                w: Axis {
-                    stride: 1,
-                    before: 0,
-                    after: 0,
-                    ..aw
-                },
-            },
-            groups: self.groups,
-        };
-        if (ah.stride, aw.stride) == (1, 1) && top >= 0 && [bottom, left, right] == [top; 3] {
-            // The same padding on every side: the kernel pads as it reads, no copy.
-            let p = top as usize;
-            for a in [&mut transposed.window.h, &mut transposed.window.w] {
-                (a.before, a.after) = (p, p);
+    /// Gradient w.r.t. the input of spatial size `(h, w)`: the transposed convolution of the
+    /// output gradient, phase by phase (see [`super::conv2d_gradient`]).
+    pub fn input_grad(&self, g: &Tensor, size: (usize, usize)) -> Result<Tensor> {
+        let kernels = match self.gradient_kernels.get() {
+            Some(k) => k,
+            None => {
+                // Two threads may both make them; the first one kept wins, both are equal.
+                let _ = self.gradient_kernels.set(PhaseKernels::new(self)?);
+                self.gradient_kernels.get().expect("set above")
             }
-            return transposed.apply(g);
-        }
-        let dilated = zero_dilate(&g.contiguous()?, (ah.stride, aw.stride))?;
-        let x = pad_or_crop(&dilated, 2, top, bottom)?;
-        let x = pad_or_crop(&x, 3, left, right)?.contiguous()?;
-        transposed.apply(&x)
-    }
-
-    /// The kernel of the transposed convolution: `(C_in, C_out / groups, kh, kw)`, flipped.
-    fn transposed_kernel(&self) -> Result<Tensor> {
-        let (co, ci_g, kh, kw) = self.weight.dims4()?;
-        let g = self.groups;
-        self.weight
-            .reshape((g, co / g, ci_g, kh, kw))?
-            .transpose(1, 2)?
-            .reshape((g * ci_g, co / g, kh, kw))?
-            .flip(&[2, 3])?
-            .contiguous()
+        };
+        input_gradient(self, kernels, g, size)
     }
 }
 

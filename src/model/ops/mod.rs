@@ -17,6 +17,7 @@ mod channel_shuffle;
 mod channel_slice;
 mod concat;
 pub mod conv2d;
+mod conv2d_gradient;
 mod dropout;
 mod flatten;
 mod flatten_channels_last;
