@@ -65,7 +65,18 @@ fn check_adjoint(what: &str, op: &Op, shape: &[usize], seed: u64) {
 }
 
 /// (batch, in, out, h, w, kernel, stride, padding, dilation, groups)
-type ConvCase = (usize, usize, usize, usize, usize, usize, usize, usize, usize, usize);
+type ConvCase = (
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+);
 
 fn convolution_cases() -> Vec<ConvCase> {
     vec![

@@ -120,6 +120,14 @@ impl Phases {
                 continue;
             }
             let row = (py % sh) * sw * self.stride + (py / sh) * self.span;
+            if sw == 1 {
+                phases[row + aw.before..][..w].copy_from_slice(line);
+                continue;
+            }
+            if sw == 2 && self.read_columns == [true, true] {
+                self.split_pairs(line, &mut phases[row..]);
+                continue;
+            }
             // Column `x` goes to phase `(x + before) % sw`, at `(x + before) / sw`.
             for phase in (0..sw.min(w)).filter(|&p| self.read_columns[p]) {
                 let x0 = (phase + sw - aw.before % sw) % sw;
@@ -128,6 +136,38 @@ impl Phases {
                     *d = v;
                 }
             }
+        }
+    }
+
+    /// One row of a stride-2 split, both column phases at once (a loop the compiler turns into
+    /// vector shuffles): `phases` starts at the row in the first phase plane.
+    #[inline(always)]
+    fn split_pairs(&self, line: &[f32], phases: &mut [f32]) {
+        let before = self.window.w.before;
+        // Even columns go to phase `a`, odd ones to the other, both from `(x + before) / 2`.
+        let a = before % 2;
+        let (even_at, odd_at) = (
+            a * self.stride + before / 2,
+            (1 - a) * self.stride + before.div_ceil(2),
+        );
+        let (even, odd) = if even_at < odd_at {
+            let (lo, hi) = phases.split_at_mut(odd_at);
+            (&mut lo[even_at..], hi)
+        } else {
+            let (lo, hi) = phases.split_at_mut(even_at);
+            (hi, &mut lo[odd_at..])
+        };
+        let pairs = line.len() / 2;
+        for ((e, o), pair) in even[..pairs]
+            .iter_mut()
+            .zip(&mut odd[..pairs])
+            .zip(line.chunks_exact(2))
+        {
+            *e = pair[0];
+            *o = pair[1];
+        }
+        if line.len() % 2 == 1 {
+            even[pairs] = line[line.len() - 1];
         }
     }
 
