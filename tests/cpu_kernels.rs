@@ -25,8 +25,11 @@ fn reference(x: &Tensor, c: &Conv2d) -> Tensor {
 }
 
 fn check(what: &str, x: &Tensor, c: &Conv2d) {
-    let ours = c.forward(&[x]).unwrap();
-    assert_close(what, &ours, &reference(x, c), 1e-4);
+    // The second call reads what the first prepared from the weights (Winograd's kernels).
+    for x in [x.clone(), (x * -0.5).unwrap()] {
+        let ours = c.forward(&[&x]).unwrap();
+        assert_close(what, &ours, &reference(&x, c), 1e-4);
+    }
 }
 
 fn square(
@@ -125,6 +128,12 @@ fn odd_shapes() {
         (1, 256, 256, 29, 31, 3, 1, 1, 1, 1, true),
         (2, 256, 272, 24, 25, 3, 1, 0, 1, 1, false),
         (1, 260, 256, 28, 28, 3, 1, 2, 1, 1, true),
+        // ... and 64-channel ones down to 12x12 outputs: padding 0 and odd sizes, batch 2.
+        (2, 64, 80, 15, 22, 3, 1, 0, 1, 1, true),
+        (1, 96, 64, 30, 17, 3, 1, 1, 1, 1, false),
+        // Wide enough for whole runs of 16 tiles inside the image (the gathered fast path).
+        (1, 64, 64, 20, 150, 3, 1, 1, 1, 1, true),
+        (2, 64, 72, 23, 141, 3, 1, 0, 1, 1, false),
         // Depthwise (the direct kernel): stride 2, 5x5, ConvNeXt's 7x7, dilation 2, batch 2.
         (2, 16, 16, 15, 17, 3, 2, 1, 1, 16, true),
         (1, 12, 12, 14, 14, 5, 1, 2, 1, 12, false),

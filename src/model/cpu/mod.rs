@@ -15,6 +15,8 @@ pub mod planes;
 pub mod pool;
 pub mod winograd;
 
+use std::sync::{Arc, OnceLock};
+
 use candle_core::{bail, CpuStorage, DType, Device, Result, Storage, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -73,6 +75,26 @@ pub struct ConvArgs<'a> {
     pub bias: Option<&'a Tensor>,
     pub window: &'a Window,
     pub groups: usize,
+    pub prepared: &'a Prepared,
+}
+
+/// What the kernels derive from a convolution's weights once and keep with it: Winograd's
+/// transformed kernels (4x the weights, made on the first call that takes that kernel). The
+/// clones of a convolution share them, as they share its weights.
+#[derive(Debug, Clone, Default)]
+pub struct Prepared {
+    winograd: Arc<OnceLock<Vec<f32>>>,
+}
+
+impl Prepared {
+    /// Winograd's transformed kernels, made by `make` the first time.
+    pub fn winograd(&self, make: impl FnOnce() -> Result<Vec<f32>>) -> Result<&[f32]> {
+        if let Some(u) = self.winograd.get() {
+            return Ok(u);
+        }
+        let u = make()?;
+        Ok(self.winograd.get_or_init(|| u))
+    }
 }
 
 /// The convolution of `x` (see [`handles`]) by the fastest kernel that computes it, bias
@@ -83,12 +105,14 @@ pub fn conv2d(
     bias: Option<&Tensor>,
     window: &Window,
     groups: usize,
+    prepared: &Prepared,
 ) -> Result<Tensor> {
     let args = ConvArgs {
         weight,
         bias,
         window,
         groups,
+        prepared,
     };
     if depthwise::applies(x, &args) {
         depthwise::conv2d(x, &args)
@@ -152,12 +176,5 @@ impl SharedOut {
     pub unsafe fn at(self, i: usize) -> *mut f32 {
         debug_assert!(i < self.1);
         self.0.add(i)
-    }
-
-    /// # Safety
-    /// No other task writes element `i`.
-    pub unsafe fn write(self, i: usize, v: f32) {
-        assert!(i < self.1);
-        *self.0.add(i) = v;
     }
 }

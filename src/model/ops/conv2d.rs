@@ -23,6 +23,7 @@ pub struct Conv2d {
     pub window: Window,
     pub groups: usize,
     gradient_kernels: OnceLock<PhaseKernels>,
+    prepared: cpu::Prepared,
 }
 
 impl Conv2d {
@@ -33,6 +34,18 @@ impl Conv2d {
             window,
             groups,
             gradient_kernels: OnceLock::new(),
+            prepared: cpu::Prepared::default(),
+        }
+    }
+
+    /// The same kernel over another window, sharing what the CPU kernels prepared from it
+    /// (which does not depend on the window).
+    pub fn with_window(&self, window: Window) -> Conv2d {
+        Conv2d {
+            window,
+            gradient_kernels: OnceLock::new(),
+            prepared: self.prepared.clone(),
+            ..Conv2d::new(self.weight.clone(), self.bias.clone(), window, self.groups)
         }
     }
 
@@ -69,6 +82,7 @@ impl Conv2d {
                 self.bias.as_ref(),
                 &self.window,
                 self.groups,
+                &self.prepared,
             );
         }
         let (x, u) = match self.window.uniform() {

@@ -80,7 +80,8 @@ impl Phases {
 /// dilation only.
 #[derive(Debug, Clone)]
 pub struct PhaseKernels {
-    kernels: Vec<Option<Tensor>>,
+    /// Each phase's transposed convolution (its window set per call), or `None`.
+    kernels: Vec<Option<Conv2d>>,
 }
 
 impl PhaseKernels {
@@ -93,7 +94,8 @@ impl PhaseKernels {
                 kernels.push(if th.is_empty() || tw.is_empty() {
                     None
                 } else {
-                    Some(phase_kernel(conv, th, tw)?)
+                    let kernel = phase_kernel(conv, th, tw)?;
+                    Some(Conv2d::new(kernel, None, conv.window, conv.groups))
                 });
             }
         }
@@ -150,7 +152,7 @@ pub fn input_gradient(
         for pw in &cols.phases {
             planes.push(match kernel.next().expect("one kernel per phase") {
                 None => None,
-                Some(k) => Some(phase_gradient(conv.groups, k, g, ph, pw)?),
+                Some(k) => Some(phase_gradient(k, g, ph, pw)?),
             });
         }
     }
@@ -185,22 +187,11 @@ pub fn input_gradient(
 }
 
 /// One phase's gradient: the output gradient convolved with the phase's kernel.
-fn phase_gradient(
-    groups: usize,
-    kernel: &Tensor,
-    g: &Tensor,
-    ph: &Phase,
-    pw: &Phase,
-) -> Result<Tensor> {
-    let transposed = Conv2d::new(
-        kernel.clone(),
-        None,
-        Window {
-            h: ph.axis,
-            w: pw.axis,
-        },
-        groups,
-    );
+fn phase_gradient(transposed: &Conv2d, g: &Tensor, ph: &Phase, pw: &Phase) -> Result<Tensor> {
+    let transposed = transposed.with_window(Window {
+        h: ph.axis,
+        w: pw.axis,
+    });
     let (_, _, gh, gw) = g.dims4()?;
     let g = g.narrow(2, ph.crop.0, gh - ph.crop.0 - ph.crop.1)?.narrow(
         3,
