@@ -123,16 +123,18 @@ fn odd_shapes() {
         (4, 16, 32, 3, 3, 3, 1, 1, 1, 1, true),
         (1, 1, 1, 1, 1, 1, 1, 0, 1, 1, false),
         (1, 300, 70, 150, 3, 3, 1, 1, 1, 1, true),
-        // Wide 3x3 stride-1 layers take the Winograd kernel: odd sizes, paddings 0..2, batch 2
-        // (filter patterns on VGG16), each with enough tiles for it.
+        // Batches through wide 3x3 stride-1 layers take the Winograd kernel: odd sizes,
+        // paddings 0..2 (filter patterns on VGG16), each with enough tiles for it; the same
+        // shape of one image takes im2col.
+        (2, 256, 256, 29, 31, 3, 1, 1, 1, 1, true),
         (1, 256, 256, 29, 31, 3, 1, 1, 1, 1, true),
         (2, 256, 272, 24, 25, 3, 1, 0, 1, 1, false),
-        (1, 260, 256, 28, 28, 3, 1, 2, 1, 1, true),
-        // ... and 64-channel ones down to 12x12 outputs: padding 0 and odd sizes, batch 2.
+        (3, 260, 256, 28, 28, 3, 1, 2, 1, 1, true),
+        // ... and 64-channel ones down to 12x12 outputs: padding 0 and odd sizes.
         (2, 64, 80, 15, 22, 3, 1, 0, 1, 1, true),
-        (1, 96, 64, 30, 17, 3, 1, 1, 1, 1, false),
+        (2, 96, 64, 30, 17, 3, 1, 1, 1, 1, false),
         // Wide enough for whole runs of 16 tiles inside the image (the gathered fast path).
-        (1, 64, 64, 20, 150, 3, 1, 1, 1, 1, true),
+        (2, 64, 64, 20, 150, 3, 1, 1, 1, 1, true),
         (2, 64, 72, 23, 141, 3, 1, 0, 1, 1, false),
         // Depthwise (the direct kernel): stride 2, 5x5, ConvNeXt's 7x7, dilation 2, batch 2.
         (2, 16, 16, 15, 17, 3, 2, 1, 1, 16, true),

@@ -24,13 +24,20 @@ const TILE: usize = 4;
 const SPAN: usize = TILE + 2;
 const POINTS: usize = SPAN * SPAN;
 
-/// Whether the Winograd kernel computes this convolution of `x`: 3x3, stride 1, no dilation,
-/// no groups, and wide and large enough for the transforms to pay. Measured on every 3x3
-/// stride-1 layer of VGG16 and ResNet50 at 150 and 224 pixels, batch 1 and 8, against im2col
-/// (with the transformed kernels kept): it wins on every one with 64 channels or more in and
-/// out, an output of 12x12 or more, and 25 tiles or more in the batch (0.42-0.86x im2col's
-/// time); it loses on 7x7 and 9x9 outputs, where every tile touches the padding (1.3-2.1x), on
-/// a 14x14 output of one image with 256 channels (1.5x), and on 3 input channels (4x).
+/// Whether the Winograd kernel computes this convolution of `x`: a batch of several images
+/// (filter patterns' gradient ascent, Score-CAM's masked passes, the metrics' curves), 3x3,
+/// stride 1, no dilation, no groups, and wide and large enough for the transforms to pay.
+///
+/// One image (a prediction, a map) takes im2col, whose sums are in the order PyTorch's are:
+/// Winograd's rounding (~1e-6 of the largest value) is far below what a prediction shows, but
+/// it can flip a near-tie of max pooling, and a Grad-CAM map behind one differs from
+/// pytorch-grad-cam's (VGG16 on scikit-image's astronaut: 6.5e-3 with Winograd, 7.9e-7 without).
+///
+/// Measured on every 3x3 stride-1 layer of VGG16 and ResNet50 at 150 and 224 pixels, batch 8,
+/// against im2col (with the transformed kernels kept): it wins on every one with 64 channels or
+/// more in and out, an output of 12x12 or more, and 25 tiles or more in the batch (0.42-0.78x
+/// im2col's time); it loses on 7x7 and 9x9 outputs, where every tile touches the padding
+/// (1.3-2x), and on 3 input channels (4x).
 pub fn applies(x: &Tensor, conv: &ConvArgs) -> bool {
     let (d, s) = (conv.weight.dims(), x.dims());
     let Some(u) = conv.window.uniform() else {
@@ -41,7 +48,8 @@ pub fn applies(x: &Tensor, conv: &ConvArgs) -> bool {
     }
     let out = |size: usize| (size + 2 * u.padding).saturating_sub(2);
     let (oh, ow) = (out(s[2]), out(s[3]));
-    d[2] == 3
+    s[0] >= 2
+        && d[2] == 3
         && d[3] == 3
         && u.stride == 1
         && u.dilation == 1
