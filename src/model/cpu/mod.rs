@@ -1,5 +1,6 @@
 //! The engine's own CPU kernels, for the ops where candle's CPU path is slow: convolution
-//! (direct for depthwise, Winograd for wide 3x3 stride 1, im2col into `gemm` for the rest), max
+//! (direct for depthwise, Winograd for batches through wide 3x3 stride-1 layers, im2col into
+//! `gemm` for the rest; phase planes for strided windows, woven back for gradients), max
 //! pooling, ReLU, per-plane maps and reductions (batch norm, gates, global pooling), layer
 //! norm and the other activations, forward and backward. Other devices use
 //! candle's ops.
