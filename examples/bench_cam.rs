@@ -1,7 +1,8 @@
-//! Grad-CAM benchmark: time to the first map (forward + backward) of the top class, then with the
-//! forward pass kept, a switch to another of the top classes and to a class outside them, at each model's default CAM layer, for VGG16 and ResNet50 (or the `--arch`
-//! names in `BENCH_MODELS`, comma-separated) at 224x224 with random weights, medians; on the CPU
-//! or the device named by `BENCH_DEVICE` (e.g. `cuda:0`).
+//! Grad-CAM benchmark: time to the first map (forward + backward) of the top class, then, with
+//! the forward pass kept, a switch to another of the top classes and to a class outside them,
+//! at each model's default CAM layer, for VGG16 and ResNet50 (or the `--arch` names in
+//! `BENCH_MODELS`, comma-separated) at 224x224 with random weights, medians; on the CPU or the
+//! device named by `BENCH_DEVICE` (e.g. `cuda:0`).
 //!
 //!     cargo run --release --example bench_cam [-- RUNS]
 //!

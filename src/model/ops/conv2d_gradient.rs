@@ -22,7 +22,7 @@ struct Phase {
 }
 
 /// An axis cut into its phases, each computed at the same positions `first..first + count`.
-struct Phases {
+struct AxisPhases {
     phases: Vec<Phase>,
     /// Positions computed per phase (some in the padding, dropped when interleaving).
     count: usize,
@@ -30,9 +30,9 @@ struct Phases {
     offset: usize,
 }
 
-impl Phases {
+impl AxisPhases {
     /// Axis `a` of a convolution over `size` inputs with `out` outputs.
-    fn new(a: &Axis, size: usize, out: usize) -> Phases {
+    fn new(a: &Axis, size: usize, out: usize) -> AxisPhases {
         let s = a.stride;
         // Padded positions `Y = p + s * r` of the input run over `before..before + size`.
         let first = a.before / s;
@@ -67,7 +67,7 @@ impl Phases {
                 }
             })
             .collect();
-        Phases {
+        AxisPhases {
             phases,
             count,
             offset: a.before - first * s,
@@ -144,8 +144,8 @@ pub fn input_gradient(
 ) -> Result<Tensor> {
     let (n, _, gh, gw) = g.dims4()?;
     let channels = conv.weight.dim(1)? * conv.groups;
-    let rows = Phases::new(&conv.window.h, h, gh);
-    let cols = Phases::new(&conv.window.w, w, gw);
+    let rows = AxisPhases::new(&conv.window.h, h, gh);
+    let cols = AxisPhases::new(&conv.window.w, w, gw);
     let mut planes = Vec::with_capacity(kernels.kernels.len());
     let mut kernel = kernels.kernels.iter();
     for ph in &rows.phases {
