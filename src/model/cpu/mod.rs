@@ -5,6 +5,7 @@
 //! norm and the other activations, forward and backward. Other devices use
 //! candle's ops.
 
+pub mod col2im;
 pub mod conv;
 pub mod depthwise;
 pub mod elementwise;

@@ -109,8 +109,12 @@ impl Conv2d {
     }
 
     /// Gradient w.r.t. the input of spatial size `(h, w)`: the transposed convolution of the
-    /// output gradient, phase by phase (see [`super::conv2d_gradient`]).
+    /// output gradient, phase by phase (see [`super::conv2d_gradient`]); on the CPU, by columns
+    /// where the convolution reads few channels (see [`cpu::col2im`]).
     pub fn input_grad(&self, g: &Tensor, size: (usize, usize)) -> Result<Tensor> {
+        if cpu::handles(g) && cpu::col2im::applies(&self.weight, self.groups) {
+            return cpu::col2im::input_gradient(g, &self.weight, &self.window, size);
+        }
         let kernels = match self.gradient_kernels.get() {
             Some(k) => k,
             None => {
