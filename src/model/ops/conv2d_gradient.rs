@@ -12,9 +12,11 @@ use super::conv2d::Conv2d;
 use super::geometry::{Axis, Window};
 use crate::model::cpu::{self, interleave::Weave};
 
-/// One phase of one axis.
+/// One phase of one axis (for a phase no tap reaches, the convolution's own axis and no crop:
+/// nothing is computed for it).
 struct Phase {
-    /// The stride-1 axis of its convolution (kernel `taps.len()`), padding included.
+    /// The stride-1 axis of its convolution (as many kernel taps as reach the phase), padding
+    /// included.
     axis: Axis,
     /// Output-gradient elements to drop before and after, where the phase's convolution starts
     /// inside the gradient rather than in padding before it.
@@ -41,7 +43,6 @@ impl AxisPhases {
             .into_iter()
             .map(|taps| {
                 let Some(&t0) = taps.first() else {
-                    // No tap: the phase's gradient is zero, and nothing is computed.
                     return Phase {
                         axis: *a,
                         crop: (0, 0),
