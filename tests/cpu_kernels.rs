@@ -9,7 +9,7 @@ mod common;
 use candle_core::{Device, Tensor};
 use common::assert_close;
 use convscope::model::ops::geometry::{Axis, Window};
-use convscope::model::ops::{Conv2d, Op, Operation, Pool, PoolKind, Relu};
+use convscope::model::ops::{Backward, Conv2d, Op, Operation, Pool, PoolKind, Relu};
 use convscope::model::Model;
 
 /// candle's own convolution, the reference, for windows it can express.
@@ -279,6 +279,66 @@ fn max_pooling_with_padding_ceil_mode_and_nan() {
         .to_vec1::<f32>()
         .unwrap();
     assert!(y[0].is_nan() && y[1..].iter().all(|v| *v == 1.0), "{y:?}");
+}
+
+#[test]
+fn max_pooling_gradient_goes_to_the_first_largest_value() {
+    // Values from a small set (ties everywhere) and a few NaNs: each window's gradient goes to
+    // its first largest value in row-major order, the first NaN winning, as PyTorch's.
+    let dev = Device::Cpu;
+    for (k, s, p, (h, w)) in [(2, 2, 0, (9, 8)), (2, 2, 0, (8, 11)), (3, 2, 1, (9, 8))] {
+        let pool = Pool::square(PoolKind::Max, k, s, p, false);
+        let n = 2 * 3 * h * w;
+        let v: Vec<f32> = (0..n)
+            .map(|i| match (i * 7919) % 23 {
+                0 => f32::NAN,
+                r => (r % 3) as f32,
+            })
+            .collect();
+        let x = Tensor::from_vec(v.clone(), (2, 3, h, w), &dev).unwrap();
+        let y = pool.forward(&[&x]).unwrap();
+        let (oh, ow) = (y.dims()[2], y.dims()[3]);
+        let g: Vec<f32> = (0..y.elem_count()).map(|i| 1.0 + i as f32).collect();
+        let gy = Tensor::from_vec(g.clone(), y.dims(), &dev).unwrap();
+        let at = Backward {
+            inputs: vec![Some(&x)],
+            output: Some(&y),
+            input_shapes: vec![x.dims().to_vec()],
+        };
+        let ours = Op::Pool(pool).vjp(&at, &gy).unwrap().remove(0);
+        let mut expected = vec![0f32; n];
+        for plane in 0..6 {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut best: Option<(usize, f32)> = None;
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let (iy, ix) = (
+                                (oy * s + ky) as isize - p as isize,
+                                (ox * s + kx) as isize - p as isize,
+                            );
+                            if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {
+                                continue;
+                            }
+                            let at = plane * h * w + iy as usize * w + ix as usize;
+                            let val = v[at];
+                            let wins = match best {
+                                None => true,
+                                Some((_, b)) => val > b || val.is_nan() && !b.is_nan(),
+                            };
+                            if wins {
+                                best = Some((at, val));
+                            }
+                        }
+                    }
+                    let (at, _) = best.expect("a window inside the input");
+                    expected[at] += g[(plane * oh + oy) * ow + ox];
+                }
+            }
+        }
+        let ours: Vec<f32> = ours.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(ours, expected, "{k}x{k}/{s} padding {p} on {h}x{w}");
+    }
 }
 
 #[test]

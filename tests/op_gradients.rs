@@ -227,6 +227,12 @@ fn kernel_cases() -> Vec<KernelCase> {
             });
         }
     }
+    // VGG's pools: 2x2 windows of stride 2 that never overlap, an odd row and column left out.
+    cases.push(KernelCase {
+        name: "max pooling 2/2".into(),
+        op: Box::new(|_| Op::Pool(Pool::square(PoolKind::Max, 2, 2, 0, false))),
+        inputs: vec![vec![3, 4, 9, 7]],
+    });
     cases.push(KernelCase {
         name: "global average pooling".into(),
         op: Box::new(|_| Op::AdaptiveAvgPool(AdaptiveAvgPool { out_h: 1, out_w: 1 })),

@@ -1,7 +1,8 @@
 //! Pooling on the CPU, planes in parallel. The forward pass of max and average pooling reads
 //! phase planes (see [`Phases`]): one vectorised pass per window tap over all of a plane's
 //! outputs. The maximum's reverse pass finds each window's first largest value in row-major
-//! order, NaN winning, as in PyTorch, and sends the window's gradient there.
+//! order, NaN winning, as in PyTorch, and sends the window's gradient there (2x2 windows of
+//! stride 2, which never overlap, a row of windows at a time in one branch-free loop).
 
 use std::ops::Range;
 
@@ -137,6 +138,7 @@ fn argmax(plane: &[f32], w: usize, rows: Range<usize>, cols: Range<usize>) -> (u
 pub fn max_pool_backward(x: &Tensor, grad: &Tensor, g: &Window) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
     let (_, _, oh, ow) = grad.dims4()?;
+    let pairs = is_pairs(g) && 2 * oh <= h && 2 * ow <= w;
     let mut dx = vec![0f32; n * c * h * w];
     with_data(x, |input| {
         with_data(grad, |grad| {
@@ -144,6 +146,17 @@ pub fn max_pool_backward(x: &Tensor, grad: &Tensor, g: &Window) -> Result<Tensor
                 .zip(input.par_chunks(h * w))
                 .zip(grad.par_chunks(oh * ow))
                 .for_each(|((dst, plane), gp)| {
+                    if pairs {
+                        for (oy, g) in gp.chunks_exact(ow).enumerate() {
+                            let (top, bottom) = dst[2 * oy * w..][..2 * w].split_at_mut(w);
+                            vectorized(PairRows {
+                                x: (&plane[2 * oy * w..][..w], &plane[(2 * oy + 1) * w..][..w]),
+                                dst: (top, bottom),
+                                grad: g,
+                            });
+                        }
+                        return;
+                    }
                     for oy in 0..oh {
                         for ox in 0..ow {
                             let (i, _) = argmax(plane, w, window(&g.h, oy, h), window(&g.w, ox, w));
@@ -157,4 +170,45 @@ pub fn max_pool_backward(x: &Tensor, grad: &Tensor, g: &Window) -> Result<Tensor
         })
     })?;
     Tensor::from_vec(dx, (n, c, h, w), x.device())
+}
+
+/// Whether the window is 2x2 with stride 2 and no padding or dilation (VGG's pools, and most
+/// networks' between stages): every input is in at most one window.
+fn is_pairs(g: &Window) -> bool {
+    let pair = |a: &Axis| a.kernel == 2 && a.stride == 2 && a.dilation == 1 && a.before == 0;
+    pair(&g.h) && pair(&g.w)
+}
+
+/// One output row of 2x2, stride-2 max pooling's reverse pass: each window's gradient goes to
+/// its first largest value in row-major order, NaN winning (as [`argmax`] picks it); the other
+/// three get zero. Branch-free, so that the compiler vectorises it.
+struct PairRows<'a> {
+    x: (&'a [f32], &'a [f32]),
+    dst: (&'a mut [f32], &'a mut [f32]),
+    grad: &'a [f32],
+}
+
+impl WithSimd for PairRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        let (top, bottom) = self.x;
+        let (dtop, dbottom) = self.dst;
+        let rows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+        let dst = dtop.chunks_exact_mut(2).zip(dbottom.chunks_exact_mut(2));
+        for (((t, b), (dt, db)), &g) in rows.zip(dst).zip(self.grad) {
+            // Does each value beat the best before it (larger, or the first NaN)?
+            let beats = |x: f32, best: f32| x > best || x.is_nan() && !best.is_nan();
+            let w1 = beats(t[1], t[0]);
+            let m1 = if w1 { t[1] } else { t[0] };
+            let w2 = beats(b[0], m1);
+            let m2 = if w2 { b[0] } else { m1 };
+            let w3 = beats(b[1], m2);
+            dt[0] = if w1 || w2 || w3 { 0.0 } else { g };
+            dt[1] = if w1 && !w2 && !w3 { g } else { 0.0 };
+            db[0] = if w2 && !w3 { g } else { 0.0 };
+            db[1] = if w3 { g } else { 0.0 };
+        }
+    }
 }
