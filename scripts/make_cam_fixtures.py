@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from make_fixtures import OUT, fixture_models
+from make_fixtures import CAM_LAYERS, OUT, fixture_models
 
 
 class FlippedEigenCAM(EigenCAM):
@@ -31,9 +31,8 @@ METHODS = {"gradcam": GradCAM, "gradcamplusplus": GradCAMPlusPlus, "hirescam": H
 
 def main():
     out = {}
-    layers_of = {"vgg16_small": ["features.16", "features.23"], "resnet50_small": ["layer2", "layer3"]}
     for name, model, x, classes in fixture_models():
-        layers = layers_of[name]
+        layers = CAM_LAYERS[name]
         modules = dict(model.named_modules())
         for layer in layers:
             for key, method in METHODS.items():

@@ -60,6 +60,10 @@ def small_resnet50(groups=1):
     return model
 
 
+# The layers the CAM and metric fixtures take their maps at, per reduced model.
+CAM_LAYERS = {"vgg16_small": ["features.16", "features.23"], "resnet50_small": ["layer2", "layer3"]}
+
+
 def fixture_models():
     """The reduced VGG16 and ResNet50 as their fixture checkpoints hold them, each with its
     fixture input and its top two classes on it: (name, model, input, classes)."""

@@ -27,7 +27,7 @@ from pytorch_grad_cam.metrics.perturbation_confidence import (PerturbationConfid
 from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 from safetensors.torch import save_file
 
-from make_fixtures import OUT, fixture_models
+from make_fixtures import CAM_LAYERS, OUT, fixture_models
 
 
 PERCENTILES = [10, 20, 30, 40, 50, 60, 70, 80, 90]
@@ -35,9 +35,8 @@ PERCENTILES = [10, 20, 30, 40, 50, 60, 70, 80, 90]
 
 def main():
     out = {}
-    layers_of = {"vgg16_small": ["features.16", "features.23"], "resnet50_small": ["layer2", "layer3"]}
     for name, model, x, classes in fixture_models():
-        layers = layers_of[name]
+        layers = CAM_LAYERS[name]
         modules = dict(model.named_modules())
         for layer in layers:
             for key, method in {"gradcam": GradCAM, "gradcamplusplus": GradCAMPlusPlus}.items():
