@@ -19,15 +19,20 @@ impl Graph {
         output_id: NodeId,
         grad_output: &Tensor,
     ) -> Result<Tensor> {
-        if wrt > output_id {
-            candle_core::bail!(
-                "{} comes after {} in the network",
-                self.node(wrt).name,
-                self.node(output_id).name
-            );
-        }
-        let nodes = self.nodes();
         let depends = self.dependents(wrt, output_id)?;
+        self.gradient_along(acts, &depends, wrt, output_id, grad_output)
+    }
+
+    /// [`Graph::gradient`] through the nodes `depends` marks (see [`Graph::dependents`]).
+    fn gradient_along(
+        &self,
+        acts: &Activations,
+        depends: &[bool],
+        wrt: NodeId,
+        output_id: NodeId,
+        grad_output: &Tensor,
+    ) -> Result<Tensor> {
+        let nodes = self.nodes();
         let mut grads: Vec<Option<Tensor>> = vec![None; nodes.len()];
         grads[output_id] = Some(grad_output.clone());
         for id in (wrt + 1..=output_id).rev() {
@@ -68,7 +73,7 @@ impl Graph {
         let read_on_path =
             path.flat_map(|id| std::iter::once(id).chain(self.node(id).inputs.iter().copied()));
         let repeated = acts.repeated(read_on_path, seeds.dim(0)?)?;
-        self.gradient(&repeated, wrt, output_id, seeds)
+        self.gradient_along(&repeated, &depends, wrt, output_id, seeds)
     }
 
     /// Whether a convolution lies on the way from `wrt` to `output_id`: its reverse pass costs
@@ -84,6 +89,13 @@ impl Graph {
     /// Which nodes' outputs depend on `wrt` (only they carry gradient); an error when
     /// `output_id` does not.
     fn dependents(&self, wrt: NodeId, output_id: NodeId) -> Result<Vec<bool>> {
+        if wrt > output_id {
+            candle_core::bail!(
+                "{} comes after {} in the network",
+                self.node(wrt).name,
+                self.node(output_id).name
+            );
+        }
         let nodes = self.nodes();
         let mut depends = vec![false; nodes.len()];
         depends[wrt] = true;
