@@ -292,35 +292,38 @@ fn the_readme_lists_every_family_and_unknown_checkpoints_name_them() {
     }
 }
 
+/// One fixture of every family (small widths, PyTorch's weights) and its default CAM layer:
+/// features[-1] for VGG, AlexNet, MobileNetV2 and SqueezeNet (there not the class-score map),
+/// layer4[-1] for ResNet.
+const FAMILY_FIXTURES: [(&str, &str); 23] = [
+    ("vgg16_small", "features.30"),
+    ("resnet50_small", "layer4.2.relu3"),
+    ("alexnet_small", "features.12"),
+    ("squeezenet1_0_small", "features.12.cat"),
+    ("squeezenet1_1_small", "features.12.cat"),
+    ("mobilenet_v2_small", "features.18.2"),
+    ("mobilenet_v3_small_small", "features.12.2"),
+    ("mobilenet_v3_large_small", "features.16.2"),
+    ("efficientnet_b0_small", "features.8.2"),
+    ("efficientnet_v2_s_small", "features.7.2"),
+    ("convnext_tiny_small", "features.7.2.add"),
+    ("densenet121_small", "relu"),
+    ("resnext50_small", "layer4.2.relu3"),
+    ("regnet_y_small", "trunk_output.block4.block4-5.activation"),
+    ("mnasnet_small", "layers.16"),
+    ("shufflenet_v2_small", "conv5.2"),
+    ("googlenet_small", "inception5b.cat"),
+    ("inception_v3_small", "Mixed_7c.cat"),
+    ("timm_resnet_d_small", "layer4.0.relu3"),
+    ("timm_convnext_small", "stages.3.blocks.0.add"),
+    ("timm_regnety_small", "s4.b2.act3"),
+    ("timm_efficientnet_b0_small", "bn2.act"),
+    ("timm_mobilenetv3_large_small", "blocks.6.0.bn1.act"),
+];
+
 #[test]
 fn default_cam_layers_are_the_ones_pytorch_grad_cam_suggests() {
-    // features[-1] for VGG, AlexNet, MobileNetV2 and SqueezeNet (there not the class-score map),
-    // layer4[-1] for ResNet.
-    for (file, layer) in [
-        ("vgg16_small", "features.30"),
-        ("resnet50_small", "layer4.2.relu3"),
-        ("alexnet_small", "features.12"),
-        ("squeezenet1_0_small", "features.12.cat"),
-        ("squeezenet1_1_small", "features.12.cat"),
-        ("mobilenet_v2_small", "features.18.2"),
-        ("mobilenet_v3_small_small", "features.12.2"),
-        ("mobilenet_v3_large_small", "features.16.2"),
-        ("efficientnet_b0_small", "features.8.2"),
-        ("efficientnet_v2_s_small", "features.7.2"),
-        ("convnext_tiny_small", "features.7.2.add"),
-        ("densenet121_small", "relu"),
-        ("resnext50_small", "layer4.2.relu3"),
-        ("regnet_y_small", "trunk_output.block4.block4-5.activation"),
-        ("mnasnet_small", "layers.16"),
-        ("shufflenet_v2_small", "conv5.2"),
-        ("googlenet_small", "inception5b.cat"),
-        ("inception_v3_small", "Mixed_7c.cat"),
-        ("timm_resnet_d_small", "layer4.0.relu3"),
-        ("timm_convnext_small", "stages.3.blocks.0.add"),
-        ("timm_regnety_small", "s4.b2.act3"),
-        ("timm_efficientnet_b0_small", "bn2.act"),
-        ("timm_mobilenetv3_large_small", "blocks.6.0.bn1.act"),
-    ] {
+    for (file, layer) in FAMILY_FIXTURES {
         let path = common::fixture(&format!("{file}.safetensors"));
         let model = convscope::model::Model::open(&path, None, &Device::Cpu).unwrap();
         let id = convscope::viz::cam::default_layer(&model).unwrap();
@@ -387,5 +390,37 @@ fn damaged_checkpoints_of_every_family_are_errors_not_panics() {
                 );
             }
         }
+    }
+}
+
+#[test]
+fn a_pass_kept_for_the_gradient_gives_the_gradient_of_a_pass_that_keeps_all() {
+    // Every op states what its reverse pass reads (`Operation::reverse_reads`); a pass that
+    // keeps only that must give the same input gradient, at another batch size than the build's
+    // (the dropped values' shapes come from the pass), and must drop something.
+    use convscope::model::Keep;
+    for (file, _) in FAMILY_FIXTURES {
+        let path = common::fixture(&format!("{file}.safetensors"));
+        let model = convscope::model::Model::open(&path, None, &Device::Cpu).unwrap();
+        let g = &model.graph;
+        let (c, h, w) = g.input_size();
+        let x = Tensor::randn(0f32, 1.0, (2, c, h, w), &Device::Cpu).unwrap();
+        let Keep::Only(kept) = g.kept_for_gradient(g.input(), g.output()).unwrap() else {
+            panic!("{file}: a pass for the gradient keeps a list");
+        };
+        assert!(kept.len() < g.nodes().len(), "{file} keeps every value");
+        let some = g
+            .forward_to(&x, g.output(), &Keep::Only(kept.clone()))
+            .unwrap();
+        let all = g.forward(&x, &Keep::All).unwrap();
+        let seed =
+            Tensor::randn(0f32, 1.0, all.get(g.output()).unwrap().dims(), &Device::Cpu).unwrap();
+        let expected = g.gradient(&all, g.input(), g.output(), &seed).unwrap();
+        let got = g.gradient(&some, g.input(), g.output(), &seed).unwrap();
+        common::assert_close(file, &got, &expected, 1e-6);
+        let dropped = (0..g.nodes().len())
+            .filter(|&id| some.get(id).is_none())
+            .count();
+        assert!(dropped > 0, "{file}: nothing was dropped");
     }
 }

@@ -4,7 +4,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::graph::{Activations, Graph, NodeId};
+use super::graph::{Activations, Graph, Keep, NodeId};
 use super::ops::{Backward, Op};
 
 impl Graph {
@@ -76,6 +76,28 @@ impl Graph {
         self.gradient_along(&repeated, &depends, wrt, output_id, seeds)
     }
 
+    /// What a forward pass taken for [`Graph::gradient`] from `output_id` back to `wrt` must
+    /// keep: the values the reverse pass reads on the way (see [`super::ops::Operation::reverse_reads`]),
+    /// and `output_id`. Everything else (a convolution's input, a ReLU's input) is dropped as
+    /// soon as the forward pass is done with it.
+    pub fn kept_for_gradient(&self, wrt: NodeId, output_id: NodeId) -> Result<Keep> {
+        let depends = self.dependents(wrt, output_id)?;
+        let mut kept = vec![output_id];
+        for id in (wrt + 1..=output_id).filter(|&id| depends[id]) {
+            let node = self.node(id);
+            let reads = node.op.reverse_reads();
+            if reads.inputs {
+                kept.extend(&node.inputs);
+            }
+            if reads.output {
+                kept.push(id);
+            }
+        }
+        kept.sort_unstable();
+        kept.dedup();
+        Ok(Keep::Only(kept))
+    }
+
     /// Whether a convolution lies on the way from `wrt` to `output_id`: its reverse pass costs
     /// the same again for every further seed.
     pub fn convolves_between(&self, wrt: NodeId, output_id: NodeId) -> Result<bool> {
@@ -119,12 +141,13 @@ impl Graph {
         let at = Backward {
             inputs: node.inputs.iter().map(|&i| acts.get(i)).collect(),
             output: acts.get(id),
-            // The kept input's real shape (inputs of any size), else the build-time shape.
+            // The input's real shape in this pass (inputs of any size), else the build-time
+            // shape.
             input_shapes: node
                 .inputs
                 .iter()
-                .map(|&i| match acts.get(i) {
-                    Some(t) => t.dims().to_vec(),
+                .map(|&i| match acts.shape(i) {
+                    Some(s) => s.to_vec(),
                     None => {
                         let mut s = self.node(i).shape.clone();
                         s[0] = batch;

@@ -33,12 +33,19 @@ pub enum Keep {
 #[derive(Debug, Clone)]
 pub struct Activations {
     values: Vec<Option<Tensor>>,
+    /// The shape of every node output the pass computed or was given, kept or not.
+    shapes: Vec<Option<Vec<usize>>>,
 }
 
 impl Activations {
     /// The kept output of a node, if it was kept.
     pub fn get(&self, id: NodeId) -> Option<&Tensor> {
         self.values.get(id).and_then(|v| v.as_ref())
+    }
+
+    /// The shape of a node's output in this pass, kept or not.
+    pub fn shape(&self, id: NodeId) -> Option<&[usize]> {
+        self.shapes.get(id).and_then(|s| s.as_deref())
     }
 
     /// A copy holding only the kept outputs of `ids`, each repeated `times` along the batch
@@ -52,7 +59,17 @@ impl Activations {
                 values[id] = Some(t.repeat(reps)?);
             }
         }
-        Ok(Activations { values })
+        let shapes = self
+            .shapes
+            .iter()
+            .map(|s| {
+                s.clone().map(|mut s| {
+                    s[0] *= times;
+                    s
+                })
+            })
+            .collect();
+        Ok(Activations { values, shapes })
     }
 
     fn require(&self, id: NodeId, graph: &Graph) -> Result<&Tensor> {
@@ -271,16 +288,22 @@ impl Graph {
 
     /// Bytes a pass will hold, from a `value` it is given for node `id`: every node output
     /// through `stop` when all are kept (twice that, for the reverse pass they are kept for),
-    /// else the largest few at once.
+    /// else the kept ones and the largest few at once.
     fn pass_bytes(&self, (id, value): (NodeId, &[usize]), stop: NodeId, keep: &Keep) -> u64 {
         let planned = self.nodes[id].shape.iter().product::<usize>().max(1);
         let scale = value.iter().product::<usize>() as f64 / planned as f64;
-        let floats = self.nodes[..=stop]
-            .iter()
-            .map(|n| n.shape.iter().product::<usize>() as f64);
+        let size = |n: &Node| n.shape.iter().product::<usize>() as f64;
+        let floats = self.nodes[..=stop].iter().map(size);
         let floats = match keep {
             Keep::All => 2.0 * floats.sum::<f64>(),
-            Keep::Only(_) => 3.0 * floats.fold(0.0, f64::max),
+            Keep::Only(kept) => {
+                let held: f64 = kept
+                    .iter()
+                    .filter(|&&k| k <= stop)
+                    .map(|&k| size(&self.nodes[k]))
+                    .sum();
+                held + 3.0 * floats.fold(0.0, f64::max)
+            }
         };
         (floats * scale * 4.0) as u64
     }
@@ -311,6 +334,10 @@ impl Graph {
             })
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         }
+        let mut shapes: Vec<Option<Vec<usize>>> = values
+            .iter()
+            .map(|v| v.as_ref().map(|t| t.dims().to_vec()))
+            .collect();
         let last_use = match keep {
             Keep::All => None,
             Keep::Only(kept) => {
@@ -341,6 +368,7 @@ impl Graph {
                 .op
                 .forward(&inputs)
                 .map_err(|e| candle_core::Error::msg(format!("layer {}: {e}", node.name)))?;
+            shapes[id] = Some(out.dims().to_vec());
             values[id] = Some(out);
             if let Some(last) = &last_use {
                 for &i in &node.inputs {
@@ -350,6 +378,6 @@ impl Graph {
                 }
             }
         }
-        Ok(Activations { values })
+        Ok(Activations { values, shapes })
     }
 }

@@ -6,7 +6,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{first, Backward, Operation};
+use super::{first, Backward, Operation, Reads};
 use crate::model::cpu;
 use crate::model::cpu::fast_math;
 
@@ -142,6 +142,10 @@ impl Operation for Activation {
         } else {
             f.apply(x)
         }
+    }
+
+    fn reverse_reads(&self) -> Reads {
+        Reads::INPUTS
     }
 
     fn vjp(&self, at: &Backward, grad: &Tensor) -> Result<Vec<Tensor>> {

@@ -3,7 +3,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{spatial, Backward, Operation};
+use super::{spatial, Backward, Operation, Reads};
 use crate::model::cpu;
 
 #[derive(Debug, Clone)]
@@ -47,6 +47,10 @@ impl Operation for AdaptiveAvgPool {
         let mw = bins(self.out_w, w, x)?;
         mh.broadcast_matmul(&x.contiguous()?)?
             .broadcast_matmul(&mw.t()?)
+    }
+
+    fn reverse_reads(&self) -> Reads {
+        Reads::NOTHING
     }
 
     fn vjp(&self, at: &Backward, grad: &Tensor) -> Result<Vec<Tensor>> {

@@ -2,7 +2,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{first, Backward, Operation};
+use super::{first, Backward, Operation, Reads};
 use crate::model::cpu;
 
 #[derive(Debug, Clone)]
@@ -39,6 +39,10 @@ impl Operation for Add {
             };
         }
         Ok(acc)
+    }
+
+    fn reverse_reads(&self) -> Reads {
+        Reads::NOTHING
     }
 
     fn vjp(&self, at: &Backward, grad: &Tensor) -> Result<Vec<Tensor>> {

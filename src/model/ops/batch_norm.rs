@@ -2,7 +2,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{spatial, Backward, Operation};
+use super::{spatial, Backward, Operation, Reads};
 use crate::model::cpu;
 
 #[derive(Debug, Clone)]
@@ -43,6 +43,10 @@ impl Operation for BatchNorm {
         } else {
             x.broadcast_mul(&self.scale)?.broadcast_add(&self.shift)
         }
+    }
+
+    fn reverse_reads(&self) -> Reads {
+        Reads::NOTHING
     }
 
     fn vjp(&self, _: &Backward, grad: &Tensor) -> Result<Vec<Tensor>> {

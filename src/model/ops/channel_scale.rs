@@ -2,7 +2,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{spatial, Backward, Operation};
+use super::{spatial, Backward, Operation, Reads};
 use crate::model::cpu;
 
 #[derive(Debug, Clone)]
@@ -37,6 +37,10 @@ impl Operation for ChannelScale {
 
     fn forward(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         scale(inputs[0], &self.scale)
+    }
+
+    fn reverse_reads(&self) -> Reads {
+        Reads::NOTHING
     }
 
     fn vjp(&self, _: &Backward, grad: &Tensor) -> Result<Vec<Tensor>> {

@@ -2,7 +2,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{spatial, Backward, Operation};
+use super::{spatial, Backward, Operation, Reads};
 
 #[derive(Debug, Clone)]
 pub struct ChannelShuffle {
@@ -47,6 +47,10 @@ impl Operation for ChannelShuffle {
     }
 
     /// The inverse permutation: a shuffle with the grid's other side as groups.
+    fn reverse_reads(&self) -> Reads {
+        Reads::NOTHING
+    }
+
     fn vjp(&self, at: &Backward, grad: &Tensor) -> Result<Vec<Tensor>> {
         let c = at.input_shapes[0][1];
         Ok(vec![shuffle(grad, c / self.groups)?])

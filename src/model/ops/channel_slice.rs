@@ -3,7 +3,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{spatial, Backward, Operation};
+use super::{spatial, Backward, Operation, Reads};
 
 #[derive(Debug, Clone)]
 pub struct ChannelSlice {
@@ -41,6 +41,10 @@ impl Operation for ChannelSlice {
     }
 
     /// The gradient in place, zeros in the other channels.
+    fn reverse_reads(&self) -> Reads {
+        Reads::NOTHING
+    }
+
     fn vjp(&self, at: &Backward, grad: &Tensor) -> Result<Vec<Tensor>> {
         let c = at.input_shapes[0][1];
         Ok(vec![grad.pad_with_zeros(

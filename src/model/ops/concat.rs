@@ -2,7 +2,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{first, Backward, Operation};
+use super::{first, Backward, Operation, Reads};
 
 #[derive(Debug, Clone)]
 pub struct Concat;
@@ -33,6 +33,10 @@ impl Operation for Concat {
 
     fn forward(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         Tensor::cat(inputs, 1)
+    }
+
+    fn reverse_reads(&self) -> Reads {
+        Reads::NOTHING
     }
 
     fn vjp(&self, at: &Backward, grad: &Tensor) -> Result<Vec<Tensor>> {

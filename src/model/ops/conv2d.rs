@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use super::conv2d_gradient::{input_gradient, PhaseKernels};
 use super::geometry::{Axis, Window};
-use super::{spatial, Backward, Operation};
+use super::{spatial, Backward, Operation, Reads};
 use crate::model::cpu;
 
 /// A convolution; its fields are read, never changed, once it is made with [`Conv2d::new`]
@@ -171,6 +171,10 @@ impl Operation for Conv2d {
 
     fn forward(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         self.apply(inputs[0])
+    }
+
+    fn reverse_reads(&self) -> Reads {
+        Reads::NOTHING
     }
 
     fn vjp(&self, at: &Backward, grad: &Tensor) -> Result<Vec<Tensor>> {

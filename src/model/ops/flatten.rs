@@ -2,7 +2,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{first, Backward, Operation};
+use super::{first, Backward, Operation, Reads};
 
 #[derive(Debug, Clone)]
 pub struct Flatten;
@@ -29,6 +29,10 @@ impl Operation for Flatten {
 
     fn forward(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         inputs[0].flatten_from(1)
+    }
+
+    fn reverse_reads(&self) -> Reads {
+        Reads::NOTHING
     }
 
     fn vjp(&self, at: &Backward, grad: &Tensor) -> Result<Vec<Tensor>> {

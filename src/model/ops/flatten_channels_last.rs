@@ -4,7 +4,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{spatial, Backward, Operation};
+use super::{spatial, Backward, Operation, Reads};
 
 #[derive(Debug, Clone)]
 pub struct FlattenChannelsLast;
@@ -29,6 +29,10 @@ impl Operation for FlattenChannelsLast {
 
     fn forward(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         inputs[0].permute((0, 2, 3, 1))?.flatten_from(1)
+    }
+
+    fn reverse_reads(&self) -> Reads {
+        Reads::NOTHING
     }
 
     fn vjp(&self, at: &Backward, grad: &Tensor) -> Result<Vec<Tensor>> {

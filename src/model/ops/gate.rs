@@ -3,7 +3,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{Backward, Operation};
+use super::{Backward, Operation, Reads};
 use crate::model::cpu;
 
 #[derive(Debug, Clone)]
@@ -36,6 +36,10 @@ impl Operation for Gate {
     }
 
     /// The input's gradient is gated the same way; the gate's is summed over H and W.
+    fn reverse_reads(&self) -> Reads {
+        Reads::INPUTS
+    }
+
     fn vjp(&self, at: &Backward, grad: &Tensor) -> Result<Vec<Tensor>> {
         let (x, s) = (at.input(0)?, at.input(1)?);
         let gate_grad = if cpu::handles(grad) && cpu::handles(x) {

@@ -4,7 +4,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{spatial, Backward, Operation};
+use super::{spatial, Backward, Operation, Reads};
 
 #[derive(Debug, Clone)]
 pub struct GlobalMaxPool;
@@ -29,6 +29,10 @@ impl Operation for GlobalMaxPool {
 
     fn forward(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         inputs[0].max_keepdim(3)?.max_keepdim(2)
+    }
+
+    fn reverse_reads(&self) -> Reads {
+        Reads::INPUTS_AND_OUTPUT
     }
 
     fn vjp(&self, at: &Backward, grad: &Tensor) -> Result<Vec<Tensor>> {

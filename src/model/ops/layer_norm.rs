@@ -3,7 +3,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{spatial, Backward, Operation};
+use super::{spatial, Backward, Operation, Reads};
 use crate::model::cpu;
 
 #[derive(Debug, Clone)]
@@ -63,6 +63,10 @@ impl Operation for LayerNorm {
 
     /// `(g' - mean(g') - x̂ mean(g' x̂)) / sqrt(var + eps)` with `g' = g * weight`, means over
     /// channels.
+    fn reverse_reads(&self) -> Reads {
+        Reads::INPUTS
+    }
+
     fn vjp(&self, at: &Backward, grad: &Tensor) -> Result<Vec<Tensor>> {
         let x = at.input(0)?;
         if cpu::handles(x) && cpu::handles(grad) && cpu::handles(&self.weight) {

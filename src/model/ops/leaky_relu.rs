@@ -3,7 +3,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{first, Backward, Operation};
+use super::{first, Backward, Operation, Reads};
 
 #[derive(Debug, Clone)]
 pub struct LeakyRelu {
@@ -39,6 +39,10 @@ impl Operation for LeakyRelu {
     fn forward(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = inputs[0];
         x * self.slope(x)?
+    }
+
+    fn reverse_reads(&self) -> Reads {
+        Reads::INPUTS
     }
 
     fn vjp(&self, at: &Backward, grad: &Tensor) -> Result<Vec<Tensor>> {

@@ -2,7 +2,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{first, Backward, Operation};
+use super::{first, Backward, Operation, Reads};
 
 #[derive(Debug, Clone)]
 pub struct Linear {
@@ -39,6 +39,10 @@ impl Operation for Linear {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
         }
+    }
+
+    fn reverse_reads(&self) -> Reads {
+        Reads::NOTHING
     }
 
     fn vjp(&self, _: &Backward, grad: &Tensor) -> Result<Vec<Tensor>> {

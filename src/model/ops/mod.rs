@@ -70,8 +70,37 @@ pub trait Operation {
     fn output_shape(&self, inputs: &[&[usize]]) -> std::result::Result<Vec<usize>, String>;
     /// The output for these inputs.
     fn forward(&self, inputs: &[&Tensor]) -> Result<Tensor>;
+    /// Which values of the forward pass [`Operation::vjp`] reads: a pass taken only for its
+    /// gradient keeps these and drops the rest as soon as it can.
+    fn reverse_reads(&self) -> Reads;
     /// Gradients w.r.t. each input, given the gradient of the output (weights are constants).
     fn vjp(&self, at: &Backward, grad: &Tensor) -> Result<Vec<Tensor>>;
+}
+
+/// The forward values an op's reverse pass reads: its inputs, its output, both or neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reads {
+    pub inputs: bool,
+    pub output: bool,
+}
+
+impl Reads {
+    pub const NOTHING: Reads = Reads {
+        inputs: false,
+        output: false,
+    };
+    pub const INPUTS: Reads = Reads {
+        inputs: true,
+        output: false,
+    };
+    pub const OUTPUT: Reads = Reads {
+        inputs: false,
+        output: true,
+    };
+    pub const INPUTS_AND_OUTPUT: Reads = Reads {
+        inputs: true,
+        output: true,
+    };
 }
 
 /// What the reverse pass knows at a node: the values the forward pass kept and the shapes of

@@ -4,7 +4,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{first, Backward, Operation};
+use super::{first, Backward, Operation, Reads};
 
 #[derive(Debug, Clone)]
 pub struct Permute;
@@ -28,6 +28,10 @@ impl Operation for Permute {
 
     fn forward(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         Ok(inputs[0].clone())
+    }
+
+    fn reverse_reads(&self) -> Reads {
+        Reads::NOTHING
     }
 
     fn vjp(&self, _: &Backward, grad: &Tensor) -> Result<Vec<Tensor>> {

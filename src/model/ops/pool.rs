@@ -10,7 +10,7 @@
 use candle_core::{Result, Tensor};
 
 use super::geometry::{Axis, Window};
-use super::{spatial, Backward, Operation};
+use super::{spatial, Backward, Operation, Reads};
 use crate::model::cpu;
 use crate::model::strided::{equal_mask, pad_const, strided_view, strided_view_adjoint};
 
@@ -214,6 +214,10 @@ impl Operation for Pool {
                 acc.broadcast_div(&self.divisor((h, w), out, x)?)
             }
         }
+    }
+
+    fn reverse_reads(&self) -> Reads {
+        Reads::INPUTS
     }
 
     fn vjp(&self, at: &Backward, grad: &Tensor) -> Result<Vec<Tensor>> {

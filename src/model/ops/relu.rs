@@ -2,7 +2,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{first, Backward, Operation};
+use super::{first, Backward, Operation, Reads};
 use crate::model::cpu;
 
 #[derive(Debug, Clone)]
@@ -32,6 +32,10 @@ impl Operation for Relu {
         } else {
             x.relu()
         }
+    }
+
+    fn reverse_reads(&self) -> Reads {
+        Reads::OUTPUT
     }
 
     fn vjp(&self, at: &Backward, grad: &Tensor) -> Result<Vec<Tensor>> {

@@ -94,7 +94,8 @@ impl Chunk<'_> {
     fn objective_and_gradient(&self, x: &Tensor) -> Result<(Vec<f32>, Tensor)> {
         let g = &self.model.graph;
         let x = &self.to_model(x)?;
-        let acts = g.forward_to(x, self.layer, &Keep::All)?;
+        let keep = g.kept_for_gradient(g.input(), self.layer)?;
+        let acts = g.forward_to(x, self.layer, &keep)?;
         let out = acts.get(self.layer).expect("the stop node is kept");
         let seed = self
             .settings
@@ -143,8 +144,10 @@ impl Chunk<'_> {
     }
 }
 
-/// Bytes one image of the batch is expected to need: every node output up to the layer, at the
-/// optimised size, kept for the backward pass, with room for gradients and temporaries.
+/// Bytes one image of the batch may need, at most: every node output up to the layer at the
+/// optimised size, three times over. The pass keeps only what its reverse pass reads
+/// ([`crate::model::Graph::kept_for_gradient`], about half of them in VGG); the rest is room
+/// for gradients, temporaries and the kernels' scratch.
 fn bytes_per_image(model: &Model, layer: NodeId, size: usize) -> usize {
     let (_, h, w) = model.graph.input_size();
     let scale = (size * size) as f64 / (h * w) as f64;
@@ -192,8 +195,10 @@ pub fn optimise(
         Some(free) => settings.budget_bytes.min((free / 2) as usize),
         None => settings.budget_bytes,
     };
-    let per_chunk =
-        (budget / bytes_per_image(model, layer, settings.size)).clamp(1, channels.len());
+    // As few chunks as the budget allows, of even sizes: 13+13+13+13+12 rather than
+    // 15+15+15+15+4, the same steps with every batch large enough for the batched kernels.
+    let most = (budget / bytes_per_image(model, layer, settings.size)).clamp(1, channels.len());
+    let per_chunk = channels.len().div_ceil(channels.len().div_ceil(most));
     let chunks: Vec<&[usize]> = channels.chunks(per_chunk).collect();
     let total = settings.steps * chunks.len();
     let mut done = 0;
