@@ -158,6 +158,61 @@ pub fn run_jobs<S>(
     }
 }
 
+thread_local! {
+    /// This thread's scratch buffers, kept between calls (see [`Scratch`]).
+    static SCRATCH: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Scratch buffers a thread keeps (a kernel's job takes two at most).
+const SCRATCH_KEPT: usize = 2;
+
+/// A buffer of `f32`s for values a kernel writes before it reads them, taken from the calling
+/// thread's buffers of earlier calls and given back when dropped: the layers and steps of a
+/// pass reuse the same pages instead of allocating and zeroing new ones every call. A thread
+/// keeps at most [`SCRATCH_KEPT`] buffers, each the size of the largest it was asked for.
+pub struct Scratch(Vec<f32>);
+
+impl Scratch {
+    /// `len` values, holding whatever the buffer held before.
+    pub fn take(len: usize) -> Scratch {
+        let mut buf = SCRATCH
+            .with(|kept| {
+                let mut kept = kept.borrow_mut();
+                let largest = (0..kept.len()).max_by_key(|&i| kept[i].capacity())?;
+                Some(kept.swap_remove(largest))
+            })
+            .unwrap_or_default();
+        buf.resize(len, 0.0);
+        Scratch(buf)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.0);
+        SCRATCH.with(|kept| {
+            let mut kept = kept.borrow_mut();
+            if kept.len() < SCRATCH_KEPT {
+                kept.push(buf);
+            }
+        });
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Scratch {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.0
+    }
+}
+
 /// An output buffer that parallel tasks write through; each task writes its own elements.
 #[derive(Clone, Copy)]
 pub struct SharedOut(*mut f32, usize);

@@ -11,7 +11,7 @@ use gemm::Parallelism;
 use pulp::{Simd, WithSimd};
 
 use super::ConvArgs;
-use super::{pieces_per_block, run_jobs, vectorized, with_data, SharedOut};
+use super::{pieces_per_block, run_jobs, vectorized, with_data, Scratch, SharedOut};
 
 /// Upper bound on one block's transformed input, in floats (4 MiB): measured against 16 MiB and
 /// 2 MiB, the best on 64-channel layers (0.72x im2col's time, 1.08x with 16 MiB) without losing
@@ -83,24 +83,6 @@ impl Plan {
         self.th * self.tw
     }
 
-    /// Where the input windows of tiles `first..first + count` start (row, column), when they
-    /// are a whole run along one tile row and lie inside the image (no padding read) and
-    /// their outputs inside the output.
-    fn inner_run(&self, first: usize, count: usize) -> Option<(usize, usize)> {
-        let (ty, tx) = (first / self.tw, first % self.tw);
-        let (y0, x0) = (
-            (TILE * ty).checked_sub(self.pad)?,
-            (TILE * tx).checked_sub(self.pad)?,
-        );
-        (count == RUN
-            && tx + RUN <= self.tw
-            && y0 + SPAN <= self.h
-            && x0 + TILE * RUN + 2 <= self.w
-            && TILE * (ty + 1) <= self.oh
-            && TILE * (tx + RUN) <= self.ow)
-            .then_some((y0, x0))
-    }
-
     fn blocks_per_image(&self) -> usize {
         self.tiles().div_ceil(self.block)
     }
@@ -148,20 +130,22 @@ pub fn conv2d(x: &Tensor, conv: &ConvArgs) -> Result<Tensor> {
     with_data(x, |input| {
         let bias = conv.bias.map(|b| b.to_vec1::<f32>()).transpose()?;
         let jobs = batch * plan.blocks_per_image();
-        let run = |bufs: &mut (Vec<f32>, Vec<f32>), job: usize, par: Parallelism| {
+        let run = |bufs: &mut (Scratch, Scratch), job: usize, par: Parallelism| {
             let (n, b) = (job / plan.blocks_per_image(), job % plan.blocks_per_image());
             let first = b * plan.block;
             let count = plan.block.min(plan.tiles() - first);
             let image = &input[n * cin * h * w..][..cin * h * w];
             transform_input(&plan, image, first, count, &mut bufs.0);
-            multiply(&plan, u, &bufs.0, &mut bufs.1, count, par);
+            multiply(&plan, u, &bufs.0, &mut bufs.1, run_columns(count), par);
             // SAFETY: this job writes only the output pixels of its own tiles of image `n`.
             unsafe { transform_output(&plan, &bufs.1, bias.as_deref(), shared, n, first, count) };
         };
+        // Both are written whole before they are read: the transform stores every run, the
+        // multiply does not read its output.
         let buffers = || {
             (
-                vec![0f32; POINTS * cin * plan.block],
-                vec![0f32; POINTS * cout * plan.block],
+                Scratch::take(POINTS * cin * run_columns(plan.block)),
+                Scratch::take(POINTS * cout * run_columns(plan.block)),
             )
         };
         run_jobs(jobs, buffers, run);
@@ -265,18 +249,20 @@ impl Lanes for f32 {
     }
 }
 
+// Indexed loops, not iterators: an array's `into_iter` copies it, and for rows of vectors
+// the copy is a `memcpy` call per operation.
 impl<T: Lanes + Copy, const N: usize> Lanes for [T; N] {
     #[inline(always)]
     fn add(mut self, o: Self) -> Self {
-        for (a, b) in self.iter_mut().zip(o) {
-            *a = a.add(b);
+        for i in 0..N {
+            self[i] = self[i].add(o[i]);
         }
         self
     }
     #[inline(always)]
     fn sub(mut self, o: Self) -> Self {
-        for (a, b) in self.iter_mut().zip(o) {
-            *a = a.sub(b);
+        for i in 0..N {
+            self[i] = self[i].sub(o[i]);
         }
         self
     }
@@ -289,15 +275,85 @@ impl<T: Lanes + Copy, const N: usize> Lanes for [T; N] {
     }
 }
 
-/// Tiles transformed together, one in each vector lane.
-const RUN: usize = 16;
+/// Tiles transformed together in the lanes of one vector: 16 with AVX-512, 8 with AVX2.
+fn lanes<S: Simd>() -> usize {
+    std::mem::size_of::<S::f32s>() / std::mem::size_of::<f32>()
+}
 
-/// One value per tile of a run.
-type Run = [f32; RUN];
+/// The most tiles a run holds (the widest vectors' lanes).
+const MAX_RUN: usize = 16;
+
+/// Columns a block's transformed matrices have for its `count` tiles: one per tile, then
+/// zeros up to a whole run of the widest vectors, so that every run is whole (a vector's lanes
+/// come out of the shuffles in an order of their own, which only whole runs undo).
+fn run_columns(count: usize) -> usize {
+    count.next_multiple_of(MAX_RUN)
+}
+
+/// One run of `S`'s lanes read from the start of `src`.
+#[inline(always)]
+fn load<S: Simd>(src: &[f32]) -> S::f32s {
+    let src = &src[..lanes::<S>()];
+    // SAFETY: `src` holds exactly one vector's values; the read is unaligned.
+    unsafe { src.as_ptr().cast::<S::f32s>().read_unaligned() }
+}
+
+/// One run of `S`'s lanes written at the start of `dst`.
+#[inline(always)]
+fn store<S: Simd>(dst: &mut [f32], v: S::f32s) {
+    let dst = &mut dst[..lanes::<S>()];
+    // SAFETY: `dst` holds exactly one vector's values; the write is unaligned.
+    unsafe { dst.as_mut_ptr().cast::<S::f32s>().write_unaligned(v) }
+}
+
+/// One of `S`'s vectors, one tile per lane, with the arithmetic the transforms use.
+#[derive(Clone, Copy)]
+struct Vector<S: Simd>(S, S::f32s);
+
+impl<S: Simd> Lanes for Vector<S> {
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        Vector(self.0, self.0.add_f32s(self.1, o.1))
+    }
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        Vector(self.0, self.0.sub_f32s(self.1, o.1))
+    }
+    #[inline(always)]
+    fn scale(self, k: f32) -> Self {
+        Vector(self.0, self.0.mul_f32s(self.1, self.0.splat_f32s(k)))
+    }
+}
+
+/// Tiles `at..at + len` (offsets from the first tile asked for), all in tile row `ty` from
+/// tile column `tx` on.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    ty: usize,
+    tx: usize,
+    at: usize,
+    len: usize,
+}
+
+/// Tiles `first..first + count` as [`Segment`]s, one per tile row they touch.
+fn segments(p: &Plan, first: usize, count: usize) -> impl Iterator<Item = Segment> + '_ {
+    let mut t = first;
+    std::iter::from_fn(move || {
+        let at = t - first;
+        (at < count).then(|| {
+            let (ty, tx) = (t / p.tw, t % p.tw);
+            let len = (p.tw - tx).min(count - at);
+            t += len;
+            Segment { ty, tx, at, len }
+        })
+    })
+}
 
 /// `B^T d B` for each channel and each tile `first..first + count` of one image, laid out
-/// `[36][cin][count]` (row stride `count`): runs of [`RUN`] tiles, gathered into one lane each,
-/// transformed with vector arithmetic and written as 36 contiguous runs.
+/// `[36][cin][run_columns(count)]`. For each channel the six window rows of every tile are
+/// first laid side by side (four columns a tile, padding included, tile rows one after
+/// another), so that a run of tiles (one per vector lane) is gathered from six stretches by
+/// vector shuffles, transformed with vector arithmetic and written as 36 whole runs.
 fn transform_input(p: &Plan, image: &[f32], first: usize, count: usize, v: &mut [f32]) {
     vectorized(InputRuns {
         p,
@@ -305,6 +361,7 @@ fn transform_input(p: &Plan, image: &[f32], first: usize, count: usize, v: &mut 
         first,
         count,
         v,
+        windows: &mut vec![0f32; 2 * SPAN * TILE * run_columns(count)],
     })
 }
 
@@ -314,37 +371,32 @@ struct InputRuns<'a> {
     first: usize,
     count: usize,
     v: &'a mut [f32],
+    /// Window columns 0-3 of every tile for six rows, then columns 4-7 (see [`window_rows`]).
+    windows: &'a mut [f32],
 }
 
 impl WithSimd for InputRuns<'_> {
     type Output = ();
 
     #[inline(always)]
-    fn with_simd<S: Simd>(self, _: S) {
+    fn with_simd<S: Simd>(self, simd: S) {
         let (p, count) = (self.p, self.count);
-        let plane = p.cin * count;
+        let columns = run_columns(count);
+        let plane = p.cin * columns;
+        let (left, right) = self.windows.split_at_mut(SPAN * TILE * columns);
         for c in 0..p.cin {
             let src = &self.image[c * p.h * p.w..][..p.h * p.w];
-            for t0 in (0..count).step_by(RUN) {
-                let n = RUN.min(count - t0);
-                let d = match p.inner_run(self.first + t0, n) {
-                    Some((y0, x0)) => gather_run(p, src, y0, x0),
-                    None => {
-                        let mut d = [[[0f32; RUN]; SPAN]; SPAN];
-                        for l in 0..n {
-                            gather_tile(p, src, self.first + t0 + l, &mut d, l);
-                        }
-                        d
-                    }
-                };
-                // B^T d: combinations of rows; then (B^T d) B: the same on each row's columns.
-                for (i, rows) in input_points(d).into_iter().enumerate() {
-                    for (j, vals) in input_points(rows).into_iter().enumerate() {
-                        let dst = &mut self.v[(i * SPAN + j) * plane + c * count + t0..];
-                        match <&mut Run>::try_from(&mut dst[..n]) {
-                            Ok(dst) => *dst = vals,
-                            Err(_) => dst[..n].copy_from_slice(&vals[..n]),
-                        }
+            window_rows(p, src, self.first, count, left, right);
+            for r in (0..columns).step_by(lanes::<S>()) {
+                let d = gather_run(simd, left, right, TILE * columns, TILE * r);
+                // B^T d: combinations of rows; then (B^T d) B: the same on each row's
+                // columns.
+                for (i, row) in input_points(d).iter().enumerate() {
+                    for (j, vals) in input_points(*row).iter().enumerate() {
+                        store::<S>(
+                            &mut self.v[(i * SPAN + j) * plane + c * columns + r..],
+                            vals.1,
+                        );
                     }
                 }
             }
@@ -352,59 +404,101 @@ impl WithSimd for InputRuns<'_> {
     }
 }
 
-/// The 6x6 input windows of a run of [`RUN`] tiles along one tile row, all inside the image,
-/// the first at row `y0`, column `x0`: each window row is read from one stretch of the line.
+/// For each of the six rows of the windows of tiles `first..first + count`: every tile's
+/// window columns 0-3 side by side into `left`, and columns 4-7 into `right` (columns 4 and 5
+/// are the window's last two; a tile row's last tile reads them from past its own four), zero
+/// in the padding and after the last tile. One row of each is `TILE * run_columns(count)`
+/// long.
 #[inline(always)]
-fn gather_run(p: &Plan, src: &[f32], y0: usize, x0: usize) -> [[Run; SPAN]; SPAN] {
-    let mut d = [[[0f32; RUN]; SPAN]; SPAN];
-    for (i, row) in d.iter_mut().enumerate() {
-        let line: &[f32; TILE * RUN + 2] = src[(y0 + i) * p.w + x0..][..TILE * RUN + 2]
-            .try_into()
-            .expect("a run's stretch");
-        // Columns 0-3 of every window: one pass over the stretch, four values a tile (the
-        // compiler turns the interleaved reads into vector shuffles).
-        for l in 0..RUN {
-            for j in 0..TILE {
-                row[j][l] = line[TILE * l + j];
+fn window_rows(
+    p: &Plan,
+    src: &[f32],
+    first: usize,
+    count: usize,
+    left: &mut [f32],
+    right: &mut [f32],
+) {
+    let line = TILE * run_columns(count);
+    for i in 0..SPAN {
+        let (l, r) = (
+            &mut left[i * line..][..line],
+            &mut right[i * line..][..line],
+        );
+        l[TILE * count..].fill(0.0);
+        r[TILE * count..].fill(0.0);
+        for s in segments(p, first, count) {
+            let y = (TILE * s.ty + i) as isize - p.pad as isize;
+            let (l, r) = (
+                &mut l[TILE * s.at..][..TILE * s.len],
+                &mut r[TILE * s.at..][..TILE * s.len],
+            );
+            if y < 0 || y >= p.h as isize {
+                l.fill(0.0);
+                r.fill(0.0);
+                continue;
             }
+            let row = &src[y as usize * p.w..][..p.w];
+            let x = (TILE * s.tx) as isize - p.pad as isize;
+            copy_padded(row, x, l);
+            copy_padded(row, x + TILE as isize, r);
         }
-        // Columns 4 and 5 of a window are columns 0 and 1 of the next one.
-        for j in 0..2 {
-            let (head, tail) = row.split_at_mut(TILE);
-            tail[j][..RUN - 1].copy_from_slice(&head[j][1..]);
-            tail[j][RUN - 1] = line[TILE * RUN + j];
+    }
+}
+
+/// `dst` is `row[x..x + dst.len()]`, zero where that lies outside the row.
+#[inline(always)]
+fn copy_padded(row: &[f32], x: isize, dst: &mut [f32]) {
+    let w = row.len() as isize;
+    let (from, to) = (x.clamp(0, w), (x + dst.len() as isize).clamp(0, w));
+    let len = dst.len();
+    let skip = ((from - x) as usize).min(len);
+    let inside = (to - from).max(0) as usize;
+    dst[..skip].fill(0.0);
+    if inside > 0 {
+        dst[skip..skip + inside].copy_from_slice(&row[from as usize..to as usize]);
+    }
+    dst[(skip + inside).min(len)..].fill(0.0);
+}
+
+/// The 6x6 input windows of the run of tiles at column `x` of the window rows (`line` apart),
+/// as `d[row][column]` with one tile per lane, split into columns by vector shuffles. (Loops,
+/// not closures: a closure is compiled without the vector instructions of its caller.)
+#[inline(always)]
+fn gather_run<S: Simd>(
+    simd: S,
+    left: &[f32],
+    right: &[f32],
+    line: usize,
+    x: usize,
+) -> [[Vector<S>; SPAN]; SPAN] {
+    let zero = Vector(simd, simd.splat_f32s(0.0));
+    let mut d = [[zero; SPAN]; SPAN];
+    for (i, row) in d.iter_mut().enumerate() {
+        let [c0, c1, c2, c3] = columns(simd, &left[i * line + x..]);
+        let [c4, c5, _, _] = columns(simd, &right[i * line + x..]);
+        for (d, c) in row.iter_mut().zip([c0, c1, c2, c3, c4, c5]) {
+            d.1 = c;
         }
     }
     d
 }
 
-/// The 6x6 input window of tile `t` into lane `l` of `d`, zero where it falls in the padding.
+/// The four columns of a run of tiles laid side by side from the start of `line` (column `j`
+/// of tile `l` at `4 l + j`), one tile per lane: the lanes come in the shuffles' own order,
+/// which [`woven`] undoes.
 #[inline(always)]
-fn gather_tile(p: &Plan, src: &[f32], t: usize, d: &mut [[Run; SPAN]; SPAN], l: usize) {
-    let (ty, tx) = (t / p.tw, t % p.tw);
-    let (y0, x0) = (
-        (TILE * ty) as isize - p.pad as isize,
-        (TILE * tx) as isize - p.pad as isize,
-    );
-    for (i, row) in d.iter_mut().enumerate() {
-        let y = y0 + i as isize;
-        if y < 0 || y >= p.h as isize {
-            continue;
-        }
-        let line = &src[y as usize * p.w..][..p.w];
-        if x0 >= 0 && x0 as usize + SPAN <= p.w {
-            for (j, v) in line[x0 as usize..][..SPAN].iter().enumerate() {
-                row[j][l] = *v;
-            }
-        } else {
-            for (j, lane) in row.iter_mut().enumerate() {
-                let x = x0 + j as isize;
-                if x >= 0 && x < p.w as isize {
-                    lane[l] = line[x as usize];
-                }
-            }
-        }
-    }
+fn columns<S: Simd>(simd: S, line: &[f32]) -> [S::f32s; TILE] {
+    let stretch = &line[..TILE * lanes::<S>()];
+    // SAFETY: `stretch` holds exactly four vectors' values; the read is unaligned.
+    let quad = unsafe { stretch.as_ptr().cast::<[S::f32s; TILE]>().read_unaligned() };
+    simd.deinterleave_shfl_f32s(quad)
+}
+
+/// Four columns of a run of tiles, in the lane order of [`columns`], woven into one stretch
+/// (column `j` of tile `l` at `4 l + j`).
+#[inline(always)]
+fn woven<S: Simd>(simd: S, cols: [S::f32s; TILE]) -> [S::f32s; TILE] {
+    simd.interleave_shfl_f32s(cols)
 }
 
 /// The 36 products `M_ξ = U_ξ V_ξ`, `(cout, cin) x (cin, count)`, into `[36][cout][count]`.
@@ -439,7 +533,8 @@ fn multiply(p: &Plan, u: &[f32], v: &[f32], m: &mut [f32], count: usize, par: Pa
 }
 
 /// `A^T M A` plus bias for each output channel and tile, written into the output image `n`:
-/// runs of [`RUN`] tiles, read as 36 contiguous runs and transformed with vector arithmetic.
+/// whole runs of tiles (one per vector lane), read as 36 runs, transformed with vector
+/// arithmetic, woven into four output rows and copied to the tile rows the run covers.
 ///
 /// # Safety
 /// No other thread writes the output pixels of these tiles of image `n`.
@@ -477,57 +572,57 @@ impl WithSimd for OutputRuns<'_> {
     type Output = ();
 
     #[inline(always)]
-    fn with_simd<S: Simd>(self, _: S) {
+    fn with_simd<S: Simd>(self, simd: S) {
         let (p, count) = (self.p, self.count);
-        let plane = p.cout * count;
+        let columns = run_columns(count);
+        let plane = p.cout * columns;
         for co in 0..p.cout {
-            let b = self.bias.map_or(0.0, |b| b[co]);
+            let b = simd.splat_f32s(self.bias.map_or(0.0, |b| b[co]));
             let base = (self.n * p.cout + co) * p.oh * p.ow;
-            for t0 in (0..count).step_by(RUN) {
-                let n = RUN.min(count - t0);
-                let mut mm = [[[0f32; RUN]; SPAN]; SPAN];
-                for (i, rows) in mm.iter_mut().enumerate() {
-                    for (j, vals) in rows.iter_mut().enumerate() {
-                        let src = &self.m[(i * SPAN + j) * plane + co * count + t0..][..n];
-                        match <&Run>::try_from(src) {
-                            Ok(src) => *vals = *src,
-                            Err(_) => vals[..n].copy_from_slice(src),
-                        }
+            for r in (0..count).step_by(lanes::<S>()) {
+                let mut mm = [[Vector(simd, b); SPAN]; SPAN];
+                for (i, row) in mm.iter_mut().enumerate() {
+                    for (j, v) in row.iter_mut().enumerate() {
+                        v.1 = load::<S>(&self.m[(i * SPAN + j) * plane + co * columns + r..]);
                     }
                 }
-                let inner = p.inner_run(self.first + t0, n);
-                // A^T M: four rows of six; then each row times A.
-                for (i, rows) in output_points(mm).into_iter().enumerate() {
-                    let vals = output_points(rows);
-                    if inner.is_some() {
-                        // One stretch of the output row: lane `l`, column `j` at `4 l + j`.
-                        let t = self.first + t0;
-                        let at = base + (TILE * (t / p.tw) + i) * p.ow + TILE * (t % p.tw);
-                        // SAFETY: these tiles' pixels are written by this call only.
-                        let dst = unsafe { &mut *(self.out.at(at) as *mut [f32; TILE * RUN]) };
-                        for l in 0..RUN {
-                            for j in 0..TILE {
-                                dst[TILE * l + j] = vals[j][l] + b;
-                            }
-                        }
-                        continue;
-                    }
-                    for l in 0..n {
-                        let (ty, tx) = ((self.first + t0 + l) / p.tw, (self.first + t0 + l) % p.tw);
-                        let y = TILE * ty + i;
+                // A^T M: four rows of six; then each row times A, woven into four output rows
+                // of the run (lane `l`, column `j` at `4 l + j`).
+                let mut rows = [[b; TILE]; TILE];
+                let points = output_points(mm);
+                for (i, woven_row) in rows.iter_mut().enumerate() {
+                    let [c0, c1, c2, c3] = output_points(points[i]);
+                    *woven_row = woven(
+                        simd,
+                        [
+                            simd.add_f32s(c0.1, b),
+                            simd.add_f32s(c1.1, b),
+                            simd.add_f32s(c2.1, b),
+                            simd.add_f32s(c3.1, b),
+                        ],
+                    );
+                }
+                let run = lanes::<S>().min(count - r);
+                for s in segments(p, self.first + r, run) {
+                    let x = TILE * s.tx;
+                    let width = (TILE * s.len).min(p.ow - x);
+                    for (i, row) in rows.iter().enumerate() {
+                        let y = TILE * s.ty + i;
                         if y >= p.oh {
-                            continue;
+                            break;
                         }
-                        let width = TILE.min(p.ow - TILE * tx);
-                        // SAFETY: this tile's pixels are written by this call only.
+                        // SAFETY: these tiles' pixels are written by this call only.
                         let dst = unsafe {
-                            std::slice::from_raw_parts_mut(
-                                self.out.at(base + y * p.ow + TILE * tx),
-                                width,
-                            )
+                            std::slice::from_raw_parts_mut(self.out.at(base + y * p.ow + x), width)
                         };
-                        for (d, v) in dst.iter_mut().zip(&vals) {
-                            *d = v[l] + b;
+                        if width == TILE * lanes::<S>() {
+                            // The whole run in one tile row: four vectors' writes.
+                            for (k, v) in row.iter().enumerate() {
+                                store::<S>(&mut dst[k * lanes::<S>()..], *v);
+                            }
+                        } else {
+                            let values = pulp::bytemuck::cast_slice::<S::f32s, f32>(row);
+                            dst.copy_from_slice(&values[TILE * s.at..][..width]);
                         }
                     }
                 }
