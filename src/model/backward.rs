@@ -77,9 +77,9 @@ impl Graph {
     }
 
     /// What a forward pass taken for [`Graph::gradient`] from `output_id` back to `wrt` must
-    /// keep: the values the reverse pass reads on the way (see [`super::ops::Operation::reverse_reads`]),
-    /// and `output_id`. Everything else (a convolution's input, a ReLU's input) is dropped as
-    /// soon as the forward pass is done with it.
+    /// keep: `output_id` and the values the reverse pass reads on the way (see
+    /// [`super::ops::Operation::reverse_reads`]). Everything else (a convolution's input, a
+    /// ReLU's input) is dropped as soon as the forward pass is done with it.
     pub fn kept_for_gradient(&self, wrt: NodeId, output_id: NodeId) -> Result<Keep> {
         let depends = self.dependents(wrt, output_id)?;
         let mut kept = vec![output_id];

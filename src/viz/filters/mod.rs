@@ -87,6 +87,8 @@ struct Chunk<'a> {
     layer: NodeId,
     channels: &'a [usize],
     settings: &'a FilterSettings,
+    /// What the forward pass keeps for the gradient (see [`crate::model::Graph::kept_for_gradient`]).
+    keep: &'a Keep,
 }
 
 impl Chunk<'_> {
@@ -94,8 +96,7 @@ impl Chunk<'_> {
     fn objective_and_gradient(&self, x: &Tensor) -> Result<(Vec<f32>, Tensor)> {
         let g = &self.model.graph;
         let x = &self.to_model(x)?;
-        let keep = g.kept_for_gradient(g.input(), self.layer)?;
-        let acts = g.forward_to(x, self.layer, &keep)?;
+        let acts = g.forward_to(x, self.layer, self.keep)?;
         let out = acts.get(self.layer).expect("the stop node is kept");
         let seed = self
             .settings
@@ -200,6 +201,7 @@ pub fn optimise(
     let most = (budget / bytes_per_image(model, layer, settings.size)).clamp(1, channels.len());
     let per_chunk = channels.len().div_ceil(channels.len().div_ceil(most));
     let chunks: Vec<&[usize]> = channels.chunks(per_chunk).collect();
+    let keep = model.graph.kept_for_gradient(model.graph.input(), layer)?;
     let total = settings.steps * chunks.len();
     let mut done = 0;
     let mut patterns = Vec::with_capacity(channels.len());
@@ -209,6 +211,7 @@ pub fn optimise(
             layer,
             channels,
             settings,
+            keep: &keep,
         };
         let mut on_step = || -> Result<()> {
             if cancel.load(Ordering::Relaxed) {
