@@ -163,8 +163,9 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Scratch buffers a thread keeps (a kernel's job takes two at most).
-const SCRATCH_KEPT: usize = 2;
+/// Scratch buffers a thread keeps (a kernel's job takes three at most: Winograd's transformed
+/// input, its products and its window rows).
+const SCRATCH_KEPT: usize = 3;
 
 /// A buffer of `f32`s for values a kernel writes before it reads them, taken from the calling
 /// thread's buffers of earlier calls and given back when dropped: the layers and steps of a

@@ -361,7 +361,8 @@ fn transform_input(p: &Plan, image: &[f32], first: usize, count: usize, v: &mut 
         first,
         count,
         v,
-        windows: &mut vec![0f32; 2 * SPAN * TILE * run_columns(count)],
+        // Written whole by `window_rows` before any run reads it.
+        windows: &mut Scratch::take(2 * SPAN * TILE * run_columns(count)),
     })
 }
 
@@ -580,6 +581,7 @@ impl WithSimd for OutputRuns<'_> {
             let b = simd.splat_f32s(self.bias.map_or(0.0, |b| b[co]));
             let base = (self.n * p.cout + co) * p.oh * p.ow;
             for r in (0..count).step_by(lanes::<S>()) {
+                // The 36 runs of products (the initial value is overwritten).
                 let mut mm = [[Vector(simd, b); SPAN]; SPAN];
                 for (i, row) in mm.iter_mut().enumerate() {
                     for (j, v) in row.iter_mut().enumerate() {
@@ -588,7 +590,7 @@ impl WithSimd for OutputRuns<'_> {
                 }
                 // A^T M: four rows of six; then each row times A, woven into four output rows
                 // of the run (lane `l`, column `j` at `4 l + j`).
-                let mut rows = [[b; TILE]; TILE];
+                let mut rows = [[b; TILE]; TILE]; // overwritten row by row
                 let points = output_points(mm);
                 for (i, woven_row) in rows.iter_mut().enumerate() {
                     let [c0, c1, c2, c3] = output_points(points[i]);
