@@ -6,9 +6,12 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::Device;
+use candle_core::Tensor;
+use common::assert_close;
 use common::{fixture, max_pixel_diff};
+use convscope::model::Keep;
 use convscope::model::Model;
-use convscope::viz::filters::{optimise, Cancelled, FilterSettings, Objective, Recipe};
+use convscope::viz::filters::{optimise, Cancelled, FilterSettings, Objective, Recipe, Target};
 
 fn vgg() -> Model {
     Model::open(&fixture("vgg16_small.safetensors"), None, &Device::Cpu).unwrap()
@@ -163,4 +166,44 @@ fn a_class_logit_can_be_the_objective() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("use the unit objective"), "{err}");
+}
+
+#[test]
+fn a_convolutions_objective_from_its_input_equals_a_pass_through_it() {
+    let model = vgg();
+    let g = &model.graph;
+    let x = Tensor::randn(0f32, 1.0, (3, 3, 48, 48), &Device::Cpu).unwrap();
+    for (layer, objective, channels) in [
+        ("features.7", Objective::Channel, [1, 4, 6]),
+        ("features.7", Objective::Neuron, [6, 0, 6]),
+        ("features.0", Objective::Channel, [3, 1, 2]),
+        ("features.8", Objective::Channel, [1, 4, 6]),
+    ] {
+        let id = g.find(layer).unwrap();
+        let target = Target::new(&model, id, &channels, objective).unwrap();
+        // Convolutions stop at their input, other layers at themselves.
+        let conv = layer != "features.8";
+        let stop = if conv { g.node(id).inputs[0] } else { id };
+        assert_eq!(target.stop(), stop, "{layer}");
+        let (values, grad) = target.objective_and_gradient(&x).unwrap();
+        assert_eq!(target.objective(&x).unwrap(), values, "{layer}");
+        // The general pass: the whole layer, its seed, the reverse pass from it.
+        let acts = g.forward_to(&x, id, &Keep::All).unwrap();
+        let out = acts.get(id).unwrap();
+        let seed = objective.seed(out.dims(), &channels, out.device()).unwrap();
+        let expected = Objective::values(out, &seed).unwrap();
+        let expected_grad = g.gradient(&acts, g.input(), id, &seed).unwrap();
+        for (v, e) in values.iter().zip(&expected) {
+            assert!(
+                (v - e).abs() <= 1e-4 * e.abs().max(1.0),
+                "{layer} {objective:?}: {v} vs {e}"
+            );
+        }
+        assert_close(
+            &format!("{layer} {objective:?} gradient"),
+            &grad,
+            &expected_grad,
+            1e-4,
+        );
+    }
 }

@@ -1,11 +1,13 @@
 //! Filter patterns: the input that a channel responds to most, by gradient ascent in input space
 //! from a blank image. All requested channels of a layer are optimised together, one image per
-//! channel, in chunks that fit a memory budget; the forward pass stops at the target layer and
-//! gradients are taken w.r.t. the input only.
+//! channel, in chunks that fit a memory budget; the forward pass stops at the target layer (at
+//! its input, where the layer is a convolution: see [`Target`]) and gradients are taken w.r.t.
+//! the input only.
 
 mod classic;
 mod lucid;
 mod objective;
+mod target;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -14,9 +16,10 @@ use candle_core::Tensor;
 use image::RgbImage;
 
 pub use objective::Objective;
+pub use target::Target;
 
 use crate::model::card::ChannelOrder;
-use crate::model::{Keep, Model, NodeId};
+use crate::model::{Model, NodeId};
 use crate::viz::render::grid;
 
 /// How the image is parametrised and optimised.
@@ -84,41 +87,21 @@ pub struct Cancelled;
 /// What a recipe needs from the driver for one chunk.
 struct Chunk<'a> {
     model: &'a Model,
-    layer: NodeId,
     channels: &'a [usize],
     settings: &'a FilterSettings,
-    /// What the forward pass keeps for the gradient (see [`crate::model::Graph::kept_for_gradient`]).
-    keep: &'a Keep,
+    target: Target<'a>,
 }
 
 impl Chunk<'_> {
     /// Objective values and `d objective / d input` for a batch of normalised RGB inputs.
     fn objective_and_gradient(&self, x: &Tensor) -> Result<(Vec<f32>, Tensor)> {
-        let g = &self.model.graph;
-        let x = &self.to_model(x)?;
-        let acts = g.forward_to(x, self.layer, self.keep)?;
-        let out = acts.get(self.layer).expect("the stop node is kept");
-        let seed = self
-            .settings
-            .objective
-            .seed(out.dims(), self.channels, x.device())?;
-        let values = Objective::values(out, &seed)?;
-        let grad = g.gradient(&acts, g.input(), self.layer, &seed)?;
+        let (values, grad) = self.target.objective_and_gradient(&self.to_model(x)?)?;
         Ok((values, self.to_model(&grad)?))
     }
 
     /// Objective values only.
     fn objective(&self, x: &Tensor) -> Result<Vec<f32>> {
-        let acts =
-            self.model
-                .graph
-                .forward_to(&self.to_model(x)?, self.layer, &Keep::Only(vec![]))?;
-        let out = acts.get(self.layer).expect("the stop node is kept");
-        let seed = self
-            .settings
-            .objective
-            .seed(out.dims(), self.channels, x.device())?;
-        Objective::values(out, &seed)
+        self.target.objective(&self.to_model(x)?)
     }
 
     /// `(1, 3, 1, 1)` tensors of the model's mean and std, per image channel (RGB): recipes
@@ -201,17 +184,15 @@ pub fn optimise(
     let most = (budget / bytes_per_image(model, layer, settings.size)).clamp(1, channels.len());
     let per_chunk = channels.len().div_ceil(channels.len().div_ceil(most));
     let chunks: Vec<&[usize]> = channels.chunks(per_chunk).collect();
-    let keep = model.graph.kept_for_gradient(model.graph.input(), layer)?;
     let total = settings.steps * chunks.len();
     let mut done = 0;
     let mut patterns = Vec::with_capacity(channels.len());
     for channels in chunks {
         let chunk = Chunk {
             model,
-            layer,
             channels,
             settings,
-            keep: &keep,
+            target: Target::new(model, layer, channels, settings.objective)?,
         };
         let mut on_step = || -> Result<()> {
             if cancel.load(Ordering::Relaxed) {
