@@ -202,6 +202,42 @@ fn kernel_points<T: Copy + Lanes>(x: [T; 3]) -> [T; SPAN] {
     ]
 }
 
+/// `B^T d B` for one 6x6 window `d[row][column]`: the columns combined first, then each row.
+/// (Column by column on single values: combining whole rows at once would copy arrays of
+/// vectors, which compiles to `memcpy` calls.)
+#[inline(always)]
+fn input_tile<T: Copy + Lanes>(d: &[[T; SPAN]; SPAN]) -> [[T; SPAN]; SPAN] {
+    let mut t = *d; // overwritten column by column
+    for j in 0..SPAN {
+        let column = input_points(std::array::from_fn(|i| d[i][j]));
+        for (i, v) in column.iter().enumerate() {
+            t[i][j] = *v;
+        }
+    }
+    for row in t.iter_mut() {
+        *row = input_points(*row);
+    }
+    t
+}
+
+/// `A^T m A` for one 6x6 tile of products `m[row][column]`: the 4x4 outputs, combined as in
+/// [`input_tile`].
+#[inline(always)]
+fn output_tile<T: Copy + Lanes>(m: &[[T; SPAN]; SPAN]) -> [[T; TILE]; TILE] {
+    let mut t = [m[0]; TILE]; // overwritten column by column
+    for j in 0..SPAN {
+        let column = output_points(std::array::from_fn(|i| m[i][j]));
+        for (i, v) in column.iter().enumerate() {
+            t[i][j] = *v;
+        }
+    }
+    let mut out = [[m[0][0]; TILE]; TILE]; // overwritten row by row
+    for (o, row) in out.iter_mut().zip(t.iter()) {
+        *o = output_points(*row);
+    }
+    out
+}
+
 /// `B^T x` for six values (or rows) `x`.
 #[inline(always)]
 fn input_points<T: Copy + Lanes>(d: [T; SPAN]) -> [T; SPAN] {
@@ -389,13 +425,13 @@ impl WithSimd for InputRuns<'_> {
         let (left, right) = self.windows.split_at_mut(SPAN * TILE * columns);
         for c in 0..p.cin {
             let src = &self.image[c * p.h * p.w..][..p.h * p.w];
-            window_rows(p, src, self.first, count, left, right);
+            window_rows(simd, p, src, self.first, count, left, right);
             for r in (0..columns).step_by(lanes::<S>()) {
                 let d = gather_run(simd, left, right, TILE * columns, TILE * r);
                 // B^T d: combinations of rows; then (B^T d) B: the same on each row's
                 // columns.
-                for (i, row) in input_points(d).iter().enumerate() {
-                    for (j, vals) in input_points(*row).iter().enumerate() {
+                for (i, row) in input_tile(&d).iter().enumerate() {
+                    for (j, vals) in row.iter().enumerate() {
                         store::<S>(
                             &mut self.v[(c * POINTS + i * SPAN + j) * columns + r..],
                             vals.1,
@@ -413,7 +449,8 @@ impl WithSimd for InputRuns<'_> {
 /// in the padding and after the last tile. One row of each is `TILE * run_columns(count)`
 /// long.
 #[inline(always)]
-fn window_rows(
+fn window_rows<S: Simd>(
+    simd: S,
     p: &Plan,
     src: &[f32],
     first: usize,
@@ -423,44 +460,70 @@ fn window_rows(
 ) {
     let line = TILE * run_columns(count);
     for i in 0..SPAN {
-        let (l, r) = (
-            &mut left[i * line..][..line],
-            &mut right[i * line..][..line],
-        );
-        l[TILE * count..].fill(0.0);
-        r[TILE * count..].fill(0.0);
-        for s in segments(p, first, count) {
+        fill_zero(simd, &mut left[i * line..][TILE * count..line]);
+        fill_zero(simd, &mut right[i * line..][TILE * count..line]);
+    }
+    // Tile row by tile row, its six window rows one after another: the image is read in order.
+    for s in segments(p, first, count) {
+        for i in 0..SPAN {
             let y = (TILE * s.ty + i) as isize - p.pad as isize;
             let (l, r) = (
-                &mut l[TILE * s.at..][..TILE * s.len],
-                &mut r[TILE * s.at..][..TILE * s.len],
+                &mut left[i * line + TILE * s.at..][..TILE * s.len],
+                &mut right[i * line + TILE * s.at..][..TILE * s.len],
             );
             if y < 0 || y >= p.h as isize {
-                l.fill(0.0);
-                r.fill(0.0);
+                fill_zero(simd, l);
+                fill_zero(simd, r);
                 continue;
             }
             let row = &src[y as usize * p.w..][..p.w];
             let x = (TILE * s.tx) as isize - p.pad as isize;
-            copy_padded(row, x, l);
-            copy_padded(row, x + TILE as isize, r);
+            copy_padded(simd, row, x, l);
+            copy_padded(simd, row, x + TILE as isize, r);
         }
     }
 }
 
 /// `dst` is `row[x..x + dst.len()]`, zero where that lies outside the row.
 #[inline(always)]
-fn copy_padded(row: &[f32], x: isize, dst: &mut [f32]) {
+fn copy_padded<S: Simd>(simd: S, row: &[f32], x: isize, dst: &mut [f32]) {
     let w = row.len() as isize;
     let (from, to) = (x.clamp(0, w), (x + dst.len() as isize).clamp(0, w));
-    let len = dst.len();
-    let skip = ((from - x) as usize).min(len);
+    let skip = ((from - x) as usize).min(dst.len());
     let inside = (to - from).max(0) as usize;
-    dst[..skip].fill(0.0);
-    if inside > 0 {
-        dst[skip..skip + inside].copy_from_slice(&row[from as usize..to as usize]);
+    let (before, rest) = dst.split_at_mut(skip);
+    let (middle, after) = rest.split_at_mut(inside);
+    fill_zero(simd, before);
+    copy(simd, &row[from as usize..][..inside], middle);
+    fill_zero(simd, after);
+}
+
+/// `dst` is `src`, by vector loads and stores: these copies are a few tiles long, and through
+/// `memcpy` they cost more in calls than in bytes (a tenth of a filter-pattern run).
+#[inline(always)]
+fn copy<S: Simd>(simd: S, src: &[f32], dst: &mut [f32]) {
+    let n = lanes::<S>();
+    let whole = dst.len() / n * n;
+    for k in (0..whole).step_by(n) {
+        store::<S>(&mut dst[k..], load::<S>(&src[k..]));
     }
-    dst[(skip + inside).min(len)..].fill(0.0);
+    if whole < dst.len() {
+        let tail = simd.partial_load_f32s(&src[whole..dst.len()]);
+        simd.partial_store_f32s(&mut dst[whole..], tail);
+    }
+}
+
+/// `dst` set to zero by vector stores (see [`copy`]).
+#[inline(always)]
+fn fill_zero<S: Simd>(simd: S, dst: &mut [f32]) {
+    let (n, zero) = (lanes::<S>(), simd.splat_f32s(0.0));
+    let whole = dst.len() / n * n;
+    for k in (0..whole).step_by(n) {
+        store::<S>(&mut dst[k..], zero);
+    }
+    if whole < dst.len() {
+        simd.partial_store_f32s(&mut dst[whole..], zero);
+    }
 }
 
 /// The 6x6 input windows of the run of tiles at column `x` of the window rows (`line` apart),
@@ -590,12 +653,12 @@ impl WithSimd for OutputRuns<'_> {
                         v.1 = load::<S>(&self.m[(co * POINTS + i * SPAN + j) * columns + r..]);
                     }
                 }
-                // A^T M: four rows of six; then each row times A, woven into four output rows
-                // of the run (lane `l`, column `j` at `4 l + j`).
+                // A^T M A, each row woven into an output row of the run (lane `l`, column `j`
+                // at `4 l + j`).
                 let mut rows = [[b; TILE]; TILE]; // overwritten row by row
-                let points = output_points(mm);
+                let tile = output_tile(&mm);
                 for (i, woven_row) in rows.iter_mut().enumerate() {
-                    let [c0, c1, c2, c3] = output_points(points[i]);
+                    let [c0, c1, c2, c3] = tile[i];
                     *woven_row = woven(
                         simd,
                         [
