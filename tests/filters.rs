@@ -5,13 +5,12 @@ mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use candle_core::Device;
-use candle_core::Tensor;
-use common::assert_close;
-use common::{fixture, max_pixel_diff};
-use convscope::model::Keep;
-use convscope::model::Model;
-use convscope::viz::filters::{optimise, Cancelled, FilterSettings, Objective, Recipe, Target};
+use candle_core::{Device, Tensor};
+use common::{assert_close, fixture, max_pixel_diff};
+use convscope::model::{Keep, Model};
+use convscope::viz::filters::{
+    images_per_pass, optimise, Cancelled, FilterSettings, Objective, Recipe, Target,
+};
 
 fn vgg() -> Model {
     Model::open(&fixture("vgg16_small.safetensors"), None, &Device::Cpu).unwrap()
@@ -176,34 +175,57 @@ fn a_convolutions_objective_from_its_input_equals_a_pass_through_it() {
     for (layer, objective, channels) in [
         ("features.7", Objective::Channel, [1, 4, 6]),
         ("features.7", Objective::Neuron, [6, 0, 6]),
+        ("features.5", Objective::Channel, [2, 0, 5]),
         ("features.0", Objective::Channel, [3, 1, 2]),
         ("features.8", Objective::Channel, [1, 4, 6]),
     ] {
         let id = g.find(layer).unwrap();
-        let target = Target::new(&model, id, &channels, objective).unwrap();
-        // Convolutions stop at their input, other layers at themselves.
-        let conv = layer != "features.8";
-        let stop = if conv { g.node(id).inputs[0] } else { id };
-        assert_eq!(target.stop(), stop, "{layer}");
-        let (values, grad) = target.objective_and_gradient(&x).unwrap();
-        assert_eq!(target.objective(&x).unwrap(), values, "{layer}");
         // The general pass: the whole layer, its seed, the reverse pass from it.
         let acts = g.forward_to(&x, id, &Keep::All).unwrap();
         let out = acts.get(id).unwrap();
         let seed = objective.seed(out.dims(), &channels, out.device()).unwrap();
         let expected = Objective::values(out, &seed).unwrap();
         let expected_grad = g.gradient(&acts, g.input(), id, &seed).unwrap();
-        for (v, e) in values.iter().zip(&expected) {
-            assert!(
-                (v - e).abs() <= 1e-4 * e.abs().max(1.0),
-                "{layer} {objective:?}: {v} vs {e}"
+        // One pass of three images, three of one, and one of three where two were asked for.
+        for (per_pass, sizes) in [(3, vec![3]), (1, vec![1, 1, 1]), (2, vec![3])] {
+            let target = Target::new(&model, id, &channels, objective, per_pass).unwrap();
+            assert_eq!(target.pass_sizes(), sizes);
+            // Convolutions stop at their input, other layers at themselves.
+            let conv = layer != "features.8";
+            let stop = if conv { g.node(id).inputs[0] } else { id };
+            assert_eq!(target.stop(), stop, "{layer}");
+            let (values, grad) = target.objective_and_gradient(&x).unwrap();
+            assert_eq!(target.objective(&x).unwrap(), values, "{layer}");
+            for (v, e) in values.iter().zip(&expected) {
+                assert!(
+                    (v - e).abs() <= 1e-4 * e.abs().max(1.0),
+                    "{layer} {objective:?}, {per_pass} a pass: {v} vs {e}"
+                );
+            }
+            assert_close(
+                &format!("{layer} {objective:?} gradient, {per_pass} a pass"),
+                &grad,
+                &expected_grad,
+                1e-4,
             );
         }
-        assert_close(
-            &format!("{layer} {objective:?} gradient"),
-            &grad,
-            &expected_grad,
-            1e-4,
-        );
     }
+    // Passes never hold one image where more were asked for.
+    let id = g.find("features.7").unwrap();
+    let thirteen = [0; 13];
+    let target = Target::new(&model, id, &thirteen, Objective::Channel, 2).unwrap();
+    assert_eq!(target.pass_sizes(), [3, 2, 2, 2, 2, 2]);
+}
+
+#[test]
+fn on_the_cpu_a_pass_holds_what_fits_the_cache() {
+    let model = vgg();
+    let id = model.graph.find("features.7").unwrap();
+    // The reduced fixture's widest activation at 48 px: a few hundred kB an image.
+    let n = images_per_pass(&model, id, 48, &Device::Cpu);
+    assert!(n > 8, "{n}");
+    // Four times the pixels: about a quarter as many images, never fewer than two.
+    let quarter = images_per_pass(&model, id, 96, &Device::Cpu);
+    assert!((n / 5..=n / 3).contains(&quarter), "{n} then {quarter}");
+    assert_eq!(images_per_pass(&model, id, 1024, &Device::Cpu), 2);
 }

@@ -16,7 +16,7 @@ use candle_core::Tensor;
 use image::RgbImage;
 
 pub use objective::Objective;
-pub use target::Target;
+pub use target::{images_per_pass, Target, PASS_CACHE_BYTES};
 
 use crate::model::card::ChannelOrder;
 use crate::model::{Model, NodeId};
@@ -133,13 +133,17 @@ impl Chunk<'_> {
 /// ([`crate::model::Graph::kept_for_gradient`], about half of them in VGG); the rest is room
 /// for gradients, temporaries and the kernels' scratch.
 fn bytes_per_image(model: &Model, layer: NodeId, size: usize) -> usize {
+    let floats: f64 = floats_per_image(model, layer, size).sum();
+    (floats as usize).max(1) * 4 * 3
+}
+
+/// Floats in each node's output up to `layer`, for one image of `size` pixels square.
+fn floats_per_image(model: &Model, layer: NodeId, size: usize) -> impl Iterator<Item = f64> + '_ {
     let (_, h, w) = model.graph.input_size();
     let scale = (size * size) as f64 / (h * w) as f64;
-    let floats: usize = model.graph.nodes()[..=layer]
+    model.graph.nodes()[..=layer]
         .iter()
-        .map(|n| n.shape[1..].iter().product::<usize>())
-        .sum();
-    ((floats as f64 * scale) as usize).max(1) * 4 * 3
+        .map(move |n| n.shape[1..].iter().product::<usize>() as f64 * scale)
 }
 
 /// Optimises one image per channel. `progress(done, total)` is called after every step of every
@@ -184,6 +188,7 @@ pub fn optimise(
     let most = (budget / bytes_per_image(model, layer, settings.size)).clamp(1, channels.len());
     let per_chunk = channels.len().div_ceil(channels.len().div_ceil(most));
     let chunks: Vec<&[usize]> = channels.chunks(per_chunk).collect();
+    let per_pass = images_per_pass(model, layer, settings.size, &model.device);
     let total = settings.steps * chunks.len();
     let mut done = 0;
     let mut patterns = Vec::with_capacity(channels.len());
@@ -192,7 +197,7 @@ pub fn optimise(
             model,
             channels,
             settings,
-            target: Target::new(model, layer, channels, settings.objective)?,
+            target: Target::new(model, layer, channels, settings.objective, per_pass)?,
         };
         let mut on_step = || -> Result<()> {
             if cancel.load(Ordering::Relaxed) {
