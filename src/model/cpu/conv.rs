@@ -121,7 +121,7 @@ impl Shape {
         let tile = pixels.div_ceil(per_block).max(MIN_TILE).min(pixels);
         let widened = tile.next_multiple_of(TILE_STEP).min(pixels);
         let count = blocks * pixels.div_ceil(widened);
-        if count % threads == 0 {
+        if count.is_multiple_of(threads) {
             widened
         } else {
             tile
