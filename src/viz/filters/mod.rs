@@ -16,7 +16,7 @@ use candle_core::Tensor;
 use image::RgbImage;
 
 pub use objective::Objective;
-pub use target::{images_per_pass, Target, PASS_CACHE_BYTES};
+pub use target::{images_per_pass, Target};
 
 use crate::model::card::ChannelOrder;
 use crate::model::{Model, NodeId};
@@ -198,8 +198,8 @@ pub fn optimise(
     // the budget leaves. As few chunks as that allows, of even sizes: 13+13+13+13+12 rather
     // than 15+15+15+15+4, the same steps with every batch large enough for the batched kernels.
     let pass_image = bytes_per_image(model, layer, settings.size);
-    let most = (budget / pass_image).clamp(1, channels.len());
-    let per_pass = images_per_pass(model, layer, settings.size, &model.device).min(most);
+    let fit = (budget / pass_image).clamp(1, channels.len());
+    let per_pass = images_per_pass(model, layer, settings.size, &model.device).min(fit);
     let held = budget.saturating_sub(per_pass * pass_image) / state_bytes(settings.size);
     let most = held
         .min(per_pass.saturating_mul(PASSES_PER_CHUNK))
