@@ -503,8 +503,8 @@ fn copy_padded<S: Simd>(simd: S, row: &[f32], x: isize, dst: &mut [f32]) {
     fill_zero(simd, after);
 }
 
-/// `dst` is `src`, by vector loads and stores: these copies are a few tiles long, and through
-/// `memcpy` they cost more in calls than in bytes (a tenth of a filter-pattern run).
+/// `dst` is `src`, by vector loads and stores: these copies are a few tiles long, and as
+/// `memcpy` calls they cost more in calls than in bytes.
 #[inline(always)]
 fn copy<S: Simd>(simd: S, src: &[f32], dst: &mut [f32]) {
     let n = lanes::<S>();
@@ -694,7 +694,7 @@ impl WithSimd for OutputRuns<'_> {
                             }
                         } else {
                             let values = pulp::bytemuck::cast_slice::<S::f32s, f32>(row);
-                            dst.copy_from_slice(&values[TILE * s.at..][..width]);
+                            copy(simd, &values[TILE * s.at..][..width], dst);
                         }
                     }
                 }

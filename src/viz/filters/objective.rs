@@ -49,6 +49,14 @@ impl Objective {
         Ok(Tensor::from_vec(g, dims, device)?)
     }
 
+    /// Whether the objective reads one channel of a feature map (not one unit of a vector).
+    pub fn reads_one_channel(self) -> bool {
+        match self {
+            Objective::Channel | Objective::Neuron => true,
+            Objective::Unit => false,
+        }
+    }
+
     /// Per-image objective values: `<output_b, seed_b>`.
     pub fn values(output: &Tensor, seed: &Tensor) -> Result<Vec<f32>> {
         Ok((output * seed)?.flatten_from(1)?.sum(1)?.to_vec1()?)

@@ -71,13 +71,11 @@ impl<'a> Target<'a> {
     ) -> Result<Target<'a>> {
         let graph = &model.graph;
         let node = graph.node(layer);
-        let conv = match (&node.op, objective, node.inputs.as_slice()) {
-            (Op::Conv2d(conv), Objective::Channel | Objective::Neuron, &[input])
-                if conv.groups == 1 =>
-            {
-                Some((conv, input))
-            }
-            _ => None,
+        // The one layer with a shortcut; every other takes the pass through it.
+        let conv = if let (Op::Conv2d(conv), &[input]) = (&node.op, node.inputs.as_slice()) {
+            (conv.groups == 1 && objective.reads_one_channel()).then_some((conv, input))
+        } else {
+            None
         };
         let stop = conv.map_or(layer, |(_, input)| input);
         let passes = even_ranges(channels.len(), per_pass)
