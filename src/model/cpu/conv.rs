@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::phases::Phases;
 use super::ConvArgs;
-use super::{pieces_per_block, run_jobs, with_data, SharedOut};
+use super::{pieces_per_block, run_jobs, with_data, SharedOut, MULTIPLY_ROWS};
 
 /// Upper bound on one tile's column buffer, in floats (256 KiB): a tile's columns are written
 /// and then read by `gemm` while still in the core's L2 cache (measured: 1.2-1.4x faster on
@@ -18,11 +18,6 @@ use super::{pieces_per_block, run_jobs, with_data, SharedOut};
 const MAX_COLUMN_FLOATS: usize = 1 << 16;
 /// Narrowest tile worth a `gemm` call of its own.
 const MIN_TILE: usize = 64;
-/// Tiles are a multiple of this many pixels where they can be: the multiply's widest register
-/// block (`gemm`'s 64 rows with AVX-512), so that no call ends in a narrower kernel. One image
-/// at 224 px: VGG16 `features.2` 0.87x the time, ResNet50's stem 0.90x; ResNet50's 56x56 3x3
-/// lost 1.11x where it left 25 tiles for two threads, hence the whole number per thread.
-const TILE_STEP: usize = 64;
 
 /// Sizes of one convolution, all derived from the input and weight shapes.
 #[derive(Debug, Clone, Copy)]
@@ -111,15 +106,17 @@ impl Shape {
 
     /// Tile width in output pixels: tiles of equal width, at least two per thread, each with a
     /// column buffer within [`MAX_COLUMN_FLOATS`], and a whole number of tiles per thread
-    /// while there are few. Widened to a multiple of [`TILE_STEP`] where that leaves a whole
-    /// number of tiles per thread.
+    /// while there are few. Widened to a multiple of [`MULTIPLY_ROWS`] where that leaves a
+    /// whole number of tiles per thread (one image at 224 px: VGG16 `features.2` 0.87x the
+    /// time, ResNet50's stem 0.90x; ResNet50's 56x56 3x3 lost 1.11x where widening left 25
+    /// tiles for two threads, hence the condition).
     fn tile(&self, threads: usize) -> usize {
         let pixels = self.pixels();
         let blocks = self.batch * self.groups;
         let by_memory = (pixels * self.patch_len()).div_ceil(MAX_COLUMN_FLOATS);
         let per_block = pieces_per_block(blocks, by_memory, threads);
         let tile = pixels.div_ceil(per_block).max(MIN_TILE).min(pixels);
-        let widened = tile.next_multiple_of(TILE_STEP).min(pixels);
+        let widened = tile.next_multiple_of(MULTIPLY_ROWS).min(pixels);
         let count = blocks * pixels.div_ceil(widened);
         if count.is_multiple_of(threads) {
             widened

@@ -29,6 +29,11 @@ use super::ops::geometry::Window;
 /// rayon's threads costs more (waking them) than it saves.
 pub const MIN_TASK_VALUES: usize = 1 << 16;
 
+/// Rows of the multiply's widest register block (`gemm`'s AVX-512 kernel: 64 rows). The
+/// kernels cut their work into multiples of it where they can (im2col's pixel tiles, Winograd's
+/// blocks of tiles), so that no `gemm` call ends in a narrower kernel.
+pub const MULTIPLY_ROWS: usize = 64;
+
 /// Runs a loop compiled for the widest vector instructions this CPU has (AVX-512, or AVX2 with
 /// FMA), so that the compiler vectorises it for them. The loop is the body of `kernel`'s
 /// `with_simd`, which must be `#[inline(always)]` (as must anything it calls that holds a loop

@@ -11,17 +11,13 @@ use gemm::Parallelism;
 use pulp::{Simd, WithSimd};
 
 use super::ConvArgs;
-use super::{pieces_per_block, run_jobs, vectorized, with_data, Scratch, SharedOut};
+use super::{pieces_per_block, run_jobs, vectorized, with_data, Scratch, SharedOut, MULTIPLY_ROWS};
 
 /// Upper bound on one block's transformed input, in floats (2 MiB). With each channel's 36
 /// points side by side (see [`transform_input`]), VGG16's 3x3 layers at 150 px, batch 13, took
 /// 0.95x the time of 4 MiB blocks and the same as 1 MiB ones; 16 MiB blocks lost 1.08x to im2col
 /// on 64-channel layers, and 512-channel ones read their transformed kernels again per block.
 const MAX_BLOCK_FLOATS: usize = 1 << 19;
-/// Blocks hold a multiple of this many tiles (but an image's last): the multiply's widest
-/// register block (`gemm`'s 64 rows with AVX-512), so that no call ends in a narrower kernel.
-/// VGG16's 3x3 layers at 150 px, batch 2 (a filter-pattern pass): 0.93x the time.
-const BLOCK_STEP: usize = 64;
 /// Output tile side; input tile side; products per tile pair (one matrix multiply each).
 const TILE: usize = 4;
 const SPAN: usize = TILE + 2;
@@ -112,9 +108,11 @@ pub fn conv2d(x: &Tensor, conv: &ConvArgs) -> Result<Tensor> {
     let tiles = th * tw;
     let by_memory = (POINTS * cin * tiles).div_ceil(MAX_BLOCK_FLOATS);
     let per_image = pieces_per_block(batch, by_memory, threads);
+    // Blocks of a multiple of the multiply's rows (but an image's last): VGG16's 3x3 layers at
+    // 150 px, batch 2 (a filter-pattern pass), 0.93x the time.
     let block = tiles
         .div_ceil(per_image)
-        .next_multiple_of(BLOCK_STEP)
+        .next_multiple_of(MULTIPLY_ROWS)
         .min(tiles);
     let plan = Plan {
         cin,

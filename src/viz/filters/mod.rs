@@ -128,7 +128,7 @@ impl Chunk<'_> {
     }
 }
 
-/// Bytes one image of the batch may need, at most: every node output up to the layer at the
+/// Bytes one image of a pass may need, at most: every node output up to the layer at the
 /// optimised size, three times over. The pass keeps only what its reverse pass reads
 /// ([`crate::model::Graph::kept_for_gradient`], about half of them in VGG); the rest is room
 /// for gradients, temporaries and the kernels' scratch.
