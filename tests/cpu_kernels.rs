@@ -1,7 +1,7 @@
 //! The engine's CPU kernels against references: the convolution equals candle's `conv2d` (plus
 //! bias) on every convolution of VGG16 and ResNet50, and on odd shapes (1x1 and strided 1x1, 7x7 stride 2,
 //! non-square, batch > 1, dilation, grouped and depthwise, padding wider than the kernel,
-//! non-contiguous inputs), and a direct loop where the geometry differs between the axes; max
+//! non-contiguous inputs; each through im2col, Winograd and the direct kernel where they apply), and a direct loop where the geometry differs between the axes; max
 //! pooling equals a plain loop, with padding, ceil_mode, non-square windows and NaN.
 
 mod common;
@@ -136,7 +136,18 @@ fn odd_shapes() {
         // Wide enough for whole runs of 16 tiles inside the image (the gathered fast path).
         (2, 64, 64, 20, 150, 3, 1, 1, 1, 1, true),
         (2, 64, 72, 23, 141, 3, 1, 0, 1, 1, false),
-        // Depthwise (the direct kernel): stride 2, 5x5, ConvNeXt's 7x7, dilation 2, batch 2.
+        // 128 taps or more per output take the direct kernel (AVX2 or AVX-512): three passes
+        // over 64 channels into 70 outputs (a partial block) on 9x11, a batch of 7x7 maps,
+        // strided, dilated with padding wider than half the kernel, the 7x7/2 stem's 3
+        // channels, 1x1s of one image (stride 1, and stride 2 read in place).
+        (1, 64, 70, 9, 11, 3, 1, 1, 1, 1, true),
+        (3, 48, 64, 7, 7, 3, 1, 1, 1, 1, false),
+        (1, 40, 32, 15, 13, 3, 2, 1, 1, 1, true),
+        (1, 32, 16, 12, 12, 5, 1, 4, 2, 1, true),
+        (2, 3, 64, 30, 30, 7, 2, 3, 1, 1, true),
+        (1, 160, 24, 12, 10, 1, 1, 0, 1, 1, true),
+        (1, 130, 20, 21, 19, 1, 2, 0, 1, 1, false),
+        // Depthwise (its own kernel): stride 2, 5x5, ConvNeXt's 7x7, dilation 2, batch 2.
         (2, 16, 16, 15, 17, 3, 2, 1, 1, 16, true),
         (1, 12, 12, 14, 14, 5, 1, 2, 1, 12, false),
         (1, 8, 8, 20, 21, 7, 1, 3, 1, 8, true),
@@ -170,17 +181,31 @@ fn non_contiguous_input_and_rectangular_kernel() {
         .narrow(3, 2, 15)
         .unwrap();
     check("strided view, 3x5 kernel", &x, &c);
+    // The same with 48 input channels (720 taps: the direct kernel).
+    let c = square(
+        Tensor::randn(0f32, 1.0, (5, 48, 3, 5), &dev).unwrap(),
+        Some(Tensor::randn(0f32, 1.0, 5, &dev).unwrap()),
+        (1, 2, 1, 1),
+    );
+    let x = Tensor::randn(0f32, 1.0, (2, 48, 19, 23), &dev)
+        .unwrap()
+        .transpose(2, 3)
+        .unwrap()
+        .narrow(3, 2, 15)
+        .unwrap();
+    check("strided view, 3x5 kernel, 48 channels", &x, &c);
 }
 
 #[test]
 fn per_axis_geometry_equals_the_definition() {
     let dev = Device::Cpu;
     for (i, (kh, kw, window)) in common::per_axis_windows().into_iter().enumerate() {
-        // (output channels, input channels per group, groups): plain and depthwise.
-        for (co, cig, groups) in [(4, 3, 1), (3, 1, 3)] {
+        // (output channels, input channels per group, groups): plain, depthwise, and wide
+        // enough for the direct kernel.
+        for (co, cig, groups) in [(4, 3, 1), (3, 1, 3), (20, 48, 1)] {
             let weight = Tensor::randn(0f32, 1.0, (co, cig, kh, kw), &dev).unwrap();
             let c = Conv2d::new(weight, None, window, groups);
-            let x = Tensor::randn(0f32, 1.0, (2, 3, 13, 10), &dev).unwrap();
+            let x = Tensor::randn(0f32, 1.0, (2, cig * groups, 13, 10), &dev).unwrap();
             let ours = c.forward(&[&x]).unwrap();
             let what = format!("per-axis case {i}, {groups} groups");
             assert_close(&what, &ours, &direct(&x, &c), 1e-4);

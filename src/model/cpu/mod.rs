@@ -1,6 +1,8 @@
 //! The engine's own CPU kernels, for the ops where candle's CPU path is slow: convolution
-//! (direct for depthwise, Winograd for batches through wide 3x3 stride-1 layers, im2col into
-//! `gemm` for the rest; phase planes for strided windows, woven back for gradients), max
+//! (per channel for depthwise, Winograd for batches through wide 3x3 stride-1 layers, direct
+//! with output channels in the vector lanes for the other wide kernels and one image's 1x1s,
+//! im2col into `gemm` for the rest; phase planes for strided windows, woven back for
+//! gradients), max
 //! pooling, ReLU, per-plane maps and reductions (batch norm, gates, global pooling), layer
 //! norm and the other activations, forward and backward. Other devices use
 //! candle's ops.
@@ -8,6 +10,7 @@
 pub mod col2im;
 pub mod conv;
 pub mod depthwise;
+pub mod direct;
 pub mod elementwise;
 pub mod fast_math;
 pub mod interleave;
@@ -15,6 +18,7 @@ pub mod layer_norm;
 pub mod phases;
 pub mod planes;
 pub mod pool;
+pub mod vector_runs;
 pub mod winograd;
 
 use std::sync::{Arc, OnceLock};
@@ -85,23 +89,41 @@ pub struct ConvArgs<'a> {
     pub prepared: &'a Prepared,
 }
 
-/// What the kernels derive from a convolution's weights once and keep with it: Winograd's
-/// transformed kernels (4x the weights, made on the first call that takes that kernel). The
-/// clones of a convolution share them, as they share its weights.
+/// What the kernels derive from a convolution's weights once and keep with it, each made on
+/// the first call that takes its kernel: Winograd's transformed kernels (4x the weights) and
+/// the weights packed for the direct kernel (1x). The clones of a convolution share them,
+/// as they share its weights.
 #[derive(Debug, Clone, Default)]
 pub struct Prepared {
     winograd: Arc<OnceLock<Vec<f32>>>,
+    packed: Arc<OnceLock<direct::Packed>>,
 }
 
 impl Prepared {
     /// Winograd's transformed kernels, made by `make` the first time.
     pub fn winograd(&self, make: impl FnOnce() -> Result<Vec<f32>>) -> Result<&[f32]> {
-        if let Some(u) = self.winograd.get() {
-            return Ok(u);
-        }
-        let u = make()?;
-        Ok(self.winograd.get_or_init(|| u))
+        made_once(&self.winograd, make).map(|u| u.as_slice())
     }
+
+    /// The packed weights, made by `make` the first time.
+    pub fn packed(&self, make: impl FnOnce() -> Result<direct::Packed>) -> Result<&direct::Packed> {
+        made_once(&self.packed, make)
+    }
+}
+
+/// `cell`'s value, made by `make` if it has none (two threads may both make it: the first one
+/// kept wins, and both are equal).
+fn made_once<T>(cell: &OnceLock<T>, make: impl FnOnce() -> Result<T>) -> Result<&T> {
+    if let Some(v) = cell.get() {
+        return Ok(v);
+    }
+    let v = make()?;
+    Ok(cell.get_or_init(|| v))
+}
+
+/// Lanes of one of `S`'s vectors: 16 with AVX-512, 8 with AVX2.
+pub fn lanes<S: pulp::Simd>() -> usize {
+    std::mem::size_of::<S::f32s>() / std::mem::size_of::<f32>()
 }
 
 /// The convolution of `x` (see [`handles`]) by the fastest kernel that computes it, bias
@@ -125,6 +147,8 @@ pub fn conv2d(
         depthwise::conv2d(x, &args)
     } else if winograd::applies(x, &args) {
         winograd::conv2d(x, &args)
+    } else if direct::applies(x, &args) {
+        direct::conv2d(x, &args)
     } else {
         conv::conv2d(x, &args)
     }

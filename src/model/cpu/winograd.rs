@@ -10,8 +10,11 @@ use gemm::Parallelism;
 
 use pulp::{Simd, WithSimd};
 
+use super::vector_runs::{copy, copy_padded, fill_zero, load, store};
 use super::ConvArgs;
-use super::{pieces_per_block, run_jobs, vectorized, with_data, Scratch, SharedOut, MULTIPLY_ROWS};
+use super::{
+    lanes, pieces_per_block, run_jobs, vectorized, with_data, Scratch, SharedOut, MULTIPLY_ROWS,
+};
 
 /// Upper bound on one block's transformed input, in floats (2 MiB). With each channel's 36
 /// points side by side (see [`transform_input`]), VGG16's 3x3 layers at 150 px, batch 13, took
@@ -315,11 +318,6 @@ impl<T: Lanes + Copy, const N: usize> Lanes for [T; N] {
     }
 }
 
-/// Tiles transformed together in the lanes of one vector: 16 with AVX-512, 8 with AVX2.
-fn lanes<S: Simd>() -> usize {
-    std::mem::size_of::<S::f32s>() / std::mem::size_of::<f32>()
-}
-
 /// The most tiles a run holds (the widest vectors' lanes).
 const MAX_RUN: usize = 16;
 
@@ -328,22 +326,6 @@ const MAX_RUN: usize = 16;
 /// come out of the shuffles in an order of their own, which only whole runs undo).
 fn run_columns(count: usize) -> usize {
     count.next_multiple_of(MAX_RUN)
-}
-
-/// One run of `S`'s lanes read from the start of `src`.
-#[inline(always)]
-fn load<S: Simd>(src: &[f32]) -> S::f32s {
-    let src = &src[..lanes::<S>()];
-    // SAFETY: `src` holds exactly one vector's values; the read is unaligned.
-    unsafe { src.as_ptr().cast::<S::f32s>().read_unaligned() }
-}
-
-/// One run of `S`'s lanes written at the start of `dst`.
-#[inline(always)]
-fn store<S: Simd>(dst: &mut [f32], v: S::f32s) {
-    let dst = &mut dst[..lanes::<S>()];
-    // SAFETY: `dst` holds exactly one vector's values; the write is unaligned.
-    unsafe { dst.as_mut_ptr().cast::<S::f32s>().write_unaligned(v) }
 }
 
 /// One of `S`'s vectors, one tile per lane, with the arithmetic the transforms use.
@@ -484,48 +466,6 @@ fn window_rows<S: Simd>(
             copy_padded(simd, row, x, l);
             copy_padded(simd, row, x + TILE as isize, r);
         }
-    }
-}
-
-/// `dst` is `row[x..x + dst.len()]`, zero where that lies outside the row.
-#[inline(always)]
-fn copy_padded<S: Simd>(simd: S, row: &[f32], x: isize, dst: &mut [f32]) {
-    let w = row.len() as isize;
-    let (from, to) = (x.clamp(0, w), (x + dst.len() as isize).clamp(0, w));
-    let skip = ((from - x) as usize).min(dst.len());
-    let inside = (to - from).max(0) as usize;
-    let (before, rest) = dst.split_at_mut(skip);
-    let (middle, after) = rest.split_at_mut(inside);
-    fill_zero(simd, before);
-    copy(simd, &row[from as usize..][..inside], middle);
-    fill_zero(simd, after);
-}
-
-/// `dst` is `src`, by vector loads and stores: these copies are a few tiles long, and as
-/// `memcpy` calls they cost more in calls than in bytes.
-#[inline(always)]
-fn copy<S: Simd>(simd: S, src: &[f32], dst: &mut [f32]) {
-    let n = lanes::<S>();
-    let whole = dst.len() / n * n;
-    for k in (0..whole).step_by(n) {
-        store::<S>(&mut dst[k..], load::<S>(&src[k..]));
-    }
-    if whole < dst.len() {
-        let tail = simd.partial_load_f32s(&src[whole..dst.len()]);
-        simd.partial_store_f32s(&mut dst[whole..], tail);
-    }
-}
-
-/// `dst` set to zero by vector stores (see [`copy`]).
-#[inline(always)]
-fn fill_zero<S: Simd>(simd: S, dst: &mut [f32]) {
-    let (n, zero) = (lanes::<S>(), simd.splat_f32s(0.0));
-    let whole = dst.len() / n * n;
-    for k in (0..whole).step_by(n) {
-        store::<S>(&mut dst[k..], zero);
-    }
-    if whole < dst.len() {
-        simd.partial_store_f32s(&mut dst[whole..], zero);
     }
 }
 
