@@ -54,10 +54,16 @@ pub fn models(default: &[&str]) -> Vec<String> {
 /// The command line of a benchmark that prints JSON for its PyTorch side: the first number is
 /// the run count (`default` without one), `--json` asks for JSON.
 pub fn runs_and_json(default: usize) -> (usize, bool) {
+    runs_and_flag(default, "--json")
+}
+
+/// The first number on the command line (the run count, `default` without one), and whether
+/// `flag` is there.
+pub fn runs_and_flag(default: usize, flag: &str) -> (usize, bool) {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let runs = args
         .iter()
         .find_map(|a| a.parse::<usize>().ok())
         .unwrap_or(default);
-    (runs, args.iter().any(|a| a == "--json"))
+    (runs, args.iter().any(|a| a == flag))
 }
