@@ -137,16 +137,16 @@ fn odd_shapes() {
         (2, 64, 64, 20, 150, 3, 1, 1, 1, 1, true),
         (2, 64, 72, 23, 141, 3, 1, 0, 1, 1, false),
         // 128 taps or more per output take the direct kernel (AVX2 or AVX-512): three passes
-        // over 64 channels into 70 outputs (a partial block) on 9x11, a batch of 7x7 maps,
+        // over 64 channels into 120 outputs (a partial block) on 9x11, a batch of 7x7 maps,
         // strided, dilated with padding wider than half the kernel, the 7x7/2 stem's 3
         // channels, 1x1s of one image (stride 1, and stride 2 read in place).
-        (1, 64, 70, 9, 11, 3, 1, 1, 1, 1, true),
+        (1, 64, 120, 9, 11, 3, 1, 1, 1, 1, true),
         (3, 48, 64, 7, 7, 3, 1, 1, 1, 1, false),
-        (1, 40, 32, 15, 13, 3, 2, 1, 1, 1, true),
-        (1, 32, 16, 12, 12, 5, 1, 4, 2, 1, true),
+        (1, 40, 64, 15, 13, 3, 2, 1, 1, 1, true),
+        (1, 32, 64, 12, 12, 5, 1, 4, 2, 1, true),
         (2, 3, 64, 30, 30, 7, 2, 3, 1, 1, true),
-        (1, 160, 24, 12, 10, 1, 1, 0, 1, 1, true),
-        (1, 130, 20, 21, 19, 1, 2, 0, 1, 1, false),
+        (1, 160, 64, 12, 10, 1, 1, 0, 1, 1, true),
+        (1, 130, 128, 21, 19, 1, 2, 0, 1, 1, false),
         // Depthwise (its own kernel): stride 2, 5x5, ConvNeXt's 7x7, dilation 2, batch 2.
         (2, 16, 16, 15, 17, 3, 2, 1, 1, 16, true),
         (1, 12, 12, 14, 14, 5, 1, 2, 1, 12, false),
@@ -181,10 +181,10 @@ fn non_contiguous_input_and_rectangular_kernel() {
         .narrow(3, 2, 15)
         .unwrap();
     check("strided view, 3x5 kernel", &x, &c);
-    // The same with 48 input channels (720 taps: the direct kernel).
+    // The same with 48 input channels and 64 outputs (the direct kernel).
     let c = square(
-        Tensor::randn(0f32, 1.0, (5, 48, 3, 5), &dev).unwrap(),
-        Some(Tensor::randn(0f32, 1.0, 5, &dev).unwrap()),
+        Tensor::randn(0f32, 1.0, (64, 48, 3, 5), &dev).unwrap(),
+        Some(Tensor::randn(0f32, 1.0, 64, &dev).unwrap()),
         (1, 2, 1, 1),
     );
     let x = Tensor::randn(0f32, 1.0, (2, 48, 19, 23), &dev)
@@ -202,7 +202,7 @@ fn per_axis_geometry_equals_the_definition() {
     for (i, (kh, kw, window)) in common::per_axis_windows().into_iter().enumerate() {
         // (output channels, input channels per group, groups): plain, depthwise, and wide
         // enough for the direct kernel.
-        for (co, cig, groups) in [(4, 3, 1), (3, 1, 3), (20, 48, 1)] {
+        for (co, cig, groups) in [(4, 3, 1), (3, 1, 3), (64, 48, 1)] {
             let weight = Tensor::randn(0f32, 1.0, (co, cig, kh, kw), &dev).unwrap();
             let c = Conv2d::new(weight, None, window, groups);
             let x = Tensor::randn(0f32, 1.0, (2, cig * groups, 13, 10), &dev).unwrap();
