@@ -247,11 +247,19 @@ fn convolve(
     with_data(x, |input| {
         let in_place = ah.before == 0 && aw.before == 0 && rows <= h && row <= w;
         if in_place {
-            let g = Geometry {
+            let mut g = Geometry {
                 row: w,
                 plane: h * w,
                 ..g
             };
+            if (kh, kw, ah.stride, aw.stride, ow) == (1, 1, 1, 1, w) {
+                // A 1x1 that reads every pixel: its output rows follow one another in the
+                // input as they do in the output, so runs cross them (a 14x14 map is runs of 6
+                // pixels, not of 5, 5 and 4).
+                g.ow = oh * ow;
+                g.oh = 1;
+                g.row = g.plane;
+            }
             multiply(&g, weights, input, bias.as_deref(), &mut out, run);
         } else {
             // Written whole (zeros included) before it is read.
@@ -424,7 +432,13 @@ fn passes<S: Simd, const V: usize>(simd: S, p: Passes) {
     let (job, g, w) = (p.job, p.job.g, p.job.w);
     let taps = job.taps.len();
     let channels = job.channels_per_pass();
-    let group = (MAX_GROUP_FLOATS / (channels * taps * w.width)).max(1);
+    // With one pass, block by block: each block's outputs are written while their lines are
+    // in cache, rather than a few values of every channel per run.
+    let group = if channels >= g.cin {
+        1
+    } else {
+        (MAX_GROUP_FLOATS / (channels * taps * w.width)).max(1)
+    };
     let row = job.sums_row();
     let plane = g.oh * g.ow;
     let blocks: Vec<usize> = job.blocks.clone().collect();
