@@ -30,18 +30,20 @@ const MAX_SUMS_FLOATS: usize = 1 << 15;
 
 /// Whether the direct kernel computes this convolution of `x`: ungrouped, on a CPU with AVX2
 /// or AVX-512, output channels that fill its register blocks, 128 taps or more per output
-/// (input channels times kernel taps), and a kernel wider than 1x1 or a 1x1 over one image,
-/// with an output of 100 pixels or more.
+/// (input channels times kernel taps), outputs of 36 pixels or more, and a kernel wider than
+/// 1x1, or a 1x1 of 256 input channels or more over one image or over maps of 14x14 or fewer
+/// pixels.
 ///
 /// Measured against im2col's multiply on every convolution of VGG16 and ResNet50 at 224
 /// pixels, batch 1 and 8, taking turns (`direct/im2col` time, medians of 5-9 turns): 0.63-0.99x
 /// on every kernel wider than 1x1 with 128 taps or more (0.63-0.85x on the 14x14 and 7x7 maps
 /// and the strided 3x3s, where im2col's multiply pads its pixels to 64; ResNet50's stem
-/// 0.91x), 0.79-1.04x on the 1x1s of one image's 14x14 outputs and larger (the strided ones
-/// 0.79 and 0.86x: im2col splits their input into phase planes first). It loses on VGG16's
-/// first layer (27 taps: 2.1x, where writing the channel-major sums one value at a time is a
-/// large share of the work), on 1x1s of 64 taps (1.3x), on 7x7 outputs of 1x1s (up to 1.22x)
-/// and on the 1x1s of batches (1.07-1.4x), which im2col multiplies in place.
+/// 0.89-0.91x), 0.74-0.91x on the 1x1s of one image (the strided ones too: im2col splits their
+/// input into phase planes first), 0.81-0.97x on the stride-1 1x1s of batches of 14x14 and 7x7
+/// maps (1.02-1.04x on the strided ones). It loses on VGG16's first layer (27 taps: 2.1x,
+/// where writing the channel-major sums one value at a time is a large share of the work), on
+/// 1x1s of 64 taps (1.3-1.6x), and on the 1x1s of batches of 28x28 and 56x56 maps (1.02-1.22x),
+/// which im2col multiplies in place.
 pub fn applies(x: &Tensor, conv: &ConvArgs) -> bool {
     let (d, s) = (conv.weight.dims(), x.dims());
     if d.len() != 4 || s.len() != 4 || conv.groups != 1 {
@@ -59,13 +61,22 @@ pub fn applies(x: &Tensor, conv: &ConvArgs) -> bool {
         return false;
     }
     let pixels = conv.window.output((s[2], s[3])).map_or(0, |(h, w)| h * w);
-    taps > 1 || (s[0] == 1 && pixels >= MIN_POINTWISE_PIXELS)
+    let pointwise =
+        s[1] >= MIN_POINTWISE_TAPS && (s[0] == 1 || pixels <= MAX_BATCH_POINTWISE_PIXELS);
+    pixels >= MIN_PIXELS && (taps > 1 || pointwise)
 }
 
 /// Fewest taps per output (input channels times kernel taps) the direct kernel takes.
 const MIN_TAPS: usize = 128;
-/// Fewest output pixels of a 1x1 convolution (of one image) the direct kernel takes.
-const MIN_POINTWISE_PIXELS: usize = 100;
+/// Fewest output pixels per image the direct kernel takes: six runs (the 1x1 maps of
+/// squeeze-and-excitation are one pixel, a run of one, its weights read for one multiply-add
+/// each; MobileNetV3-large's forward took 1.06x the time with them).
+const MIN_PIXELS: usize = 6 * RUN;
+/// Fewest input channels of a 1x1 convolution the direct kernel takes (MobileNetV3-large's
+/// 160 to 960 on 7x7 maps took longer: with few taps per output, the write is a large share).
+const MIN_POINTWISE_TAPS: usize = 256;
+/// Most output pixels per image of a 1x1 convolution of a batch the direct kernel takes.
+const MAX_BATCH_POINTWISE_PIXELS: usize = 14 * 14;
 
 /// Output channels per register block on this CPU: 64 with AVX-512, 16 with AVX2 (four and two
 /// vectors), `None` with narrower vectors, where im2col's multiply serves better.
@@ -399,7 +410,7 @@ impl Job<'_> {
 }
 
 /// A job's passes over its register blocks, the last one writing the output.
-pub struct Passes<'a> {
+struct Passes<'a> {
     job: &'a Job<'a>,
     sums: &'a mut [f32],
     bias: Option<&'a [f32]>,
