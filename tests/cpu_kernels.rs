@@ -170,32 +170,22 @@ fn odd_shapes() {
 #[test]
 fn non_contiguous_input_and_rectangular_kernel() {
     let dev = Device::Cpu;
-    let c = square(
-        Tensor::randn(0f32, 1.0, (5, 4, 3, 5), &dev).unwrap(),
-        Some(Tensor::randn(0f32, 1.0, 5, &dev).unwrap()),
-        (1, 2, 1, 1),
-    );
-    // A transposed and narrowed view, not laid out contiguously.
-    let x = Tensor::randn(0f32, 1.0, (2, 4, 19, 23), &dev)
-        .unwrap()
-        .transpose(2, 3)
-        .unwrap()
-        .narrow(3, 2, 15)
-        .unwrap();
-    check("strided view, 3x5 kernel", &x, &c);
-    // The same with 48 input channels and 64 outputs (the direct kernel).
-    let c = square(
-        Tensor::randn(0f32, 1.0, (64, 48, 3, 5), &dev).unwrap(),
-        Some(Tensor::randn(0f32, 1.0, 64, &dev).unwrap()),
-        (1, 2, 1, 1),
-    );
-    let x = Tensor::randn(0f32, 1.0, (2, 48, 19, 23), &dev)
-        .unwrap()
-        .transpose(2, 3)
-        .unwrap()
-        .narrow(3, 2, 15)
-        .unwrap();
-    check("strided view, 3x5 kernel, 48 channels", &x, &c);
+    // (output, input channels): im2col's, and the direct kernel's.
+    for (co, ci) in [(5, 4), (64, 48)] {
+        let c = square(
+            Tensor::randn(0f32, 1.0, (co, ci, 3, 5), &dev).unwrap(),
+            Some(Tensor::randn(0f32, 1.0, co, &dev).unwrap()),
+            (1, 2, 1, 1),
+        );
+        // A transposed and narrowed view, not laid out contiguously.
+        let x = Tensor::randn(0f32, 1.0, (2, ci, 19, 23), &dev)
+            .unwrap()
+            .transpose(2, 3)
+            .unwrap()
+            .narrow(3, 2, 15)
+            .unwrap();
+        check(&format!("strided view, 3x5 kernel, {ci} channels"), &x, &c);
+    }
 }
 
 #[test]

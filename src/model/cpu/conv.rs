@@ -246,7 +246,7 @@ unsafe fn run_tile(
             if in_place {
                 (image[t.start..].as_ptr(), plane as isize)
             } else {
-                im2col(s, image, t, &mut buf[..k * t.len]);
+                im2col(s, Source::Planes(image), t, &mut buf[..k * t.len]);
                 (buf.as_ptr(), t.len as isize)
             }
         }
@@ -257,7 +257,7 @@ unsafe fn run_tile(
                 let first = layout.reads()[0] + t.start;
                 (image[first..].as_ptr(), layout.len() as isize)
             } else {
-                im2col_phased(s, layout, image, t, &mut buf[..k * t.len]);
+                im2col(s, Source::Phased(layout, image), t, &mut buf[..k * t.len]);
                 (buf.as_ptr(), t.len as isize)
             }
         }
@@ -307,56 +307,14 @@ fn row_runs(s: &Shape, t: Tile) -> Vec<(usize, usize, usize, usize)> {
     runs
 }
 
-/// [`im2col`] from the phase planes of the group's channels (`layout.len()` floats each): every
-/// tap's patches along an output row are one contiguous run there, padding included.
-fn im2col_phased(s: &Shape, layout: &Phases, phased: &[f32], t: Tile, cols: &mut [f32]) {
-    vectorized(PhasedColumns {
-        layout,
-        phased,
-        runs: &row_runs(s, t),
-        len: t.len,
-        cols,
-    })
-}
-
-struct PhasedColumns<'a> {
-    layout: &'a Phases,
-    phased: &'a [f32],
-    runs: &'a [(usize, usize, usize, usize)],
-    len: usize,
-    cols: &'a mut [f32],
-}
-
-impl WithSimd for PhasedColumns<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, simd: S) {
-        let layout = self.layout;
-        let mut rows = self.cols.chunks_exact_mut(self.len);
-        for planes in self.phased.chunks_exact(layout.len()) {
-            for &read in layout.reads() {
-                let row = rows.next().expect("one row per tap");
-                for &(oy, ox0, run, filled) in self.runs {
-                    let from = read + layout.position(oy, ox0);
-                    copy(
-                        simd,
-                        &planes[from..from + run],
-                        &mut row[filled..filled + run],
-                    );
-                }
-            }
-        }
-    }
-}
-
-/// Writes the input patches of tile `t` from the planes of `image` (some or all of a group's
-/// channels) as a `(channels * kh * kw, t.len)` row-major matrix: row `(c, i, j)` holds, for
-/// each output pixel of the tile, the input value under kernel tap `(i, j)` of channel `c`
-/// (zero where the tap falls in the padding). The convolution's stride is 1 (strided ones read
-/// phase planes, see [`im2col_phased`]).
-fn im2col(s: &Shape, image: &[f32], t: Tile, cols: &mut [f32]) {
-    debug_assert_eq!(s.stride, (1, 1));
+/// Writes the input patches of tile `t` from `image` (a group's channels, as they lie or as
+/// phase planes) as a `(channels * kh * kw, t.len)` row-major matrix: row `(c, i, j)` holds,
+/// for each output pixel of the tile, the input value under kernel tap `(i, j)` of channel `c`
+/// (zero where the tap falls in the padding). Planes as they lie come from stride-1
+/// convolutions; in phase planes every tap's patches along an output row are one contiguous
+/// run, padding included.
+fn im2col(s: &Shape, image: Source, t: Tile, cols: &mut [f32]) {
+    debug_assert!(matches!(image, Source::Phased(..)) || s.stride == (1, 1));
     vectorized(Im2col {
         s,
         image,
@@ -368,7 +326,7 @@ fn im2col(s: &Shape, image: &[f32], t: Tile, cols: &mut [f32]) {
 
 struct Im2col<'a> {
     s: &'a Shape,
-    image: &'a [f32],
+    image: Source<'a>,
     runs: &'a [(usize, usize, usize, usize)],
     len: usize,
     cols: &'a mut [f32],
@@ -380,21 +338,37 @@ impl WithSimd for Im2col<'_> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
         let s = self.s;
-        let (dil_h, dil) = (s.dilation.0 as isize, s.dilation.1 as isize);
-        let (pad_top, pad) = (s.pad.0 as isize, s.pad.1 as isize);
         let mut rows = self.cols.chunks_exact_mut(self.len);
-        for plane in self.image.chunks_exact(s.height * s.width) {
-            for i in 0..s.kh as isize {
-                for j in 0..s.kw as isize {
-                    let row = rows.next().expect("one row per tap");
-                    for &(oy, ox0, run, filled) in self.runs {
-                        let dst = &mut row[filled..filled + run];
-                        let iy = oy as isize - pad_top + i * dil_h;
-                        if iy < 0 || iy >= s.height as isize {
-                            fill_zero(simd, dst);
-                        } else {
-                            let line = &plane[iy as usize * s.width..][..s.width];
-                            copy_padded(simd, line, ox0 as isize + j * dil - pad, dst);
+        match self.image {
+            Source::Planes(image) => {
+                let (dil_h, dil) = (s.dilation.0 as isize, s.dilation.1 as isize);
+                let (pad_top, pad) = (s.pad.0 as isize, s.pad.1 as isize);
+                for plane in image.chunks_exact(s.height * s.width) {
+                    for i in 0..s.kh as isize {
+                        for j in 0..s.kw as isize {
+                            let row = rows.next().expect("one row per tap");
+                            for &(oy, ox0, run, filled) in self.runs {
+                                let dst = &mut row[filled..filled + run];
+                                let iy = oy as isize - pad_top + i * dil_h;
+                                if iy < 0 || iy >= s.height as isize {
+                                    fill_zero(simd, dst);
+                                } else {
+                                    let line = &plane[iy as usize * s.width..][..s.width];
+                                    copy_padded(simd, line, ox0 as isize + j * dil - pad, dst);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Source::Phased(layout, phased) => {
+                for planes in phased.chunks_exact(layout.len()) {
+                    for &read in layout.reads() {
+                        let row = rows.next().expect("one row per tap");
+                        for &(oy, ox0, run, filled) in self.runs {
+                            let from = read + layout.position(oy, ox0);
+                            let dst = &mut row[filled..filled + run];
+                            copy(simd, &planes[from..from + run], dst);
                         }
                     }
                 }
