@@ -31,8 +31,8 @@ const MAX_SUMS_FLOATS: usize = 1 << 15;
 /// Whether the direct kernel computes this convolution of `x`: ungrouped, on a CPU with AVX2
 /// or AVX-512, output channels that fill its register blocks, 128 taps or more per output
 /// (input channels times kernel taps), outputs of 36 pixels or more, and a kernel wider than
-/// 1x1, or a 1x1 of 256 input channels or more over one image or over maps of 14x14 or fewer
-/// pixels.
+/// 1x1, or a 1x1 of 256 input channels or more over one image or, with stride 1, over maps of
+/// 14x14 or fewer pixels.
 ///
 /// Measured against im2col's multiply on every convolution of VGG16 and ResNet50 at 224
 /// pixels, batch 1 and 8, taking turns (`direct/im2col` time, medians of 5-9 turns): 0.63-0.99x
@@ -61,8 +61,9 @@ pub fn applies(x: &Tensor, conv: &ConvArgs) -> bool {
         return false;
     }
     let pixels = conv.window.output((s[2], s[3])).map_or(0, |(h, w)| h * w);
-    let pointwise =
-        s[1] >= MIN_POINTWISE_TAPS && (s[0] == 1 || pixels <= MAX_BATCH_POINTWISE_PIXELS);
+    let strided = conv.window.h.stride > 1 || conv.window.w.stride > 1;
+    let small_maps = pixels <= MAX_BATCH_POINTWISE_PIXELS && !strided;
+    let pointwise = s[1] >= MIN_POINTWISE_TAPS && (s[0] == 1 || small_maps);
     pixels >= MIN_PIXELS && (taps > 1 || pointwise)
 }
 
@@ -75,7 +76,8 @@ const MIN_PIXELS: usize = 6 * RUN;
 /// Fewest input channels of a 1x1 convolution the direct kernel takes (MobileNetV3-large's
 /// 160 to 960 on 7x7 maps took longer: with few taps per output, the write is a large share).
 const MIN_POINTWISE_TAPS: usize = 256;
-/// Most output pixels per image of a 1x1 convolution of a batch the direct kernel takes.
+/// Most output pixels per image of a stride-1 1x1 convolution of a batch the direct kernel
+/// takes.
 const MAX_BATCH_POINTWISE_PIXELS: usize = 14 * 14;
 
 /// Output channels per register block on this CPU: 64 with AVX-512, 16 with AVX2 (four and two
