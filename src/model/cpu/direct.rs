@@ -52,9 +52,11 @@ pub fn applies(x: &Tensor, conv: &ConvArgs) -> bool {
     // Blocks of output channels padded by less than an eighth (EfficientNet-B0's projections
     // to 24, 40 and 112 channels are a block of 64 with 40, 24 and 16 lanes idle: its forward
     // took 1.04-1.13x the time with them, MobileNetV3-large's 1.07x with its two to 112).
-    match width() {
-        Some(width) if 7 * d[0].next_multiple_of(width) < 8 * d[0] => {}
-        _ => return false,
+    let Some(width) = width() else {
+        return false;
+    };
+    if 7 * d[0].next_multiple_of(width) >= 8 * d[0] {
+        return false;
     }
     let taps = d[2] * d[3];
     if s[1] * taps < MIN_TAPS {
