@@ -456,87 +456,55 @@ fn passes<S: Simd, const V: usize>(simd: S, p: Passes) {
     };
     let row = job.sums_row();
     let plane = g.oh * g.ow;
-    let blocks: Vec<usize> = job.blocks.clone().collect();
     let per_chunk = job.runs_per_chunk();
     for r0 in job.runs.clone().step_by(per_chunk) {
         let runs = r0..(r0 + per_chunk).min(job.runs.end);
         let (oy, ox, _) = g.run_at(r0);
         let first_pixel = oy * g.ow + ox;
-        passes_of_runs::<S, V>(
-            simd,
-            &p,
-            sums,
-            runs,
-            first_pixel,
-            &blocks,
-            group,
-            channels,
-            row,
-            plane,
-        );
-    }
-}
-
-/// [`passes`] over the runs `runs`, whose first pixel is `first_pixel`, with their partial
-/// sums at `sums`.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn passes_of_runs<S: Simd, const V: usize>(
-    simd: S,
-    p: &Passes,
-    sums: *mut f32,
-    runs: std::ops::Range<usize>,
-    first_pixel: usize,
-    blocks: &[usize],
-    group: usize,
-    channels: usize,
-    row: usize,
-    plane: usize,
-) {
-    let (job, g, w) = (p.job, p.job.g, p.job.w);
-    let taps = job.taps.len();
-    for chunk in blocks.chunks(group) {
-        for c0 in (0..g.cin).step_by(channels) {
-            let cc = channels.min(g.cin - c0);
-            let last = c0 + cc == g.cin;
-            for r in runs.clone() {
-                let (oy, ox, len) = g.run_at(r);
-                let input = job.image[c0 * g.plane + g.read_at(oy, ox)..].as_ptr();
-                let pixel = oy * g.ow + ox;
-                for &b in chunk {
-                    let first_channel = b * w.width;
-                    let sums = if last && c0 == 0 {
-                        std::ptr::null_mut()
-                    } else {
-                        let at = (pixel - first_pixel) * row + (b - job.blocks.start) * w.width;
-                        debug_assert!(at + (len - 1) * row + w.width <= p.sums.len());
-                        // SAFETY: the chunk's pixels by the job's channels fit the sums.
-                        unsafe { sums.add(at) }
-                    };
-                    let block = Block {
-                        weights: w.at(b, c0 * taps),
-                        input,
-                        channels: cc,
-                        plane: g.plane,
-                        taps: job.taps,
-                        step: g.stride.1,
-                        sums,
-                        row,
-                        first: c0 == 0,
-                        // SAFETY: this job's own channels of its own pixels of image `n`.
-                        out: last.then(|| Output {
-                            at: unsafe {
-                                p.out.at((job.n * w.rows + first_channel) * plane + pixel)
-                            },
-                            plane,
-                            channels: w.width.min(w.rows - first_channel),
-                            bias: p.bias.map(|bias| &bias[first_channel..]),
-                        }),
-                    };
-                    // SAFETY: see `Block`; the run's `len` pixels read their taps inside the
-                    // read planes (their extent is the window's), and the sums hold the run's
-                    // `len` pixels by the job's channels.
-                    unsafe { block.run::<S, V>(simd, len) };
+        for b0 in job.blocks.clone().step_by(group) {
+            let blocks = b0..(b0 + group).min(job.blocks.end);
+            for c0 in (0..g.cin).step_by(channels) {
+                let cc = channels.min(g.cin - c0);
+                let last = c0 + cc == g.cin;
+                for r in runs.clone() {
+                    let (oy, ox, len) = g.run_at(r);
+                    let input = job.image[c0 * g.plane + g.read_at(oy, ox)..].as_ptr();
+                    let pixel = oy * g.ow + ox;
+                    for b in blocks.clone() {
+                        let first_channel = b * w.width;
+                        let sums = if last && c0 == 0 {
+                            std::ptr::null_mut()
+                        } else {
+                            let at = (pixel - first_pixel) * row + (b - job.blocks.start) * w.width;
+                            debug_assert!(at + (len - 1) * row + w.width <= p.sums.len());
+                            // SAFETY: the chunk's pixels by the job's channels fit the sums.
+                            unsafe { sums.add(at) }
+                        };
+                        let block = Block {
+                            weights: w.at(b, c0 * taps),
+                            input,
+                            channels: cc,
+                            plane: g.plane,
+                            taps: job.taps,
+                            step: g.stride.1,
+                            sums,
+                            row,
+                            first: c0 == 0,
+                            // SAFETY: this job's own channels of its own pixels of image `n`.
+                            out: last.then(|| Output {
+                                at: unsafe {
+                                    p.out.at((job.n * w.rows + first_channel) * plane + pixel)
+                                },
+                                plane,
+                                channels: w.width.min(w.rows - first_channel),
+                                bias: p.bias.map(|bias| &bias[first_channel..]),
+                            }),
+                        };
+                        // SAFETY: see `Block`; the run's `len` pixels read their taps inside the
+                        // read planes (their extent is the window's), and the sums hold the run's
+                        // `len` pixels by the job's channels.
+                        unsafe { block.run::<S, V>(simd, len) };
+                    }
                 }
             }
         }
