@@ -359,6 +359,50 @@ fn max_pooling_gradient_goes_to_the_first_largest_value() {
 }
 
 #[test]
+fn max_pooling_gradient_off_the_cpu_kernel_reads_only_what_it_declares() {
+    // Every device but the CPU (f32) takes the pooling's generic reverse pass (CUDA; f64 on the
+    // CPU here). The forward pass keeps only what `reverse_reads` names, so each path must do
+    // with that alone, and both give the gradient to the same (first) largest value.
+    use convscope::model::ops::Reads;
+    let dev = Device::Cpu;
+    for (k, s, p, ceil, (h, w)) in [(2, 2, 0, false, (9, 8)), (3, 2, 1, true, (10, 7))] {
+        let pool = Op::Pool(Pool::square(PoolKind::Max, k, s, p, ceil));
+        let Reads { inputs, output } = pool.reverse_reads();
+        let v: Vec<f32> = (0..2 * 3 * h * w)
+            .map(|i| ((i * 7919) % 23 % 4) as f32)
+            .collect();
+        let x = Tensor::from_vec(v, (2, 3, h, w), &dev).unwrap();
+        let gradient = |x: &Tensor| {
+            let y = pool.forward(&[x]).unwrap();
+            let gy = Tensor::arange(1f32, 1.0 + y.elem_count() as f32, &dev)
+                .unwrap()
+                .reshape(y.dims())
+                .unwrap()
+                .to_dtype(x.dtype())
+                .unwrap();
+            let at = Backward {
+                inputs: vec![inputs.then_some(x)],
+                output: output.then_some(&y),
+                input_shapes: vec![x.dims().to_vec()],
+            };
+            let g = pool.vjp(&at, &gy).unwrap().remove(0);
+            g.to_dtype(candle_core::DType::F32)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        let generic = gradient(&x.to_dtype(candle_core::DType::F64).unwrap());
+        assert_eq!(
+            generic,
+            gradient(&x),
+            "{k}x{k}/{s} padding {p}, ceil mode {ceil} on {h}x{w}"
+        );
+    }
+}
+
+#[test]
 fn relu_forward_and_its_gradient() {
     let dev = Device::Cpu;
     let mut v: Vec<f32> = (0..300_000u64)

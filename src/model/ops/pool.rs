@@ -234,15 +234,17 @@ impl Operation for Pool {
                 grad.broadcast_div(&self.divisor((h, w), out, x)?)?
             }
         };
+        // The maxima, computed again from the input rather than kept: the CPU's kernel needs
+        // only the input, so the forward pass keeps only that (see `reverse_reads`).
         let y = match self.kind {
-            PoolKind::Max => Some(at.output()?),
+            PoolKind::Max => Some(self.forward(&[x])?),
             PoolKind::Avg | PoolKind::AvgExcludingPadding => None,
         };
         let mut taken: Option<Tensor> = None;
         let mut acc = Tensor::zeros(xp.dims(), xp.dtype(), xp.device())?;
         for oy in 0..self.window.h.kernel {
             for ox in 0..self.window.w.kernel {
-                let part = match y {
+                let part = match &y {
                     None => grad.clone(),
                     Some(y) => {
                         // The first maximum of each window in row-major order takes it.
