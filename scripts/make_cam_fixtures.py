@@ -2,8 +2,8 @@
 
 For the reduced VGG16 and ResNet50 fixtures (scripts/make_fixtures.py) and the same input: the
 final maps (ReLU, min-max, cv2 bilinear upsampling to the input, min-max again) of Grad-CAM,
-Grad-CAM++, HiResCAM, XGrad-CAM, LayerCAM and Eigen-CAM, at two layers per model, for the top
-two classes. Keys: `{model}/{layer}/{method}/{class}`. Eigen-CAM's SVD sign is arbitrary, so
+Grad-CAM++, HiResCAM, XGrad-CAM, LayerCAM, Eigen-CAM and Score-CAM, at two layers per model, for
+the top two classes. Keys: `{model}/{layer}/{method}/{class}`. Eigen-CAM's SVD sign is arbitrary, so
 its map is also stored with the opposite sign, under `eigencam_flipped`.
 
     python scripts/make_cam_fixtures.py
@@ -13,7 +13,8 @@ import os
 
 import torch
 from safetensors.torch import save_file
-from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
+from pytorch_grad_cam import (EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM,
+                             XGradCAM)
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from make_fixtures import CAM_LAYERS, OUT, fixture_models
@@ -26,7 +27,7 @@ class FlippedEigenCAM(EigenCAM):
 
 METHODS = {"gradcam": GradCAM, "gradcamplusplus": GradCAMPlusPlus, "hirescam": HiResCAM,
            "xgradcam": XGradCAM, "layercam": LayerCAM, "eigencam": EigenCAM,
-           "eigencam_flipped": FlippedEigenCAM}
+           "eigencam_flipped": FlippedEigenCAM, "scorecam": ScoreCAM}
 
 
 def main():

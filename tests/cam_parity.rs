@@ -72,13 +72,21 @@ fn check_model(model: &Model, name: &str, maps: &str, count: usize) {
 
 #[test]
 fn vgg16_maps_match_pytorch_grad_cam() {
-    // Two layers, six methods, two classes.
-    check("vgg16_small", "cam_expected.safetensors", 2 * 6 * 2);
+    // Two layers, seven methods, two classes.
+    check("vgg16_small", "cam_expected.safetensors", 2 * 7 * 2);
 }
 
 #[test]
 fn resnet50_maps_match_pytorch_grad_cam() {
-    check("resnet50_small", "cam_expected.safetensors", 2 * 6 * 2);
+    check("resnet50_small", "cam_expected.safetensors", 2 * 7 * 2);
+}
+
+#[test]
+fn maps_of_an_input_at_another_size_than_the_models_declared() {
+    // Opened without a model.toml, the fixture declares VGG16's 224x224 input, and the input
+    // here is 64x80: a session takes the layer's sizes from its own pass.
+    let model = Model::open(&fixture("vgg16_small.safetensors"), None, &Device::Cpu).unwrap();
+    check_model(&model, "vgg16_small", "cam_expected.safetensors", 2 * 7 * 2);
 }
 
 /// Every model with maps in the fixture file `maps`, each checked with its two classes.
@@ -118,7 +126,7 @@ fn onnx_exports_give_pytorch_grad_cam_maps_at_the_same_modules() {
         &onnx("resnet50_small.onnx"),
         "resnet50_small",
         "cam_expected.safetensors",
-        2 * 6 * 2,
+        2 * 7 * 2,
     );
     for (file, name) in [
         ("efficientnet_b0_small.onnx", "efficientnet_b0_small"),

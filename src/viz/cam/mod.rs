@@ -128,16 +128,17 @@ impl<'m> CamSession<'m> {
         layer: NodeId,
     ) -> Result<Self> {
         let node = model.graph.node(layer);
-        let [_, c, h, w] = node.shape[..] else {
-            bail!(
-                "layer {} has no spatial output (shape {:?}); pick a convolutional layer",
-                node.name,
-                &node.shape[1..]
-            );
-        };
         let a = acts
             .get(layer)
             .context("the forward pass did not keep the layer")?;
+        // The sizes of this pass, which are the graph's own only at the model's input size.
+        let [_, c, h, w] = a.dims()[..] else {
+            bail!(
+                "layer {} has no spatial output (shape {:?}); pick a convolutional layer",
+                node.name,
+                &a.dims()[1..]
+            );
+        };
         let data: Vec<f32> = a.get(0)?.flatten_all()?.to_vec1()?;
         let activation = data.chunks(h * w).map(<[f32]>::to_vec).collect::<Vec<_>>();
         debug_assert_eq!(activation.len(), c);
