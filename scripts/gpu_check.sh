@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The GPU check: on a machine with an NVIDIA GPU, runs the CUDA-vs-CPU parity tests on cuda:0
-# and the benchmarks on cuda:0, and prints the figures. Needs nothing from the network and no
+# and the benchmarks on cuda:0, then, where python3 has PyTorch with CUDA, the PyTorch side of
+# each benchmark on the same GPU, and prints the figures. Needs nothing from the network and no
 # Rust toolchain: only the bundle that scripts/build_cuda.sh packs, and this repository's tests/
-# fixtures. Finishes within 8 minutes (each step has its own time limit).
+# fixtures. Each step has its own time limit: convscope's steps 7 minutes at most together,
+# PyTorch's 4 (they take seconds each on an H100-class GPU). The pytorch-grad-cam benchmark runs
+# where python3 can import pytorch_grad_cam (it is pure Python: a copy on PYTHONPATH will do).
 #
 #     scripts/gpu_check.sh [BUNDLE]      # default target/cuda/gpu-bundle.tar.xz
 #
@@ -53,4 +56,16 @@ step 30 "$work/convscope" --device cuda:0 predict
 step 60 "$work/bench_forward" 20
 step 60 "$work/bench_cam" 20
 step 150 "$work/bench_filters" 64
+
+if python3 -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
+    step 60 python3 scripts/bench_forward_torch.py 20
+    if python3 -c 'import pytorch_grad_cam' 2>/dev/null; then
+        step 60 python3 scripts/bench_cam_torch.py 20
+    else
+        echo "== pytorch_grad_cam cannot be imported: its Grad-CAM is not timed"
+    fi
+    step 120 python3 scripts/bench_filters_torch.py 64
+else
+    echo "== python3 has no PyTorch with CUDA: PyTorch's side is not timed"
+fi
 exit $status
