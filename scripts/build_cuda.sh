@@ -52,6 +52,14 @@ if [[ ! -x "$toolkit/nvidia/cu$major/bin/nvcc" ]]; then
     echo "installing the CUDA $version toolkit from PyPI into $toolkit"
     python3 -m pip install --quiet --no-deps --target "$toolkit" "${specs[@]}"
 fi
+if [[ $features == cudnn && ! -d $toolkit/nvidia/cudnn ]]; then
+    # A toolkit installed earlier without cuDNN: pip --target leaves an existing nvidia/ alone,
+    # so cuDNN goes in beside it and is moved in.
+    echo "installing cuDNN into $toolkit"
+    python3 -m pip install --quiet --no-deps --target "$toolkit/cudnn-wheel" "$cudnn"
+    mv "$toolkit/cudnn-wheel/nvidia/cudnn" "$toolkit/nvidia/"
+    rm -rf "$toolkit/cudnn-wheel"
+fi
 cuda=$toolkit/nvidia/cu$major
 [[ -d $toolkit/nvidia/cudnn ]] && cp -rn "$toolkit"/nvidia/cudnn/{include,lib} "$cuda"/ 2>/dev/null || true
 
