@@ -29,6 +29,14 @@ def main():
         with torch.no_grad():
             t = median_time(runs, lambda: model(x), dev)
         print(f"{name} forward 1x3x224x224 on {dev}: median {t * 1e3:.1f} ms over {runs} runs")
+        if dev.type == "cuda" and torch.backends.cudnn.allow_tf32:
+            # PyTorch's default lets cuDNN's convolutions round to TF32; convscope computes in
+            # f32 throughout, as PyTorch does with this off.
+            torch.backends.cudnn.allow_tf32 = False
+            with torch.no_grad():
+                t = median_time(runs, lambda: model(x), dev)
+            torch.backends.cudnn.allow_tf32 = True
+            print(f"{name} forward 1x3x224x224 on {dev}, TF32 off: median {t * 1e3:.1f} ms")
 
 
 if __name__ == "__main__":
