@@ -139,16 +139,18 @@ fn odd_shapes() {
         // 128 taps or more per output take the direct kernel (AVX2 or AVX-512): three passes
         // over 64 channels into 120 outputs (a partial block) on 9x11, a batch of 7x7 maps,
         // strided, dilated with padding wider than half the kernel, the 7x7/2 stem's 3
-        // channels, 1x1s of one image (stride 1, and stride 2 read in place)
+        // channels, 1x1s of one image (stride 1, and stride 2 gathered)
         (1, 64, 120, 9, 11, 3, 1, 1, 1, 1, true),
         (3, 48, 64, 7, 7, 3, 1, 1, 1, 1, false),
         (1, 40, 64, 15, 13, 3, 2, 1, 1, 1, true),
         (1, 32, 64, 12, 12, 5, 1, 4, 2, 1, true),
         (2, 3, 64, 30, 30, 7, 2, 3, 1, 1, true),
         (1, 256, 64, 12, 10, 1, 1, 0, 1, 1, true),
+        (1, 130, 64, 9, 13, 1, 1, 0, 1, 1, false),
         (1, 260, 128, 21, 19, 1, 2, 0, 1, 1, false),
-        // ... and of a batch of small maps.
+        // ... and of a batch: small maps, and strided (gathered).
         (3, 256, 64, 7, 9, 1, 1, 0, 1, 1, true),
+        (3, 256, 64, 13, 15, 1, 2, 0, 1, 1, false),
         // Depthwise (its own kernel): stride 2, 5x5, ConvNeXt's 7x7, dilation 2, batch 2.
         (2, 16, 16, 15, 17, 3, 2, 1, 1, 16, true),
         (1, 12, 12, 14, 14, 5, 1, 2, 1, 12, false),

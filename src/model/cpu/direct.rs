@@ -14,7 +14,7 @@ use candle_core::{Result, Tensor};
 use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 
-use super::vector_runs::copy_padded;
+use super::vector_runs::{copy_padded, load};
 use super::{lanes, vectorized, with_data, ConvArgs, Scratch, SharedOut};
 use crate::model::ops::geometry::Axis;
 
@@ -31,19 +31,21 @@ const MAX_SUMS_FLOATS: usize = 1 << 15;
 /// Whether the direct kernel computes this convolution of `x`: ungrouped, on a CPU with AVX2
 /// or AVX-512, output channels that fill its register blocks, 128 taps or more per output
 /// (input channels times kernel taps), outputs of 36 pixels or more, and a kernel wider than
-/// 1x1, or a 1x1 of 256 input channels or more over one image or, with stride 1, over maps of
-/// 14x14 or fewer pixels.
+/// 1x1, or a 1x1 over one image, strided, or over maps of 14x14 or fewer pixels.
 ///
 /// Measured against im2col's multiply on every convolution of VGG16 and ResNet50 at 224
 /// pixels, batch 1 and 8, taking turns (`direct/im2col` time, medians of 5-9 turns): 0.63-0.99x
 /// on every kernel wider than 1x1 with 128 taps or more (0.63-0.85x on the 14x14 and 7x7 maps
 /// and the strided 3x3s, where im2col's multiply pads its pixels to 64; ResNet50's stem
-/// 0.89-0.91x), 0.74-0.91x on the 1x1s of one image (the strided ones too: im2col splits their
-/// input into phase planes first), 0.81-0.97x on the stride-1 1x1s of batches of 14x14 and 7x7
-/// maps (1.02-1.04x on the strided ones). It loses on VGG16's first layer (27 taps: 2.1x,
-/// where writing the channel-major sums one value at a time is a large share of the work), on
-/// 1x1s of 64 taps (1.3-1.6x), and on the 1x1s of batches of 28x28 and 56x56 maps (1.02-1.22x),
-/// which im2col multiplies in place.
+/// 0.89-0.91x), 0.74-0.91x on the 1x1s of one image (0.66-0.88x on those of 128-192 input
+/// channels: ResNet50's 128 to 512, EfficientNet-B0's 192 to 1152, MobileNetV3-large's 160 to
+/// 960, whose forward passes took the same time as with im2col), 0.81-0.97x on the stride-1
+/// 1x1s of batches of 14x14 and 7x7 maps, and 0.77-0.96x on the strided 1x1s of one image or a
+/// batch (which im2col splits into phase planes first, and this kernel gathers into dense
+/// planes, whose runs cross rows). It loses on VGG16's first layer (27 taps: 2.1x, where
+/// writing the channel-major sums one value at a time is a large share of the work), on 1x1s
+/// of 64 taps (1.2-1.6x), and on the stride-1 1x1s of batches of 28x28 and 56x56 maps
+/// (1.02-1.22x), which im2col multiplies in place.
 pub fn applies(x: &Tensor, conv: &ConvArgs) -> bool {
     let (d, s) = (conv.weight.dims(), x.dims());
     if d.len() != 4 || s.len() != 4 || conv.groups != 1 {
@@ -64,8 +66,8 @@ pub fn applies(x: &Tensor, conv: &ConvArgs) -> bool {
     }
     let pixels = conv.window.output((s[2], s[3])).map_or(0, |(h, w)| h * w);
     let strided = conv.window.h.stride > 1 || conv.window.w.stride > 1;
-    let small_maps = pixels <= MAX_BATCH_POINTWISE_PIXELS && !strided;
-    let pointwise = s[1] >= MIN_POINTWISE_TAPS && (s[0] == 1 || small_maps);
+    let small_maps = pixels <= MAX_BATCH_POINTWISE_PIXELS;
+    let pointwise = s[0] == 1 || strided || small_maps;
     pixels >= MIN_PIXELS && (taps > 1 || pointwise)
 }
 
@@ -75,11 +77,8 @@ const MIN_TAPS: usize = 128;
 /// squeeze-and-excitation are one pixel, a run of one, its weights read for one multiply-add
 /// each; MobileNetV3-large's forward took 1.06x the time with them).
 const MIN_PIXELS: usize = 6 * RUN;
-/// Fewest input channels of a 1x1 convolution the direct kernel takes (MobileNetV3-large's
-/// 160 to 960 on 7x7 maps took longer: with few taps per output, the write is a large share).
-const MIN_POINTWISE_TAPS: usize = 256;
 /// Most output pixels per image of a stride-1 1x1 convolution of a batch the direct kernel
-/// takes.
+/// takes (larger maps im2col's multiply reads in place).
 const MAX_BATCH_POINTWISE_PIXELS: usize = 14 * 14;
 
 /// Output channels per register block on this CPU: 64 with AVX-512, 16 with AVX2 (four and two
@@ -257,24 +256,56 @@ fn convolve(
         stride: (ah.stride, aw.stride),
         dilation: (ah.dilation, aw.dilation),
     };
-    let bias = conv.bias.map(|b| b.to_vec1::<f32>()).transpose()?;
+    // Padded to whole blocks, so that the last pass adds it a vector at a time.
+    let bias = conv
+        .bias
+        .map(|b| {
+            let mut bias = b.to_vec1::<f32>()?;
+            bias.resize(weights.blocks() * weights.width, 0.0);
+            Ok::<_, candle_core::Error>(bias)
+        })
+        .transpose()?;
     let mut out = vec![0f32; batch * cout * oh * ow];
     with_data(x, |input| {
         let in_place = ah.before == 0 && aw.before == 0 && rows <= h && row <= w;
-        if in_place {
-            let mut g = Geometry {
+        if in_place && (kh, kw) == (1, 1) {
+            // A 1x1 reads one value per output: the input itself at stride 1, the values it
+            // reads gathered into dense planes at a larger stride. Either way its output rows
+            // follow one another in the read planes as they do in the output, so runs cross
+            // them (a 14x14 map is runs of 6 pixels, not of 5, 5 and 4; a 7x7 map of 6 and 5,
+            // not 4 and 3).
+            let pixels = oh * ow;
+            let g = Geometry {
+                oh: 1,
+                ow: pixels,
+                row: pixels,
+                plane: pixels,
+                stride: (1, 1),
+                ..g
+            };
+            if (ah.stride, aw.stride) == (1, 1) {
+                multiply(&g, weights, input, bias.as_deref(), &mut out, run);
+            } else {
+                // Written whole before it is read.
+                let mut read = Scratch::take(batch * cin * pixels);
+                read.par_chunks_mut(pixels)
+                    .zip(input.par_chunks(h * w))
+                    .for_each(|(dst, src)| {
+                        for (oy, dst) in dst.chunks_exact_mut(ow).enumerate() {
+                            let src = &src[oy * ah.stride * w..];
+                            for (ox, d) in dst.iter_mut().enumerate() {
+                                *d = src[ox * aw.stride];
+                            }
+                        }
+                    });
+                multiply(&g, weights, &read, bias.as_deref(), &mut out, run);
+            }
+        } else if in_place {
+            let g = Geometry {
                 row: w,
                 plane: h * w,
                 ..g
             };
-            if (kh, kw, ah.stride, aw.stride, ow) == (1, 1, 1, 1, w) {
-                // A 1x1 that reads every pixel: its output rows follow one another in the
-                // input as they do in the output, so runs cross them (a 14x14 map is runs of 6
-                // pixels, not of 5, 5 and 4).
-                g.ow = oh * ow;
-                g.oh = 1;
-                g.row = g.plane;
-            }
             multiply(&g, weights, input, bias.as_deref(), &mut out, run);
         } else {
             // Written whole (zeros included) before it is read.
@@ -497,7 +528,7 @@ fn passes<S: Simd, const V: usize>(simd: S, p: Passes) {
                                 },
                                 plane,
                                 channels: w.width.min(w.rows - first_channel),
-                                bias: p.bias.map(|bias| &bias[first_channel..]),
+                                bias: p.bias.map(|bias| &bias[first_channel..][..w.width]),
                             }),
                         };
                         // SAFETY: see `Block`; the run's `len` pixels read their taps inside the
@@ -539,6 +570,7 @@ struct Output<'a> {
     plane: usize,
     /// The block's channels that exist (the last block's may be fewer than its lanes).
     channels: usize,
+    /// The block's bias, one per lane (zeros past `channels`).
     bias: Option<&'a [f32]>,
 }
 
@@ -609,6 +641,14 @@ impl Block<'_> {
             }
             return;
         };
+        if let Some(bias) = out.bias {
+            for (v, b) in bias.chunks_exact(l).take(V).enumerate() {
+                let b = load::<S>(b);
+                for a in acc.iter_mut() {
+                    a[v] = simd.add_f32s(a[v], b);
+                }
+            }
+        }
         // Channel-major into the NCHW output, through the run's sums laid out pixel-major.
         let mut run = [[0f32; MAX_CHANNELS]; P];
         for (p, a) in acc.iter().enumerate() {
@@ -620,10 +660,9 @@ impl Block<'_> {
             }
         }
         for ch in 0..out.channels {
-            let b = out.bias.map_or(0.0, |b| b[ch]);
             let dst = out.at.add(ch * out.plane);
             for (p, sums) in run.iter().enumerate() {
-                *dst.add(p) = sums[ch] + b;
+                *dst.add(p) = sums[ch];
             }
         }
     }
@@ -637,7 +676,7 @@ mod tests {
     /// The AVX2 kernel (two vectors of 8 channels, weights packed in blocks of 16) equals
     /// im2col's multiply, on an AVX-512 machine too: a 3x3 over 7x7 maps in three passes (64
     /// input channels) with 70 output channels (a partial last block), strided, dilated, and a
-    /// strided 1x1 read in place.
+    /// strided 1x1 gathered into dense planes.
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn the_avx2_kernel_equals_im2col() {
