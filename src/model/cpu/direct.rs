@@ -267,8 +267,9 @@ fn convolve(
         .transpose()?;
     let mut out = vec![0f32; batch * cout * oh * ow];
     with_data(x, |input| {
-        let in_place = ah.before == 0 && aw.before == 0 && rows <= h && row <= w;
-        if in_place && (kh, kw) == (1, 1) {
+        // Every window inside the input: no padding to write.
+        let unpadded = ah.before == 0 && aw.before == 0 && rows <= h && row <= w;
+        if unpadded && (kh, kw) == (1, 1) {
             // A 1x1 reads one value per output: the input itself at stride 1, the values it
             // reads gathered into dense planes at a larger stride. Either way its output rows
             // follow one another in the read planes as they do in the output, so runs cross
@@ -290,17 +291,10 @@ fn convolve(
                 let mut read = Scratch::take(batch * cin * pixels);
                 read.par_chunks_mut(pixels)
                     .zip(input.par_chunks(h * w))
-                    .for_each(|(dst, src)| {
-                        for (oy, dst) in dst.chunks_exact_mut(ow).enumerate() {
-                            let src = &src[oy * ah.stride * w..];
-                            for (ox, d) in dst.iter_mut().enumerate() {
-                                *d = src[ox * aw.stride];
-                            }
-                        }
-                    });
+                    .for_each(|(dst, src)| gather_plane(src, w, (ah.stride, aw.stride), ow, dst));
                 multiply(&g, weights, &read, bias.as_deref(), &mut out, run);
             }
-        } else if in_place {
+        } else if unpadded {
             let g = Geometry {
                 row: w,
                 plane: h * w,
@@ -319,6 +313,16 @@ fn convolve(
         Ok(())
     })?;
     Tensor::from_vec(out, (batch, cout, oh, ow), x.device())
+}
+
+/// The values of `src` (rows of `w`) that a 1x1 of `stride` reads, into `dst` (rows of `ow`).
+fn gather_plane(src: &[f32], w: usize, stride: (usize, usize), ow: usize, dst: &mut [f32]) {
+    for (oy, dst) in dst.chunks_exact_mut(ow).enumerate() {
+        let src = &src[oy * stride.0 * w..];
+        for (ox, d) in dst.iter_mut().enumerate() {
+            *d = src[ox * stride.1];
+        }
+    }
 }
 
 /// `src` (`h` by `w`) into the read plane `dst`, its first element at `before`, zeros around.
