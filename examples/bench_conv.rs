@@ -1,6 +1,7 @@
 //! Per-layer convolution benchmark: every distinct convolution of VGG16 and ResNet50 at
 //! 224x224, batch 1 and 8, through the engine's CPU kernel and through candle's `conv2d`,
-//! as medians and GFLOP/s.
+//! as medians and GFLOP/s. Each layer runs as in a pass, on the thread pool's workers (see
+//! `convscope::model::workers`).
 //!
 //!     cargo run --release --example bench_conv [-- RUNS] [--serve]
 //!
@@ -15,6 +16,7 @@ use anyhow::Result;
 use candle_core::{Device, Tensor};
 use common::{median, time_runs};
 use convscope::model::ops::{Conv2d, Op, Operation};
+use convscope::model::workers::on_workers;
 use convscope::model::Model;
 use std::io::Write;
 use std::time::Instant;
@@ -77,13 +79,17 @@ fn main() -> Result<()> {
         let c = &case.conv;
         // torchvision's convolutions are square: one stride, padding and dilation.
         let u = c.window.uniform().expect("a uniform window");
-        let ours = time_runs(runs, || {
-            c.apply(x)?;
-            Ok(())
+        let ours = on_workers(|| {
+            time_runs(runs, || {
+                c.apply(x)?;
+                Ok(())
+            })
         })?;
-        let candle = time_runs(runs, || {
-            x.conv2d(&c.weight, u.padding, u.stride, u.dilation, c.groups)?;
-            Ok(())
+        let candle = on_workers(|| {
+            time_runs(runs, || {
+                x.conv2d(&c.weight, u.padding, u.stride, u.dilation, c.groups)?;
+                Ok(())
+            })
         })?;
         let (co, cg, kh, kw) = c.weight.dims4()?;
         let s = x.dims();
@@ -163,12 +169,14 @@ fn serve_cases(all: &[(&Case, Tensor)]) -> Result<()> {
                     case.conv.apply(x)?;
                     Ok(())
                 };
-                // A turn starts on cores that may have idled: run for a while first.
-                let start = Instant::now();
-                while start.elapsed().as_secs_f64() < WARM_SECONDS {
-                    apply()?;
-                }
-                time_runs(runs, apply)?
+                on_workers(|| {
+                    // A turn starts on cores that may have idled: run for a while first.
+                    let start = Instant::now();
+                    while start.elapsed().as_secs_f64() < WARM_SECONDS {
+                        apply()?;
+                    }
+                    time_runs(runs, apply)
+                })?
             }
             _ => anyhow::bail!("expected `INDEX RUNS` or `matmul RUNS`, got {line:?}"),
         };

@@ -23,8 +23,22 @@ impl Graph {
         self.gradient_along(acts, &depends, wrt, output_id, grad_output)
     }
 
-    /// [`Graph::gradient`] through the nodes `depends` marks (see [`Graph::dependents`]).
+    /// [`Graph::gradient`] through the nodes `depends` marks (see [`Graph::dependents`]), on
+    /// the pool's workers (see [`super::workers`]).
     fn gradient_along(
+        &self,
+        acts: &Activations,
+        depends: &[bool],
+        wrt: NodeId,
+        output_id: NodeId,
+        grad_output: &Tensor,
+    ) -> Result<Tensor> {
+        super::workers::on_workers(|| {
+            self.gradient_here(acts, depends, wrt, output_id, grad_output)
+        })
+    }
+
+    fn gradient_here(
         &self,
         acts: &Activations,
         depends: &[bool],

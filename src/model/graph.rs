@@ -308,7 +308,18 @@ impl Graph {
         (floats * scale * 4.0) as u64
     }
 
+    /// Runs nodes `start..=stop` on the pool's workers (see [`super::workers`]).
     fn run(
+        &self,
+        values: Vec<Option<Tensor>>,
+        start: NodeId,
+        stop: NodeId,
+        keep: &Keep,
+    ) -> Result<Activations> {
+        super::workers::on_workers(|| self.run_here(values, start, stop, keep))
+    }
+
+    fn run_here(
         &self,
         mut values: Vec<Option<Tensor>>,
         start: NodeId,

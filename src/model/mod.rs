@@ -18,6 +18,7 @@ mod pth;
 mod strided;
 pub mod tree;
 pub mod weights;
+pub mod workers;
 
 use std::path::{Path, PathBuf};
 
