@@ -147,10 +147,15 @@ fn odd_shapes() {
         (2, 3, 64, 30, 30, 7, 2, 3, 1, 1, true),
         (1, 256, 64, 12, 10, 1, 1, 0, 1, 1, true),
         (1, 130, 64, 9, 13, 1, 1, 0, 1, 1, false),
+        (1, 256, 64, 17, 15, 1, 1, 0, 1, 1, true),
         (1, 260, 128, 21, 19, 1, 2, 0, 1, 1, false),
         // ... and of a batch: small maps, and strided (gathered).
         (3, 256, 64, 7, 9, 1, 1, 0, 1, 1, true),
         (3, 256, 64, 13, 15, 1, 2, 0, 1, 1, false),
+        // A 1x1 of one image over a larger map with fewer channels: im2col's multiply reads the
+        // input in place, the output channels cut between threads (67: unequal parts).
+        (1, 40, 67, 17, 15, 1, 1, 0, 1, 1, true),
+        (1, 128, 67, 16, 16, 1, 1, 0, 1, 1, false),
         // Depthwise (its own kernel): stride 2, 5x5, ConvNeXt's 7x7, dilation 2, batch 2.
         (2, 16, 16, 15, 17, 3, 2, 1, 1, 16, true),
         (1, 12, 12, 14, 14, 5, 1, 2, 1, 12, false),

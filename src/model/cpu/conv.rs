@@ -180,36 +180,50 @@ fn split_planes(layout: &Phases, input: &[f32], plane: usize) -> Vec<f32> {
     phased
 }
 
-/// One output tile: image `n`, group `g`, pixels `start..start + len` of the flattened output.
+/// One output tile: image `n`, group `g`, the group's output channels `first..first + rows`,
+/// pixels `start..start + len` of the flattened output.
 #[derive(Debug, Clone, Copy)]
 struct Tile {
     n: usize,
     g: usize,
+    first: usize,
+    rows: usize,
     start: usize,
     len: usize,
 }
 
 fn run(s: &Shape, source: Source, weight: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
     let threads = rayon::current_num_threads();
-    let tile = s.tile(threads);
-    let per_block = s.pixels().div_ceil(tile);
-    let tiles: Vec<Tile> = (0..s.batch * s.groups * per_block)
+    let in_place = source.is_column_matrix(s);
+    let blocks = s.batch * s.groups;
+    // An input read in place has no columns to keep in cache: with fewer images (groups) than
+    // threads, each is cut along its output channels into whole rows of pixels (1x1s of one
+    // image on 2 threads, 21 shapes of ResNet50, DenseNet, EfficientNet-B0 and MobileNetV3:
+    // 0.74-1.0x the time of tiles of pixels, 1.04x on 64 to 256 channels of 56x56).
+    let og = s.group_out();
+    let (tile, cuts) = if in_place && blocks < threads {
+        (s.pixels(), threads.div_ceil(blocks).min(og).max(1))
+    } else {
+        (s.tile(threads), 1)
+    };
+    let per_block = s.pixels().div_ceil(tile) * cuts;
+    let tiles: Vec<Tile> = (0..blocks * per_block)
         .map(|i| {
             let (block, t) = (i / per_block, i % per_block);
+            let (t, cut) = (t / cuts, t % cuts);
             let start = t * tile;
+            let first = og * cut / cuts;
             Tile {
                 n: block / s.groups,
                 g: block % s.groups,
+                first,
+                rows: og * (cut + 1) / cuts - first,
                 start,
                 len: tile.min(s.pixels() - start),
             }
         })
         .collect();
-    let columns = if source.is_column_matrix(s) {
-        0
-    } else {
-        s.patch_len() * tile
-    };
+    let columns = if in_place { 0 } else { s.patch_len() * tile };
     let ptr = SharedOut::new(out);
     run_jobs(
         tiles.len(),
@@ -262,21 +276,22 @@ unsafe fn run_tile(
             }
         }
     };
-    let dst = out.at((t.n * s.out_channels + t.g * og) * pixels + t.start);
+    let first_row = t.g * og + t.first;
+    let dst = out.at((t.n * s.out_channels + first_row) * pixels + t.start);
     if let Some(bias) = bias {
-        for (o, b) in bias[t.g * og..][..og].iter().enumerate() {
+        for (o, b) in bias[first_row..][..t.rows].iter().enumerate() {
             std::slice::from_raw_parts_mut(dst.add(o * pixels), t.len).fill(*b);
         }
     }
     gemm::gemm(
-        og,
+        t.rows,
         t.len,
         k,
         dst,
         1,
         pixels as isize,
         bias.is_some(),
-        weight[t.g * og * k..].as_ptr(),
+        weight[first_row * k..].as_ptr(),
         1,
         k as isize,
         rhs,

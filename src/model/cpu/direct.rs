@@ -31,21 +31,20 @@ const MAX_SUMS_FLOATS: usize = 1 << 15;
 /// Whether the direct kernel computes this convolution of `x`: ungrouped, on a CPU with AVX2
 /// or AVX-512, output channels that fill its register blocks, 128 taps or more per output
 /// (input channels times kernel taps), outputs of 36 pixels or more, and a kernel wider than
-/// 1x1, or a 1x1 over one image, strided, or over maps of 14x14 or fewer pixels.
+/// 1x1, or a 1x1 that is strided, over maps of 14x14 or fewer pixels, or over one image with
+/// 256 input channels or more.
 ///
 /// Measured against im2col's multiply on every convolution of VGG16 and ResNet50 at 224
 /// pixels, batch 1 and 8, taking turns (`direct/im2col` time, medians of 5-9 turns): 0.63-0.99x
 /// on every kernel wider than 1x1 with 128 taps or more (0.63-0.85x on the 14x14 and 7x7 maps
 /// and the strided 3x3s, where im2col's multiply pads its pixels to 64; ResNet50's stem
-/// 0.89-0.91x), 0.74-0.91x on the 1x1s of one image (0.66-0.88x on those of 128-192 input
-/// channels: ResNet50's 128 to 512, EfficientNet-B0's 192 to 1152, MobileNetV3-large's 160 to
-/// 960, whose forward passes took the same time as with im2col), 0.81-0.97x on the stride-1
-/// 1x1s of batches of 14x14 and 7x7 maps, and 0.77-0.96x on the strided 1x1s of one image or a
-/// batch (which im2col splits into phase planes first, and this kernel gathers into dense
-/// planes, whose runs cross rows). It loses on VGG16's first layer (27 taps: 2.1x, where
-/// writing the channel-major sums one value at a time is a large share of the work), on 1x1s
-/// of 64 taps (1.2-1.6x), and on the stride-1 1x1s of batches of 28x28 and 56x56 maps
-/// (1.02-1.22x), which im2col multiplies in place.
+/// 0.89-0.91x), 0.81-0.97x on the stride-1 1x1s of batches of 14x14 and 7x7 maps, and
+/// 0.77-0.96x on the strided 1x1s of one image or a batch (which im2col splits into phase
+/// planes first, and this kernel gathers into dense planes, whose runs cross rows); for the
+/// stride-1 1x1s of one image see [`MIN_POINTWISE_TAPS`]. It loses on VGG16's first layer (27
+/// taps: 2.1x, where writing the channel-major sums one value at a time is a large share of
+/// the work), on 1x1s of 64 taps (1.2-1.6x), and on the stride-1 1x1s of batches of 28x28 and
+/// 56x56 maps (1.02-1.22x), which im2col multiplies in place.
 pub fn applies(x: &Tensor, conv: &ConvArgs) -> bool {
     let (d, s) = (conv.weight.dims(), x.dims());
     if d.len() != 4 || s.len() != 4 || conv.groups != 1 {
@@ -66,8 +65,9 @@ pub fn applies(x: &Tensor, conv: &ConvArgs) -> bool {
     }
     let pixels = conv.window.output((s[2], s[3])).map_or(0, |(h, w)| h * w);
     let strided = conv.window.h.stride > 1 || conv.window.w.stride > 1;
-    let small_maps = pixels <= MAX_BATCH_POINTWISE_PIXELS;
-    let pointwise = s[0] == 1 || strided || small_maps;
+    let small_maps = pixels <= MAX_POINTWISE_PIXELS;
+    let deep = s[0] == 1 && s[1] >= MIN_POINTWISE_TAPS;
+    let pointwise = strided || small_maps || deep;
     pixels >= MIN_PIXELS && (taps > 1 || pointwise)
 }
 
@@ -77,9 +77,15 @@ const MIN_TAPS: usize = 128;
 /// squeeze-and-excitation are one pixel, a run of one, its weights read for one multiply-add
 /// each; MobileNetV3-large's forward took 1.06x the time with them).
 const MIN_PIXELS: usize = 6 * RUN;
-/// Most output pixels per image of a stride-1 1x1 convolution of a batch the direct kernel
-/// takes (larger maps im2col's multiply reads in place).
-const MAX_BATCH_POINTWISE_PIXELS: usize = 14 * 14;
+/// Most output pixels per image of a stride-1 1x1 convolution the direct kernel takes (larger
+/// maps im2col's multiply reads in place), unless it is one image's 1x1 of
+/// [`MIN_POINTWISE_TAPS`] input channels or more.
+const MAX_POINTWISE_PIXELS: usize = 14 * 14;
+/// Fewest input channels of one image's stride-1 1x1 over maps larger than
+/// [`MAX_POINTWISE_PIXELS`] the direct kernel takes: with fewer, writing its channel-major
+/// sums costs more than the multiply-adds save (2 threads, against im2col's multiply cut
+/// along output channels: 0.91-1.03x the time with 256-512 channels, 1.0-1.12x with 128-192).
+const MIN_POINTWISE_TAPS: usize = 256;
 
 /// Output channels per register block on this CPU: 64 with AVX-512, 16 with AVX2 (four and two
 /// vectors), `None` with narrower vectors, where im2col's multiply serves better.
