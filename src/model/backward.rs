@@ -34,40 +34,29 @@ impl Graph {
         grad_output: &Tensor,
     ) -> Result<Tensor> {
         super::workers::on_workers(|| {
-            self.gradient_here(acts, depends, wrt, output_id, grad_output)
-        })
-    }
-
-    fn gradient_here(
-        &self,
-        acts: &Activations,
-        depends: &[bool],
-        wrt: NodeId,
-        output_id: NodeId,
-        grad_output: &Tensor,
-    ) -> Result<Tensor> {
-        let nodes = self.nodes();
-        let mut grads: Vec<Option<Tensor>> = vec![None; nodes.len()];
-        grads[output_id] = Some(grad_output.clone());
-        for id in (wrt + 1..=output_id).rev() {
-            let Some(g) = grads[id].take() else { continue };
-            let node = &nodes[id];
-            let input_grads = self
-                .vjp(acts, id, &g)
-                .map_err(|e| candle_core::Error::msg(format!("gradient of {}: {e}", node.name)))?;
-            for (&input, ig) in node.inputs.iter().zip(input_grads) {
-                if !depends[input] {
-                    continue;
+            let nodes = self.nodes();
+            let mut grads: Vec<Option<Tensor>> = vec![None; nodes.len()];
+            grads[output_id] = Some(grad_output.clone());
+            for id in (wrt + 1..=output_id).rev() {
+                let Some(g) = grads[id].take() else { continue };
+                let node = &nodes[id];
+                let input_grads = self.vjp(acts, id, &g).map_err(|e| {
+                    candle_core::Error::msg(format!("gradient of {}: {e}", node.name))
+                })?;
+                for (&input, ig) in node.inputs.iter().zip(input_grads) {
+                    if !depends[input] {
+                        continue;
+                    }
+                    grads[input] = Some(match grads[input].take() {
+                        None => ig,
+                        Some(acc) => (acc + ig)?,
+                    });
                 }
-                grads[input] = Some(match grads[input].take() {
-                    None => ig,
-                    Some(acc) => (acc + ig)?,
-                });
             }
-        }
-        grads[wrt]
-            .take()
-            .ok_or_else(|| candle_core::Error::msg("no gradient reached the layer"))
+            grads[wrt]
+                .take()
+                .ok_or_else(|| candle_core::Error::msg("no gradient reached the layer"))
+        })
     }
 
     /// Row `i` of the result is [`Graph::gradient`] for row `i` of `seeds`, all from one pass
