@@ -79,13 +79,13 @@ fn main() -> Result<()> {
         let c = &case.conv;
         // torchvision's convolutions are square: one stride, padding and dilation.
         let u = c.window.uniform().expect("a uniform window");
-        let ours = on_workers(|| {
+        let ours = on_workers(x.device(), || {
             time_runs(runs, || {
                 c.apply(x)?;
                 Ok(())
             })
         })?;
-        let candle = on_workers(|| {
+        let candle = on_workers(x.device(), || {
             time_runs(runs, || {
                 x.conv2d(&c.weight, u.padding, u.stride, u.dilation, c.groups)?;
                 Ok(())
@@ -169,7 +169,7 @@ fn serve_cases(all: &[(&Case, Tensor)]) -> Result<()> {
                     case.conv.apply(x)?;
                     Ok(())
                 };
-                on_workers(|| {
+                on_workers(x.device(), || {
                     // A turn starts on cores that may have idled: run for a while first.
                     let start = Instant::now();
                     while start.elapsed().as_secs_f64() < WARM_SECONDS {

@@ -23,8 +23,8 @@ impl Graph {
         self.gradient_along(acts, &depends, wrt, output_id, grad_output)
     }
 
-    /// [`Graph::gradient`] through the nodes `depends` marks (see [`Graph::dependents`]), on
-    /// the pool's workers (see [`super::workers`]).
+    /// [`Graph::gradient`] through the nodes `depends` marks (see [`Graph::dependents`]); on
+    /// the CPU, on the pool's workers (see [`super::workers`]).
     fn gradient_along(
         &self,
         acts: &Activations,
@@ -33,7 +33,7 @@ impl Graph {
         output_id: NodeId,
         grad_output: &Tensor,
     ) -> Result<Tensor> {
-        super::workers::on_workers(|| {
+        super::workers::on_workers(grad_output.device(), || {
             let nodes = self.nodes();
             let mut grads: Vec<Option<Tensor>> = vec![None; nodes.len()];
             grads[output_id] = Some(grad_output.clone());

@@ -308,7 +308,7 @@ impl Graph {
         (floats * scale * 4.0) as u64
     }
 
-    /// Runs nodes `start..=stop` on the pool's workers (see [`super::workers`]).
+    /// Runs nodes `start..=stop` (on the CPU, on the pool's workers: see [`super::workers`]).
     fn run(
         &self,
         values: Vec<Option<Tensor>>,
@@ -316,7 +316,10 @@ impl Graph {
         stop: NodeId,
         keep: &Keep,
     ) -> Result<Activations> {
-        super::workers::on_workers(|| self.run_here(values, start, stop, keep))
+        // The device of the values given (none is given only where nothing will be computed).
+        let device = values.iter().flatten().next().map(|v| v.device().clone());
+        let device = device.unwrap_or(candle_core::Device::Cpu);
+        super::workers::on_workers(&device, || self.run_here(values, start, stop, keep))
     }
 
     fn run_here(
